@@ -1,0 +1,72 @@
+"""Transcripts: the label set, LibriSpeech-style normalisation, and label encoding.
+
+This module is the only place that knows the label set and the blank index; the loss, the
+decoder and the evaluation import them from here.
+
+Normalisation rule (``normalize``):
+  1. Unicode is folded to ASCII where a letter has an accent (``É`` -> ``E``) and typographic
+     apostrophes become ``'``.
+  2. Letters are upper-cased.
+  3. Any other character outside the label set (digits, punctuation, hyphens, symbols) becomes
+     a space, so words are never glued together (``ROCK-N-ROLL`` -> ``ROCK N ROLL``).
+  4. Runs of spaces collapse to one; leading and trailing spaces go.
+With ``strict=True`` step 3 raises :class:`TextError` naming the text and the characters instead.
+"""
+from __future__ import annotations
+
+import unicodedata
+
+import numpy as np
+
+#: The zoo's DeepSpeech2 labels: apostrophe, A-Z, space, and the CTC blank last.
+LABELS = "'ABCDEFGHIJKLMNOPQRSTUVWXYZ _"
+BLANK = "_"
+BLANK_INDEX = LABELS.index(BLANK)  # 28
+NUM_CLASSES = len(LABELS)  # 29
+#: Characters a normalised transcript may contain (all labels but the blank).
+ALPHABET = frozenset(LABELS) - {BLANK}
+
+_APOSTROPHES = {"\u2019": "'", "\u2018": "'", "\u02bc": "'", "`": "'"}
+_CHAR_TO_INDEX = {c: i for i, c in enumerate(LABELS) if c != BLANK}
+
+
+class TextError(ValueError):
+    """A transcript holds characters that are not in the label set."""
+
+
+def _fold(text: str) -> str:
+    """Steps 1 and 2 of the rule: accents and typographic apostrophes to ASCII, upper case."""
+    text = "".join(_APOSTROPHES.get(c, c) for c in text)
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).upper()
+
+
+def normalize(text: str, strict: bool = False) -> str:
+    """Normalise a transcript to the label set (see the module docstring for the rule).
+
+    :param text: any transcript.
+    :param strict: raise :class:`TextError` on a character outside the label set instead of
+        turning it into a space.
+    :return: upper-case text over ``'``, ``A``-``Z`` and single spaces.
+    """
+    folded = _fold(text)
+    outside = sorted({c for c in folded if c not in ALPHABET and not c.isspace()})
+    if outside and strict:
+        raise TextError(f"characters outside the label set {outside!r} in transcript {text!r}")
+    cleaned = "".join(c if c in ALPHABET else " " for c in folded)
+    return " ".join(cleaned.split())
+
+
+def encode(text: str) -> np.ndarray:
+    """Map a normalised transcript to label indices (int32). Raises TextError on other characters."""
+    try:
+        return np.fromiter((_CHAR_TO_INDEX[c] for c in text), dtype=np.int32, count=len(text))
+    except KeyError as err:
+        raise TextError(
+            f"character {err.args[0]!r} is not a label; normalise {text!r} first"
+        ) from None
+
+
+def decode(indices) -> str:
+    """Map label indices back to text (the inverse of :func:`encode`; blanks are kept as ``_``)."""
+    return "".join(LABELS[int(i)] for i in indices)

@@ -1,0 +1,46 @@
+import numpy as np
+import pytest
+
+from ds2stream.text import BLANK_INDEX, LABELS, NUM_CLASSES, TextError, decode, encode, normalize
+
+
+def test_label_set_is_the_zoos():
+    assert LABELS == "'ABCDEFGHIJKLMNOPQRSTUVWXYZ _"
+    assert BLANK_INDEX == 28 == NUM_CLASSES - 1
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("hello world", "HELLO WORLD"),
+        ("  Don't   stop ", "DON'T STOP"),
+        ("rock-n-roll", "ROCK N ROLL"),
+        ("Café naïve", "CAFE NAIVE"),
+        ("it\u2019s", "IT'S"),
+        ("chapter 12.", "CHAPTER"),
+        ("", ""),
+    ],
+)
+def test_normalize(raw, expected):
+    assert normalize(raw) == expected
+
+
+def test_strict_normalize_names_text_and_characters():
+    assert normalize("it's fine", strict=True) == "IT'S FINE"
+    with pytest.raises(TextError, match=r"\['1', '2'\].*'chapter 12'"):
+        normalize("chapter 12", strict=True)
+
+
+def test_encode_decode_round_trip():
+    text = "IT'S A TEST"
+    indices = encode(text)
+    assert indices.dtype == np.int32
+    assert indices[0] == LABELS.index("I") and indices[2] == 0
+    assert decode(indices) == text
+
+
+def test_encode_rejects_unnormalised_text():
+    with pytest.raises(TextError, match="'a' is not a label"):
+        encode("a")
+    with pytest.raises(TextError):
+        encode("A_B")  # the blank is not a character of a transcript
