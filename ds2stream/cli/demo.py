@@ -17,10 +17,7 @@ def demo():
     """
     import time
 
-    import numpy as np
-
     from ..audio import read_audio
-    from ..decoding import greedy_decode
     from ..features import FeatureConfig, spectrogram
 
     files = sorted(SAMPLE_DIR.glob("*/*/*/*.flac"))

@@ -1,0 +1,124 @@
+"""``ds2stream shard`` and ``ds2stream info``: LibriSpeech inputs -> Arrow shard set, and its summary."""
+import os
+import shutil
+from pathlib import Path
+
+import click
+
+from .base import cli
+
+
+@cli.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder of the shard set (created).")
+@click.option("--audio", "audio_format", type=click.Choice(["flac", "pcm16"]), default="flac",
+              help="Store the original FLAC bytes, or raw int16 samples.")
+@click.option("--features/--no-features", default=False,
+              help="Also store the spectrogram (float16), computed by the native kernel.")
+@click.option("--shard-size", type=float, default=128.0, help="Approximate shard size in MB.")
+@click.option("--min-duration", type=float, default=0.0, help="Leave out shorter utterances (s), counted.")
+@click.option("--max-duration", type=float, default=None, help="Leave out longer utterances (s), counted.")
+@click.option("--jobs", type=click.IntRange(min=1), default=os.cpu_count() or 1,
+              help="Worker processes decoding audio.")
+@click.option("--strict", is_flag=True, help="Exit non-zero if any input had a problem.")
+@click.option("--overwrite", is_flag=True, help="Delete a shard set already in --out first.")
+def shard(inputs, out_dir, audio_format, features, shard_size, min_duration, max_duration, jobs,
+          strict, overwrite):
+    """Pack LibriSpeech INPUTS into an Arrow shard set with a length index.
+
+    Each INPUT is an extracted LibriSpeech folder at any level (LibriSpeech/,
+    LibriSpeech/train-clean-100/, one speaker), a LibriSpeech .tar.gz read as a stream (never
+    extracted), or a zoo CSV manifest of wav_path,txt_path rows. Several inputs make one set.
+
+    Bad input (corrupt audio, missing transcript lines or audio, a sample rate other than the
+    feature config's, stereo, characters outside the label set, a truncated archive, a CSV row
+    pointing at a missing file) is reported by file name, counted in the summary and in the
+    index, and never stops the good utterances. Re-running the same command after an
+    interruption finishes the set without losing or duplicating an utterance.
+    """
+    from tqdm import tqdm
+
+    from ..shards import Filtered, ShardOptions, write_shard_set
+    from ..sources import Problem, count_hint
+
+    try:
+        counts = [count_hint(path) for path in inputs]
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="INPUTS") from None
+    try:
+        options = ShardOptions(audio_format=audio_format, with_features=features, shard_size_mb=shard_size,
+                               min_duration=min_duration,
+                               max_duration=float("inf") if max_duration is None else max_duration)
+    except ValueError as err:
+        raise click.UsageError(str(err)) from None
+    if overwrite and out_dir.exists():
+        shutil.rmtree(out_dir)
+
+    # The total (and so the ETA) is known unless an input is an archive, read once as a stream.
+    total = None if None in counts else sum(counts)
+    bar = tqdm(total=total, unit=" utt", dynamic_ncols=True, desc="shard")
+    seconds = [0.0]
+
+    def progress(result):
+        if isinstance(result, Problem):
+            tqdm.write(f"problem [{result.kind}] {result.message}")
+        elif not isinstance(result, Filtered):
+            seconds[0] += result["duration"]
+        bar.set_postfix_str(f"{seconds[0] / 3600:.2f} h audio", refresh=False)
+        bar.update()
+
+    try:
+        summary = write_shard_set(inputs, out_dir, options, jobs=jobs, progress=progress)
+    except ValueError as err:
+        raise click.ClickException(str(err)) from None
+    finally:
+        bar.close()
+    rate = seconds[0] / max(bar.format_dict["elapsed"], 1e-9)
+    click.echo(_format_summary(summary, out_dir))
+    if seconds[0]:
+        click.echo(f"speed: {rate:.0f}x real time ({jobs} jobs) for the audio of this run")
+    if strict and summary["problems"]:
+        raise click.ClickException(f"{len(summary['problems'])} problems (--strict)")
+
+
+def _format_summary(summary: dict, shard_dir: Path) -> str:
+    lines = [
+        f"{shard_dir}: {summary['utterances']} utterances, {summary['hours']:.3f} h, "
+        f"{len(summary['speakers'])} speakers, {len(summary['shards'])} shards",
+        f"durations: {summary['duration_min']:.2f}-{summary['duration_max']:.2f} s",
+    ]
+    for reason, count in sorted(summary["filtered"].items()):
+        lines.append(f"filtered {reason}: {count}")
+    if summary["problem_counts"]:
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(summary["problem_counts"].items()))
+        lines.append(f"problems: {len(summary['problems'])} ({counts}); each is listed in index.json")
+    else:
+        lines.append("problems: none")
+    return "\n".join(lines)
+
+
+@cli.command()
+@click.argument("shard_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--problems", "show_problems", is_flag=True, help="List every problem recorded at shard time.")
+def info(shard_dir, show_problems):
+    """Summarise the shard set in SHARD_DIR: hours, utterances, speakers, durations, problems."""
+    from ..shards import load_index
+
+    try:
+        summary, _ = load_index(shard_dir)
+    except ValueError as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(_format_summary(summary, shard_dir))
+    click.echo(f"audio: {summary['audio_format']}, features stored: {summary['features']}, "
+               f"feature config: {summary['feature_config']}")
+    hist = summary["duration_histogram"]
+    peak = max(hist["counts"]) or 1
+    click.echo("duration histogram (s):")
+    for low, count in zip(hist["edges"], hist["counts"]):
+        if count:
+            click.echo(f"  {low:5.1f}-{low + hist['edges'][1] - hist['edges'][0]:<5.1f} {count:8d} "
+                       + "#" * max(1, round(40 * count / peak)))
+    if show_problems:
+        for problem in summary["problems"]:
+            click.echo(f"[{problem['kind']}] {problem['message']}")

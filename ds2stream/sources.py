@@ -1,0 +1,223 @@
+"""Where utterances come from: LibriSpeech folders, LibriSpeech .tar.gz archives, zoo CSV manifests.
+
+Each source yields, in a deterministic order, either a :class:`SourceItem` (transcript and where
+its audio is) or a :class:`Problem` (something that cannot become an utterance, named by file).
+Nothing is decoded here: decoding and checks happen in ``shards`` worker processes.
+
+LibriSpeech layout: ``<root>/<subset>/<speaker>/<chapter>/<speaker>-<chapter>-<utt>.flac`` and
+``<speaker>-<chapter>.trans.txt`` with lines ``<utt-id> <TEXT>``. A folder input may be at any
+level of it. The zoo's CSV manifest has rows ``wav_path,txt_path`` (no header; a relative path is
+taken relative to the CSV's folder); the text file holds the transcript, the id is the audio file
+name without its extension.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import os
+import re
+import tarfile
+import zlib
+from pathlib import Path
+from typing import Iterator, Union
+
+AUDIO_EXTENSIONS = (".flac", ".wav")
+TRANSCRIPT_SUFFIX = ".trans.txt"
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
+_LIBRISPEECH_ID = re.compile(r"^(\d+)-(\d+)-(\d+)$")
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceItem:
+    """One utterance before decoding. Exactly one of audio_path / audio_bytes is set."""
+
+    id: str
+    transcript: str  # as found, not yet normalised
+    origin: str  # the audio's file (or archive:member) for messages
+    audio_path: str | None = None
+    audio_bytes: bytes | None = None
+
+    @property
+    def speaker_id(self) -> int:
+        return _id_part(self.id, 1)
+
+    @property
+    def chapter_id(self) -> int:
+        return _id_part(self.id, 2)
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """Input that does not become a row. kind is one of PROBLEM_KINDS."""
+
+    kind: str
+    source: str
+    message: str
+
+
+#: Every kind of problem, with what it means; the summary and the index count by these.
+PROBLEM_KINDS = {
+    "unreadable_audio": "corrupt or truncated audio file",
+    "empty_audio": "audio file with no samples",
+    "too_short": "audio shorter than one spectrogram window",
+    "sample_rate": "audio not at the feature config's sample rate",
+    "channels": "audio with more than one channel",
+    "missing_audio": "transcript line with no audio file",
+    "missing_transcript": "audio file with no transcript line",
+    "text": "transcript with characters outside the label set, or empty",
+    "missing_file": "CSV row pointing at a file that does not exist",
+    "csv_row": "CSV row that is not wav_path,txt_path",
+    "archive": "archive that is truncated or unreadable",
+    "duplicate_id": "utterance id already taken by an earlier utterance",
+}
+
+Item = Union[SourceItem, Problem]
+
+
+def _id_part(utt_id: str, group: int) -> int:
+    """Speaker (1) or chapter (2) of a LibriSpeech id; -1 when the id has another form."""
+    match = _LIBRISPEECH_ID.match(utt_id)
+    return int(match.group(group)) if match else -1
+
+
+def input_kind(path: Path) -> str:
+    """'folder', 'archive' or 'csv'; ValueError naming the path otherwise."""
+    if path.is_dir():
+        return "folder"
+    if not path.exists():
+        raise ValueError(f"{path}: no such file or folder")
+    name = path.name.lower()
+    if name.endswith(ARCHIVE_SUFFIXES):
+        return "archive"
+    if name.endswith(".csv"):
+        return "csv"
+    raise ValueError(
+        f"{path}: not a LibriSpeech folder, .tar.gz archive or .csv manifest"
+    )
+
+
+def iter_source(path: Path) -> Iterator[Item]:
+    kind = input_kind(path)
+    if kind == "folder":
+        return iter_folder(path)
+    if kind == "archive":
+        return iter_archive(path)
+    return iter_csv(path)
+
+
+def count_hint(path: Path) -> int | None:
+    """How many items a source will yield, when that is cheap to know (for a progress bar's ETA);
+    None for an archive, which is only read once, as a stream."""
+    kind = input_kind(path)
+    if kind == "folder":
+        return sum(1 for _, _, files in os.walk(path) for f in files if f.lower().endswith(AUDIO_EXTENSIONS))
+    if kind == "csv":
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return sum(1 for line in handle if line.strip())
+    return None
+
+
+def parse_transcripts(lines, origin: str) -> tuple[dict[str, str], list[Problem]]:
+    """``<utt-id> <TEXT>`` lines -> {id: text}; a line without text is a problem."""
+    texts, problems = {}, []
+    for number, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line:
+            continue
+        utt_id, _, text = line.partition(" ")
+        if not text.strip():
+            problems.append(Problem("text", f"{origin}:{number}", f"{origin}:{number}: no transcript for {utt_id}"))
+            continue
+        texts[utt_id] = text
+    return texts, problems
+
+
+def _unpaired(folder: str, texts: dict[str, str], audio: dict[str, str]) -> Iterator[Problem]:
+    """Problems for transcript lines without audio and audio (id -> its origin) without a line."""
+    for utt_id in sorted(set(texts) - set(audio)):
+        yield Problem("missing_audio", f"{folder}/{utt_id}",
+                      f"{folder}: transcript line {utt_id} has no audio file")
+    for utt_id in sorted(set(audio) - set(texts)):
+        yield Problem("missing_transcript", audio[utt_id], f"{audio[utt_id]}: audio with no transcript line")
+
+
+def iter_folder(root: Path) -> Iterator[Item]:
+    """An extracted LibriSpeech tree at any level (corpus, subset, speaker or chapter folder)."""
+    for folder, dirs, files in os.walk(root):
+        dirs.sort()
+        audio = {Path(f).stem: os.path.join(folder, f) for f in sorted(files)
+                 if f.lower().endswith(AUDIO_EXTENSIONS)}
+        texts: dict[str, str] = {}
+        for name in sorted(f for f in files if f.endswith(TRANSCRIPT_SUFFIX)):
+            path = os.path.join(folder, name)
+            with open(path, encoding="utf-8", errors="replace") as handle:
+                found, problems = parse_transcripts(handle, path)
+            yield from problems
+            texts.update(found)
+        for utt_id in sorted(set(texts) & set(audio)):
+            yield SourceItem(utt_id, texts[utt_id], origin=audio[utt_id], audio_path=audio[utt_id])
+        yield from _unpaired(folder, texts, audio)
+
+
+def iter_archive(path: Path) -> Iterator[Item]:
+    """A LibriSpeech archive read as a stream (never extracted). An archive that ends early is a
+    problem; everything complete before that point is kept."""
+    pending_audio: dict[str, dict[str, tuple[str, bytes]]] = {}
+    pending_text: dict[str, dict[str, str]] = {}
+    last_member = "(none)"
+    try:
+        with tarfile.open(path, mode="r|*") as archive:
+            for member in archive:
+                if not member.isfile():
+                    continue
+                last_member = member.name
+                folder, name = os.path.split(member.name)
+                origin = f"{path}:{member.name}"
+                if name.endswith(TRANSCRIPT_SUFFIX):
+                    data = archive.extractfile(member).read().decode("utf-8", errors="replace")
+                    found, problems = parse_transcripts(data.splitlines(), origin)
+                    yield from problems
+                    audio = pending_audio.get(folder, {})
+                    for utt_id, text in found.items():
+                        if utt_id in audio:
+                            audio_origin, data = audio.pop(utt_id)
+                            yield SourceItem(utt_id, text, origin=audio_origin, audio_bytes=data)
+                        else:
+                            pending_text.setdefault(folder, {})[utt_id] = text
+                elif name.lower().endswith(AUDIO_EXTENSIONS):
+                    utt_id = Path(name).stem
+                    data = archive.extractfile(member).read()
+                    text = pending_text.get(folder, {}).pop(utt_id, None)
+                    if text is None:
+                        pending_audio.setdefault(folder, {})[utt_id] = (origin, data)
+                    else:
+                        yield SourceItem(utt_id, text, origin=origin, audio_bytes=data)
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as err:
+        yield Problem("archive", str(path),
+                      f"{path}: archive unreadable or truncated after member {last_member} ({err})")
+    for folder in sorted(set(pending_audio) | set(pending_text)):
+        audio = {utt_id: origin for utt_id, (origin, _) in pending_audio.get(folder, {}).items()}
+        yield from _unpaired(f"{path}:{folder}", pending_text.get(folder, {}), audio)
+
+
+def iter_csv(path: Path) -> Iterator[Item]:
+    """The zoo's manifest: rows of ``wav_path,txt_path``."""
+    base = path.parent
+    with open(path, newline="", encoding="utf-8") as handle:
+        for number, row in enumerate(csv.reader(handle), 1):
+            where = f"{path}:{number}"
+            if not row or all(not cell.strip() for cell in row):
+                continue
+            if len(row) != 2:
+                yield Problem("csv_row", where, f"{where}: expected wav_path,txt_path, got {row!r}")
+                continue
+            audio_path, text_path = (base / cell.strip() for cell in row)
+            missing = [str(p) for p in (audio_path, text_path) if not p.is_file()]
+            if missing:
+                yield Problem("missing_file", where, f"{where}: no such file {', '.join(missing)}")
+                continue
+            text = text_path.read_text(encoding="utf-8", errors="replace").strip()
+            if not text:
+                yield Problem("text", str(text_path), f"{text_path}: empty transcript")
+                continue
+            yield SourceItem(audio_path.stem, text, origin=str(audio_path), audio_path=str(audio_path))
