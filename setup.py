@@ -4,7 +4,6 @@ import os
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-
 # -O3 lets gcc vectorise the kernels' inner loops over a block of frames, -fno-math-errno lets
 # it vectorise sqrtf too, and -march=native lets it use AVX2/AVX-512 (the spectrogram runs 1.3x
 # faster with it). Set DS2STREAM_PORTABLE_BUILD=1 to build for any x86-64 (e.g. a wheel that

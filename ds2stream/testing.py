@@ -5,6 +5,8 @@ import shutil
 import tarfile
 from pathlib import Path
 
+import numpy as np
+
 # Files the real LibriSpeech archives carry beside the audio; readers must pass over them.
 LIBRISPEECH_EXTRA_FILES = ("README.TXT", "CHAPTERS.TXT", "SPEAKERS.TXT", "LICENSE.TXT", "BOOKS.TXT")
 
@@ -42,10 +44,8 @@ def librispeech_archive(corpus: Path, archive: Path) -> Path:
 LENGTH_PROFILES = ("train-clean-100", "test-clean")
 
 
-def sample_durations(profile: str, count: int, rng) -> "np.ndarray":
+def sample_durations(profile: str, count: int, rng: np.random.Generator) -> np.ndarray:
     """Draw ``count`` utterance durations (s) with the length distribution of a LibriSpeech subset."""
-    import numpy as np
-
     if profile == "train-clean-100":
         kind = rng.choice(3, size=count, p=[0.64, 0.31, 0.05])
         core = np.clip(rng.normal(14.9, 1.2, count), 12.0, 17.0)
@@ -62,7 +62,6 @@ def synthetic_librispeech(clips_dir: Path, root: Path, hours: float, profile: st
     """A LibriSpeech-layout corpus of real speech with real transcripts and a subset's lengths:
     each utterance joins recordings from ``clips_dir`` (a LibriSpeech-layout split, e.g. the
     bundled FSDD digits) and its transcript joins theirs. Returns ``root/LibriSpeech``."""
-    import numpy as np
     import soundfile
 
     from .audio import read_audio

@@ -1,0 +1,81 @@
+"""What the shard reader delivers, and how much padding each batching mode costs.
+
+1. Padding ratio (padded frames / real frames - 1) of the three batch modes on LibriSpeech
+   train-clean-100's length distribution (28,539 utterances, from the length index alone):
+   fixed (the zoo: batch 8, every batch padded to 1250 frames, longer utterances cannot be used
+   whole), unbucketed (batch 8, padded to the batch's longest) and bucketed (16 buckets of equal
+   total duration, a budget of 8 x 1250 = 10,000 padded frames per batch: the zoo's batch-8 memory).
+2. Throughput: utterances and audio-hours per wall-second that the GeneratorDataset reader
+   delivers as padded bucketed batches (FLAC decoding, native features, labels), with 1 and 2
+   workers, on a shard set with train-clean-100's lengths made from real speech.
+3. The ratio to what a training step of the zoo preset consumes: ZOO_STEP_AUDIO_SECONDS_PER_SECOND,
+   measured on this machine (batch 8 of 12.5 s in 27 s; see bench/step.py).
+
+    python bench/loader.py [--hours 0.5]
+"""
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ds2stream.cli.demo import SAMPLE_DIR
+from ds2stream.pipeline import BatchMode, BatchSampler, BatchSource, EpochIterator, ShardSet
+from ds2stream.shards import ShardOptions, write_shard_set
+from ds2stream.testing import sample_durations, synthetic_librispeech
+
+ZOO_STEP_AUDIO_SECONDS_PER_SECOND = 8 * 12.5 / 27.0
+TRAIN_CLEAN_100_UTTERANCES = 28539
+
+
+def padding_table():
+    rng = np.random.default_rng(0)
+    frames = (sample_durations("train-clean-100", TRAIN_CLEAN_100_UTTERANCES, rng) * 100).astype(np.int64) + 1
+    chars, shards = frames // 7, np.arange(len(frames)) // 300
+    rows = []
+    for mode, sizing in ((BatchMode.FIXED, {"batch_size": 8}), (BatchMode.UNBUCKETED, {"batch_size": 8}),
+                         (BatchMode.BUCKETED, {"max_frames": 8 * 1250})):
+        sampler = BatchSampler(frames, chars, shards, mode=mode, **sizing)
+        stats = sampler.stats(sampler.plan(0))
+        rows.append((mode.value, stats.padding_ratio, len(stats.batches_per_shape), sum(stats.dropped.values())))
+    print(f"padding on train-clean-100 lengths ({len(frames)} utterances, mean {frames.mean() / 100:.1f} s)")
+    print(f"{'mode':12s} {'padding':>8s} {'shapes':>7s} {'left out':>9s}")
+    for mode, ratio, shapes, dropped in rows:
+        print(f"{mode:12s} {ratio:8.1%} {shapes:7d} {dropped:9d}")
+
+
+def throughput(hours: float):
+    work = Path(tempfile.mkdtemp(prefix="ds2stream-bench-loader-"))
+    try:
+        corpus = synthetic_librispeech(SAMPLE_DIR / "train", work / "src", hours)
+        write_shard_set([corpus], work / "shards", ShardOptions(shard_size_mb=8), jobs=2)
+        shard_set = ShardSet(work / "shards")
+        sampler = BatchSampler(shard_set.frames, shard_set.num_chars, shard_set.shard, max_frames=8 * 1250)
+        source = BatchSource(shard_set, sampler)
+        audio_seconds = shard_set.num_samples.sum() / 16000
+        print(f"\nthroughput on {len(shard_set)} utterances, {audio_seconds / 3600:.2f} h (bucketed batches)")
+        print(f"{'workers':>7s} {'utt/s':>8s} {'audio h/s':>10s} {'x zoo step':>11s}")
+        for workers in (1, 2):
+            start = time.perf_counter()
+            for _ in EpochIterator(source, epoch=workers, num_workers=workers):
+                pass
+            seconds = time.perf_counter() - start
+            rate = audio_seconds / seconds
+            print(f"{workers:7d} {len(shard_set) / seconds:8.0f} {rate / 3600:10.3f} "
+                  f"{rate / ZOO_STEP_AUDIO_SECONDS_PER_SECOND:10.0f}x")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--hours", type=float, default=0.5, help="audio in the throughput shard set")
+    args = parser.parse_args()
+    padding_table()
+    throughput(args.hours)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,182 @@
+"""The reader: bucket rule, epoch plans (exactly once, shapes, ranks, resume) and batch arrays."""
+import numpy as np
+import pytest
+
+from ds2stream.features import spectrogram
+from ds2stream.pipeline import (
+    BatchMode,
+    BatchSampler,
+    BatchSource,
+    EpochIterator,
+    ShardSet,
+    bucket_boundaries,
+    decode_samples,
+)
+from ds2stream.shards import ShardOptions, write_shard_set
+from ds2stream.testing import sample_durations
+from ds2stream.text import BLANK_INDEX, encode
+
+
+def halve(frames):
+    """A stand-in model geometry: one stride-2 layer."""
+    return (np.asarray(frames) + 1) // 2
+
+
+@pytest.fixture(scope="module")
+def shard_set(tmp_path_factory, sample_dir):
+    out = tmp_path_factory.mktemp("shards") / "train"
+    write_shard_set([sample_dir / "train"], out, ShardOptions(shard_size_mb=0.5), jobs=2)
+    return ShardSet(out)
+
+
+@pytest.fixture(scope="module")
+def librispeech_lengths():
+    """train-clean-100's 28,539 utterance lengths (frames) and transcript lengths, no audio needed."""
+    rng = np.random.default_rng(0)
+    frames = (sample_durations("train-clean-100", 28539, rng) * 100).astype(np.int64) + 1
+    return frames, frames // 7, np.arange(len(frames)) // 300  # ~15 chars/s; 300 utterances a shard
+
+
+def sampler_for(frames, chars, shards, mode, **kw):
+    sizing = {"max_frames": 20000} if mode is BatchMode.BUCKETED else {"batch_size": 16}
+    return BatchSampler(frames, chars, shards, mode=mode, **{**sizing, **kw})
+
+
+# ---------------------------------------------------------------- the bucket rule
+
+def test_bucket_edges_split_total_duration_evenly():
+    frames = np.array([10] * 100 + [100] * 10 + [1000])  # totals 1000, 1000, 1000
+    assert bucket_boundaries(frames, 3, multiple=1).tolist() == [10, 100, 1000]
+    edges = bucket_boundaries(frames, 3, multiple=8)
+    assert edges.tolist() == [16, 104, 1000] and edges[-1] >= frames.max()
+
+
+def test_bucket_edges_merge_when_lengths_repeat():
+    assert bucket_boundaries(np.full(50, 37), 8).tolist() == [40]
+    with pytest.raises(ValueError, match="no lengths"):
+        bucket_boundaries(np.array([]), 4)
+
+
+def test_bucketed_padding_meets_the_target_on_librispeech_lengths(librispeech_lengths):
+    frames, chars, shards = librispeech_lengths
+    padding = {mode: sampler_for(frames, chars, shards, mode).stats(
+        sampler_for(frames, chars, shards, mode).plan(0)).padding_ratio for mode in BatchMode}
+    assert padding[BatchMode.BUCKETED] <= 0.10
+    assert padding[BatchMode.BUCKETED] < padding[BatchMode.UNBUCKETED] < padding[BatchMode.FIXED]
+
+
+def test_bucketed_padding_is_lower_than_unbucketed_on_fsdd(shard_set):
+    ratios = {}
+    for mode, sizing in ((BatchMode.BUCKETED, {"max_frames": 4000}), (BatchMode.UNBUCKETED, {"batch_size": 32})):
+        sampler = BatchSampler(shard_set.frames, shard_set.num_chars, shard_set.shard, mode=mode, **sizing)
+        ratios[mode] = sampler.stats(sampler.plan(0)).padding_ratio
+    assert ratios[BatchMode.BUCKETED] < ratios[BatchMode.UNBUCKETED]
+
+
+# ---------------------------------------------------------------- epoch plans
+
+@pytest.mark.parametrize("mode", list(BatchMode))
+@pytest.mark.parametrize("world_size", [1, 2])
+def test_each_utterance_once_per_epoch_and_ranks_in_step(librispeech_lengths, mode, world_size):
+    frames, chars, shards = librispeech_lengths
+    samplers = [sampler_for(frames, chars, shards, mode, rank=r, world_size=world_size, seed=3)
+                for r in range(world_size)]
+    plans = [s.plan(1) for s in samplers]
+    real = np.concatenate([rows[mask > 0] for plan in plans for rows, mask in zip(plan.rows, plan.masks)])
+    kept = np.flatnonzero(samplers[0].keep)
+    assert len(real) == len(np.unique(real)) == len(kept)
+    assert set(real.tolist()) == set(kept.tolist())
+    assert len({len(plan.rows) for plan in plans}) == 1  # every rank runs the same number of steps
+    for batches in zip(*(zip(plan.rows, plan.frames) for plan in plans)):
+        assert len({(len(rows), int(f)) for rows, f in batches}) == 1  # the ranks' i-th batches share a shape
+    if mode is BatchMode.FIXED:
+        assert samplers[0].dropped["longer_than_fixed_frames"] == int((frames > 1250).sum()) > 0
+
+
+def test_every_batch_shape_belongs_to_the_bucket_set(librispeech_lengths):
+    frames, chars, shards = librispeech_lengths
+    sampler = sampler_for(frames, chars, shards, BatchMode.BUCKETED, num_buckets=12)
+    allowed = {(int(size), int(edge)) for size, edge in zip(sampler.batch_sizes, sampler.edges)}
+    plan = sampler.plan(0)
+    shapes = {(len(rows), int(f)) for rows, f in zip(plan.rows, plan.frames)}
+    assert shapes <= allowed and len(shapes) == len(allowed)
+    assert all(size * edge <= 20000 for size, edge in allowed)
+    for rows, f in zip(plan.rows, plan.frames):
+        assert frames[rows].max() <= f  # nothing is cropped
+
+
+def test_same_seed_same_batches_and_epochs_differ(librispeech_lengths):
+    frames, chars, shards = librispeech_lengths
+    a = sampler_for(frames, chars, shards, BatchMode.BUCKETED, seed=5)
+    b = sampler_for(frames, chars, shards, BatchMode.BUCKETED, seed=5)
+    for x, y in zip(a.plan(2).rows, b.plan(2).rows):
+        np.testing.assert_array_equal(x, y)
+    assert not all(np.array_equal(x, y) for x, y in zip(a.plan(2).rows, a.plan(3).rows))
+
+
+def test_sortagrad_orders_the_first_epoch_only(librispeech_lengths):
+    frames, chars, shards = librispeech_lengths
+    sampler = sampler_for(frames, chars, shards, BatchMode.BUCKETED, sortagrad=True)
+    assert np.all(np.diff(sampler.plan(0).frames) >= 0)
+    assert not np.all(np.diff(sampler.plan(1).frames) >= 0)
+
+
+def test_transcripts_that_cannot_fit_ctc_are_left_out_and_counted():
+    frames = np.array([100, 100, 100, 40])
+    chars = np.array([10, 50, 51, 5])  # output = 50 frames for 100 input frames
+    sampler = BatchSampler(frames, chars, np.zeros(4), batch_size=2, output_lengths=halve)
+    assert sampler.dropped == {"transcript_longer_than_output": 1}
+    assert sampler.keep.tolist() == [True, True, False, True]
+
+
+def test_frame_budget_below_the_longest_utterance_is_a_clear_error():
+    with pytest.raises(ValueError, match="max_frames 100 is below the longest bucket"):
+        BatchSampler(np.array([50, 300]), np.array([1, 1]), np.zeros(2), max_frames=100)
+
+
+# ---------------------------------------------------------------- batches through MindSpore
+
+def test_batch_arrays_hold_the_utterances(shard_set):
+    sampler = BatchSampler(shard_set.frames, shard_set.num_chars, shard_set.shard, num_buckets=4,
+                           max_frames=3000, seed=1)
+    source = BatchSource(shard_set, sampler, halve)
+    features, feature_lengths, output_lengths, labels, label_lengths, mask, rows = source.batch(len(source) - 1)
+    for j, position in enumerate(rows):
+        record = shard_set.record(int(position))
+        expected = spectrogram(decode_samples(record, "flac"))
+        n = expected.shape[1]
+        assert feature_lengths[j] == n and output_lengths[j] == (n + 1) // 2
+        np.testing.assert_array_equal(features[j, 0, :, :n], expected)
+        assert not features[j, 0, :, n:].any()
+        assert label_lengths[j] == len(record["text"])
+        np.testing.assert_array_equal(labels[j, :label_lengths[j]], encode(record["text"]))
+        assert (labels[j, label_lengths[j]:] == BLANK_INDEX).all()
+    assert mask.dtype == np.float32 and set(np.unique(mask)) <= {0.0, 1.0}
+
+
+def test_generator_dataset_delivers_the_plan_with_two_workers_and_resumes(shard_set):
+    sampler = BatchSampler(shard_set.frames, shard_set.num_chars, shard_set.shard, num_buckets=6,
+                           max_frames=3000, seed=2)
+    source = BatchSource(shard_set, sampler, halve)
+    one = EpochIterator(source, epoch=1, num_workers=1)
+    first = [(step, batch["rows"].copy(), batch["features"].sum()) for step, batch in one]
+    two = [(step, batch["rows"].copy(), batch["features"].sum()) for step, batch in
+           EpochIterator(source, epoch=1, num_workers=2)]
+    assert len(first) == len(two) == one.report.batches > 0
+    for (s1, r1, f1), (s2, r2, f2) in zip(first, two):
+        assert s1 == s2 and np.array_equal(r1, r2) and f1 == f2
+    resumed = [(step, batch["rows"]) for step, batch in EpochIterator(source, epoch=1, start_step=5)]
+    assert [s for s, _ in resumed] == [s for s, _, _ in first[5:]]
+    for (_, rows), (_, expected, _) in zip(resumed, first[5:]):
+        np.testing.assert_array_equal(rows, expected)
+    assert one.report.data_wait_seconds > 0
+    assert sum(one.report.batches_per_shape.values()) == one.report.batches
+
+
+def test_stored_features_are_used_when_the_shards_have_them(tmp_path, sample_dir):
+    write_shard_set([sample_dir / "test" / "9104"], tmp_path / "f", ShardOptions(with_features=True))
+    shard_set = ShardSet(tmp_path / "f")
+    assert shard_set.use_stored_features
+    spect, text = shard_set.features(0)
+    expected = spectrogram(decode_samples(shard_set.record(0), "flac"))
+    np.testing.assert_allclose(spect, expected, atol=2e-2, rtol=2e-3)
