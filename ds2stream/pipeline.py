@@ -1,7 +1,7 @@
 """Shard set -> padded batches for MindSpore, with length bucketing.
 
 Three parts, apart as in Lhotse:
-  * the **bucket rule** -- :func:`bucket_boundaries` (lengths -> boundaries) and the length measure
+  * the **bucket rule** -- :func:`bucket_boundaries` (lengths -> edges that minimise padding) and the length measure
     ``FeatureConfig.num_frames``: the only place that decides how batches are shaped;
   * the **sampler** -- :class:`BatchSampler` plans an epoch from metadata only (the length index):
     which utterances form each batch, for each rank, in which order; resumable by (epoch, step);
@@ -51,7 +51,7 @@ BATCH_COLUMNS = ["features", "feature_lengths", "output_lengths", "labels", "lab
 
 
 class BatchMode(str, enum.Enum):
-    BUCKETED = "bucketed"  # length buckets of equal total duration, padded to the bucket's edge
+    BUCKETED = "bucketed"  # length buckets with the least padding, padded to the bucket's edge
     UNBUCKETED = "unbucketed"  # random batches padded to their longest (rounded up to FRAME_MULTIPLE)
     FIXED = "fixed"  # the zoo: every batch padded to ZOO_TRAIN_FRAMES; longer utterances dropped
 
@@ -59,22 +59,39 @@ class BatchMode(str, enum.Enum):
 # ---------------------------------------------------------------- the bucket rule
 
 def bucket_boundaries(frames: np.ndarray, num_buckets: int, multiple: int = FRAME_MULTIPLE) -> np.ndarray:
-    """Upper edges (frames, inclusive) of buckets that hold about equal total duration.
+    """Upper edges (frames, inclusive) of at most ``num_buckets`` buckets that minimise padding.
 
-    Bucket k holds lengths in ``(edges[k-1], edges[k]]``; the last edge covers the longest length.
-    Edges sit at the 1/K, 2/K, ... quantiles of total frames (as Lhotse's duration buckets) and are
-    rounded up to ``multiple``; equal edges merge, so fewer than K buckets may come back.
+    Every batch is padded to its bucket's edge (one graph per bucket), so the padded frames of an
+    epoch are ``sum over buckets of (utterances in it) x edge``; the edges here minimise that sum
+    exactly (dynamic programming over the distinct lengths, rounded up to ``multiple``). Bucket k
+    holds lengths in ``(edges[k-1], edges[k]]``; the last edge covers the longest length.
+    Compared with Lhotse's edges at quantiles of equal total duration, this halves the padding on
+    LibriSpeech train-clean-100's lengths (16 buckets: 4.2 % against 8.7 %; bench/loader.py).
     """
     frames = np.asarray(frames, dtype=np.int64)
     if frames.size == 0:
         raise ValueError("no lengths to estimate bucket boundaries from")
     if num_buckets < 1:
         raise ValueError(f"num_buckets must be at least 1, got {num_buckets}")
-    ordered = np.sort(frames)
-    cumulative = np.cumsum(ordered)
-    quantiles = np.searchsorted(cumulative, cumulative[-1] * np.arange(1, num_buckets) / num_buckets)
-    edges = np.append(ordered[quantiles], ordered[-1])
-    return np.unique(-(-edges // multiple) * multiple)
+    lengths, counts = np.unique(-(-frames // multiple) * multiple, return_counts=True)
+    below = np.concatenate([[0], np.cumsum(counts)])  # utterances shorter than lengths[j]
+    n, buckets = len(lengths), min(num_buckets, len(lengths))
+    # cost[b, j]: least padded frames for the j shortest lengths in b buckets; split[b, j]: where
+    # the last of those buckets starts.
+    cost = np.full((buckets + 1, n + 1), np.inf)
+    cost[0, 0] = 0.0
+    split = np.zeros((buckets + 1, n + 1), dtype=np.int64)
+    for b in range(1, buckets + 1):
+        for j in range(b, n + 1):
+            starts = np.arange(b - 1, j)
+            candidates = cost[b - 1, starts] + (below[j] - below[starts]) * lengths[j - 1]
+            best = int(np.argmin(candidates))
+            cost[b, j], split[b, j] = candidates[best], starts[best]
+    edges, j = [], n
+    for b in range(buckets, 0, -1):
+        edges.append(lengths[j - 1])
+        j = split[b, j]
+    return np.array(edges[::-1], dtype=np.int64)
 
 
 def batch_sizes_for(edges: np.ndarray, max_frames: int | None, batch_size: int | None) -> np.ndarray:
@@ -170,8 +187,10 @@ class BatchSampler:
         else:
             top = int(self.frames[keep].max())
             self.edges = np.array([-(-top // FRAME_MULTIPLE) * FRAME_MULTIPLE])
-        self.batch_sizes = batch_sizes_for(self.edges, max_frames, batch_size)
         self.bucket_of = np.searchsorted(self.edges, self.frames)
+        # No batch larger than its bucket (a small eval set would be mostly filler rows otherwise).
+        per_rank = -(-np.bincount(self.bucket_of[self.keep], minlength=len(self.edges)) // world_size)
+        self.batch_sizes = np.minimum(batch_sizes_for(self.edges, max_frames, batch_size), np.maximum(per_rank, 1))
         # The longest transcript in each bucket fixes that bucket's label padding (one shape).
         self.label_pad = np.ones(len(self.edges), dtype=np.int64)
         np.maximum.at(self.label_pad, self.bucket_of[self.keep], self.num_chars[self.keep])
@@ -283,6 +302,10 @@ class ShardSet:
         """The stored row of the utterance at index position (audio bytes are a view of the map)."""
         table = self._table(int(self.shard[position]))
         return table.slice(int(self.row[position]), 1).to_pylist()[0]
+
+    def text(self, position: int) -> str:
+        """The normalised transcript of one utterance (reads only the text column)."""
+        return self._table(int(self.shard[position])).column("text")[int(self.row[position])].as_py()
 
     def features(self, position: int) -> tuple[np.ndarray, str]:
         """(spectrogram (num_bins, frames) float32, normalised text) of one utterance."""

@@ -44,11 +44,27 @@ def sampler_for(frames, chars, shards, mode, **kw):
 
 # ---------------------------------------------------------------- the bucket rule
 
-def test_bucket_edges_split_total_duration_evenly():
-    frames = np.array([10] * 100 + [100] * 10 + [1000])  # totals 1000, 1000, 1000
+def test_bucket_edges_minimise_padding_worked_by_hand():
+    # {1,2,3 | 10} pads to 3*3 + 10 = 19 frames; {1 | 2,3,10} to 31; {1,2 | 3,10} to 24.
+    assert bucket_boundaries(np.array([1, 2, 3, 10]), 2, multiple=1).tolist() == [3, 10]
+    frames = np.array([10] * 100 + [100] * 10 + [1000])
     assert bucket_boundaries(frames, 3, multiple=1).tolist() == [10, 100, 1000]
-    edges = bucket_boundaries(frames, 3, multiple=8)
-    assert edges.tolist() == [16, 104, 1000] and edges[-1] >= frames.max()
+    assert bucket_boundaries(frames, 3, multiple=8).tolist() == [16, 104, 1000]
+    assert bucket_boundaries(frames, 1, multiple=1).tolist() == [1000]
+
+
+def test_bucket_edges_are_never_worse_than_any_other_split():
+    rng = np.random.default_rng(4)
+    frames = rng.integers(1, 60, 40)
+    edges = bucket_boundaries(frames, 3, multiple=1)
+
+    def padded(e):
+        return int(np.asarray(e)[np.searchsorted(e, frames)].sum())
+
+    values = np.unique(frames)
+    for a in values:
+        for b in values[values > a]:
+            assert padded(edges) <= padded(np.array([a, b, frames.max()]))
 
 
 def test_bucket_edges_merge_when_lengths_repeat():

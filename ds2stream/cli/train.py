@@ -1,0 +1,74 @@
+"""``ds2stream train`` and ``ds2stream plot``: shards -> a run directory with checkpoints and metrics."""
+import json
+from pathlib import Path
+
+import click
+
+from .base import cli
+
+PRESET_NAMES = ["tiny", "small", "fast", "zoo"]
+
+
+@cli.command()
+@click.option("--shards", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Training shard set (from `ds2stream shard`).")
+@click.option("--dev-shards", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Shard set evaluated (WER/CER) at every epoch end; the best run is kept as best.ckpt.")
+@click.option("--preset", type=click.Choice(PRESET_NAMES), default="tiny", help="Model and training defaults.")
+@click.option("--out", "run_dir", type=click.Path(file_okay=False, path_type=Path), help="New run directory.")
+@click.option("--resume", "resume_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Continue the run in this directory from its newest checkpoint (its configs are reused).")
+@click.option("--bucketed/--unbucketed", default=True,
+              help="Length buckets padded to their edge, or random batches padded to their longest.")
+@click.option("--epochs", type=click.IntRange(min=1), help="Epochs in all (default: the preset's).")
+@click.option("--lr", "learning_rate", type=float, help="Peak learning rate (default: the preset's).")
+@click.option("--max-frames", type=click.IntRange(min=1), help="Padded frames per batch (default: the preset's).")
+@click.option("--num-buckets", type=click.IntRange(min=1), help="Length buckets (default: the preset's).")
+@click.option("--checkpoint-every", type=click.IntRange(min=1), help="Steps between checkpoints.")
+@click.option("--workers", type=click.IntRange(min=1), help="Reader worker processes.")
+@click.option("--seed", type=int, help="Seed of initialisation and batch order.")
+@click.option("--max-steps", type=click.IntRange(min=1), help="Stop (with a checkpoint) after this many steps.")
+@click.option("--pretrained", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Start from these weights (a ds2stream or zoo checkpoint of the same model; Adam state "
+                   "is not carried over).")
+@click.option("--distributed", is_flag=True, help="Data parallel under msrun: one process per rank.")
+@click.option("--pynative", is_flag=True, help="PyNative mode instead of graph mode (debugging; 4-8x slower).")
+def train(shards, dev_shards, preset, run_dir, resume_dir, bucketed, epochs, learning_rate, max_frames,
+          num_buckets, checkpoint_every, workers, seed, max_steps, pretrained, distributed, pynative):
+    """Train DeepSpeech2 on a shard set, in graph mode with bucketed shapes.
+
+    Start a run with --shards and --out, or continue one with --resume RUN_DIR (the same next batch
+    and, after the same steps, the same parameters as a run that never stopped).
+    """
+    from ..train import run_training
+
+    if (resume_dir is None) == (run_dir is None):
+        raise click.UsageError("give either --out RUN_DIR (a new run) or --resume RUN_DIR")
+    if resume_dir is None and shards is None:
+        raise click.UsageError("a new run needs --shards")
+    overrides = {"epochs": epochs, "learning_rate": learning_rate, "max_frames": max_frames,
+                 "num_buckets": num_buckets, "checkpoint_every": checkpoint_every, "workers": workers,
+                 "seed": seed, "batch_mode": None if bucketed else "unbucketed"}
+    try:
+        record = run_training(run_dir=run_dir, resume_dir=resume_dir, shards=shards, dev_shards=dev_shards,
+                              preset=preset, overrides={k: v for k, v in overrides.items() if v is not None},
+                              pretrained=pretrained, distributed=distributed, graph=not pynative,
+                              max_steps=max_steps)
+    except ValueError as err:
+        raise click.ClickException(str(err)) from None
+    if record:
+        click.echo(json.dumps(record))
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="PNG file (default RUN_DIR/curves.png).")
+def plot(run_dir, out):
+    """Plot loss, learning rate and dev WER/CER of the run in RUN_DIR as a PNG (needs matplotlib)."""
+    from ..train import plot_run
+
+    try:
+        path = plot_run(run_dir, out)
+    except (ValueError, ImportError) as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(str(path))

@@ -1,0 +1,250 @@
+"""DeepSpeech2 in MindSpore: conv front end, bidirectional RNN layers, a linear classifier.
+
+Parameter names and shapes are the model zoo's (``conv.conv1.weight``, ``conv.bn1.gamma``,
+``RNN.lstms.0.weight_ih_l0``, ``fc.module.weight``, ...), so zoo checkpoints load. The conv
+geometry lives in one table (:class:`ConvLayer` rows of a :class:`ModelConfig`); the RNN input size,
+the output lengths and the export shapes are all derived from it and from ``FeatureConfig``.
+
+Input ``features`` (B, 1, num_bins, T) and ``lengths`` (B,); output log-probabilities
+(T_out, B, num_classes), time-major as CTC wants them, and ``output_lengths`` (B,).
+
+Improvements on the zoo, each a named switch of :class:`ModelConfig`:
+  ``mask_padding``   -- padding frames are zeroed after every layer and never enter a recurrence:
+                        the backward direction starts at each utterance's own last frame;
+  ``rnn_batch_norm`` -- BatchNorm on the input of every RNN layer but the first (as the DS2 paper);
+  ``activation``     -- ``hardtanh`` (clipped ReLU, 0..20, as the DS2 paper) instead of ``tanh``.
+With all three off the network is the zoo's, and so are its parameters.
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+import os
+
+import numpy as np
+
+from .features import FeatureConfig
+from .text import NUM_CLASSES
+
+# MindSpore 2.10 runs convolutions through oneDNN 3.10, which on AVX-512 CPUs picks a reference
+# implementation for MindSpore's plain NCHW layout: the zoo's 21x11 conv ran at 0.7 GFLOP/s here.
+# Capped at AVX2 it uses its JIT GEMM convolution, 80x faster (bench/step.py). Read by oneDNN at
+# its first primitive, so setting it before any network runs is enough; a user's value wins.
+os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")
+
+
+class Activation(str, enum.Enum):
+    TANH = "tanh"
+    HARDTANH = "hardtanh"  # min(max(x, 0), 20): the DS2 paper's clipped ReLU
+
+
+class RNNType(str, enum.Enum):
+    LSTM = "lstm"
+    GRU = "gru"
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvLayer:
+    """One conv layer of the front end: (frequency, time) pairs, no bias, then BatchNorm."""
+
+    channels: int
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]  # on both sides
+
+    def out_size(self, size, axis: int):
+        """Frames (axis 1) or bins (axis 0) after this layer, for an int or an integer array."""
+        return (size + 2 * self.padding[axis] - self.kernel[axis]) // self.stride[axis] + 1
+
+
+#: The zoo's conv front end.
+ZOO_CONV = (
+    ConvLayer(32, (41, 11), (2, 2), (20, 5)),
+    ConvLayer(32, (21, 11), (2, 1), (10, 5)),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Everything that shapes the network. Saved in every checkpoint."""
+
+    conv: tuple[ConvLayer, ...] = ZOO_CONV
+    rnn_type: RNNType = RNNType.LSTM
+    rnn_layers: int = 5
+    rnn_hidden: int = 1024  # bidirectional, directions summed
+    activation: Activation = Activation.TANH
+    mask_padding: bool = False
+    rnn_batch_norm: bool = False
+    num_bins: int = FeatureConfig().num_bins
+    num_classes: int = NUM_CLASSES
+
+    def __post_init__(self):
+        object.__setattr__(self, "activation", Activation(self.activation))
+        object.__setattr__(self, "rnn_type", RNNType(self.rnn_type))
+        object.__setattr__(self, "conv", tuple(
+            layer if isinstance(layer, ConvLayer) else ConvLayer(**{k: tuple(v) if isinstance(v, list) else v
+                                                                    for k, v in layer.items()})
+            for layer in self.conv))
+
+    def output_lengths(self, frames):
+        """Model output frames for input frames (int or integer array): the conv layers' time axis."""
+        for layer in self.conv:
+            frames = layer.out_size(frames, 1)
+        return frames
+
+    @property
+    def rnn_input_size(self) -> int:
+        bins = self.num_bins
+        for layer in self.conv:
+            bins = layer.out_size(bins, 0)
+        return self.conv[-1].channels * bins
+
+    @property
+    def time_stride(self) -> int:
+        return int(np.prod([layer.stride[1] for layer in self.conv]))
+
+    def to_dict(self) -> dict:
+        data = dataclasses.asdict(self)
+        data["activation"], data["rnn_type"] = self.activation.value, self.rnn_type.value
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(f"unknown model config keys {sorted(unknown)}")
+        return cls(**data)
+
+
+def count_parameters(config: ModelConfig) -> int:
+    """Every parameter a checkpoint holds: weights, biases, BatchNorm's gamma, beta and moving
+    statistics (the zoo preset: 86,608,224)."""
+    total, channels = 0, 1
+    for layer in config.conv:
+        total += layer.channels * channels * layer.kernel[0] * layer.kernel[1] + 4 * layer.channels
+        channels = layer.channels
+    gates = 4 if config.rnn_type is RNNType.LSTM else 3
+    size = config.rnn_input_size
+    for i in range(config.rnn_layers):
+        if config.rnn_batch_norm and i > 0:
+            total += 4 * size
+        total += 2 * gates * config.rnn_hidden * (size + config.rnn_hidden + 2)
+        size = config.rnn_hidden
+    return total + config.num_classes * config.rnn_hidden
+
+
+# ---------------------------------------------------------------- MindSpore cells
+# Imported lazily: mindspore takes seconds to import and the data stages do not need it.
+
+def build_model(config: ModelConfig):
+    """A DeepSpeech2 ``mindspore.nn.Cell`` for ``config`` (parameter names as the zoo's)."""
+    from mindspore import nn, ops
+
+    def time_mask(lengths, frames):
+        """(B, frames) float mask, 1 where t < length."""
+        steps = ops.arange(frames, dtype=lengths.dtype)
+        return (steps.view(1, -1) < lengths.view(-1, 1)).astype("float32")
+
+    def activation():
+        if config.activation is Activation.HARDTANH:
+            return nn.Hardtanh(0.0, 20.0)
+        return nn.Tanh()
+
+    class ConvStack(nn.Cell):
+        def __init__(self):
+            super().__init__()
+            channels = 1
+            self.layers = config.conv
+            for i, layer in enumerate(config.conv, 1):
+                pad_f, pad_t = layer.padding
+                setattr(self, f"conv{i}", nn.Conv2d(
+                    channels, layer.channels, layer.kernel, stride=layer.stride, pad_mode="pad",
+                    padding=(pad_f, pad_f, pad_t, pad_t), has_bias=False, weight_init="HeUniform"))
+                setattr(self, f"bn{i}", nn.BatchNorm2d(layer.channels, momentum=0.9))
+                setattr(self, f"act{i}", activation())
+                channels = layer.channels
+            self.count = len(config.conv)
+
+        def construct(self, x, lengths):
+            for i in range(self.count):
+                layer = self.layers[i]
+                x = getattr(self, f"conv{i + 1}")(x)
+                x = getattr(self, f"bn{i + 1}")(x)
+                x = getattr(self, f"act{i + 1}")(x)
+                lengths = (lengths + 2 * layer.padding[1] - layer.kernel[1]) // layer.stride[1] + 1
+                if config.mask_padding:
+                    x = x * time_mask(lengths, x.shape[3]).view(x.shape[0], 1, 1, -1)
+            return x, lengths
+
+    rnn_class = nn.LSTM if config.rnn_type is RNNType.LSTM else nn.GRU
+
+    class BiRNN(rnn_class):
+        """One bidirectional layer, directions summed. With masking, each direction runs over the
+        sequence reversed within its own length, so padding never enters the recurrence."""
+
+        def construct(self, x, lengths):
+            if not config.mask_padding:
+                out, _ = super().construct(x)
+                return out[:, :, :self.hidden_size] + out[:, :, self.hidden_size:]
+            batch = x.shape[1]
+            zeros = ops.zeros((batch, self.hidden_size), x.dtype)
+            state = (zeros, zeros) if config.rnn_type is RNNType.LSTM else zeros
+            forward, _ = self.rnn(x, state, None, self.w_ih_list[0], self.w_hh_list[0],
+                                  self.b_ih_list[0], self.b_hh_list[0])
+            backward, _ = self.rnn(self.reverse_sequence(x, lengths), state, None, self.w_ih_list[1],
+                                   self.w_hh_list[1], self.b_ih_list[1], self.b_hh_list[1])
+            out = forward + self.reverse_sequence(backward, lengths)
+            return out * time_mask(lengths, x.shape[0]).transpose().view(x.shape[0], batch, 1)
+
+    class RNNStack(nn.Cell):
+        def __init__(self):
+            super().__init__()
+            sizes = [config.rnn_input_size] + [config.rnn_hidden] * (config.rnn_layers - 1)
+            self.lstms = nn.CellList([BiRNN(size, config.rnn_hidden, 1, bidirectional=True) for size in sizes])
+            if config.rnn_batch_norm:
+                self.norms = nn.CellList([nn.BatchNorm1d(config.rnn_hidden, momentum=0.9)
+                                          for _ in range(config.rnn_layers - 1)])
+            self.count = config.rnn_layers
+
+        def construct(self, x, lengths):
+            for i in range(self.count):
+                if config.rnn_batch_norm and i > 0:
+                    frames, batch, size = x.shape
+                    x = self.norms[i - 1](x.view(frames * batch, size)).view(frames, batch, size)
+                x = self.lstms[i](x, lengths)
+            return x
+
+    class SequenceWise(nn.Cell):
+        """Applies a module to every (frame, batch) position; named ``module`` as in the zoo."""
+
+        def __init__(self, module):
+            super().__init__()
+            self.module = module
+
+        def construct(self, x):
+            frames, batch, size = x.shape
+            return self.module(x.view(frames * batch, size)).view(frames, batch, -1)
+
+    class DeepSpeech2(nn.Cell):
+        def __init__(self):
+            super().__init__()
+            self.config = config
+            self.conv = ConvStack()
+            self.RNN = RNNStack()
+            self.fc = SequenceWise(nn.Dense(config.rnn_hidden, config.num_classes, has_bias=False))
+            self.log_softmax = nn.LogSoftmax(axis=-1)
+
+        def construct(self, features, lengths):
+            x, lengths = self.conv(features, lengths)
+            batch, channels, bins, frames = x.shape
+            x = x.view(batch, channels * bins, frames).transpose(2, 0, 1)  # (T, B, C*F)
+            x = self.RNN(x, lengths)
+            return self.log_softmax(self.fc(x)), lengths
+
+    return DeepSpeech2()
+
+
+def parameter_shapes(network) -> dict[str, tuple]:
+    """{name: shape} of every parameter (trainable and BatchNorm statistics), as a checkpoint has them."""
+    return {p.name: tuple(p.shape) for p in network.get_parameters()}

@@ -1,0 +1,50 @@
+"""The preset table: a model and its training defaults under one name.
+
+``zoo``   -- the model zoo's DeepSpeech2 exactly (86.6 M parameters, tanh, no masking): loads and
+             continues zoo checkpoints. Training defaults fixed: the LR schedule is applied,
+             gradients are clipped, Adam has no loss scale.
+``small`` -- the zoo's conv front end, 3 bidirectional LSTM-512 layers, with masking, RNN
+             BatchNorm and clipped ReLU: for a first LibriSpeech run on a CPU server.
+``fast``  -- 4x time subsampling (second conv strides time too, as PaddleSpeech), 3 bidirectional
+             GRU-512 layers: trades accuracy for speed on a CPU (see bench/step.py).
+``tiny``  -- 8-channel convs and 2 bidirectional LSTM-160 layers: trains in minutes on the
+             bundled sample (spoken digits) and in the tests.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from .model import ZOO_CONV, Activation, ConvLayer, ModelConfig, RNNType
+from .train import TrainConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    name: str
+    model: ModelConfig
+    train: TrainConfig
+
+
+_IMPROVED = {"activation": Activation.HARDTANH, "mask_padding": True, "rnn_batch_norm": True}
+
+PRESETS = {
+    "zoo": Preset("zoo", ModelConfig(), TrainConfig(learning_rate=3e-4, max_frames=10000)),
+    "small": Preset("small", ModelConfig(rnn_layers=3, rnn_hidden=512, **_IMPROVED),
+                    TrainConfig(learning_rate=5e-4, max_frames=20000)),
+    "fast": Preset("fast", ModelConfig(
+        conv=(ZOO_CONV[0], ConvLayer(32, (21, 11), (2, 2), (10, 5))),
+        rnn_type=RNNType.GRU, rnn_layers=3, rnn_hidden=512, **_IMPROVED),
+        TrainConfig(learning_rate=5e-4, max_frames=20000)),
+    "tiny": Preset("tiny", ModelConfig(
+        conv=tuple(dataclasses.replace(layer, channels=8) for layer in ZOO_CONV),
+        rnn_layers=2, rnn_hidden=160, **_IMPROVED),
+        TrainConfig(epochs=40, learning_rate=2e-3, warmup_steps=50, lr_decay_per_epoch=0.95, max_frames=3000,
+                    num_buckets=6, checkpoint_every=200)),
+}
+
+
+def get_preset(name: str) -> Preset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}") from None

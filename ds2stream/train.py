@@ -1,0 +1,531 @@
+"""Training DeepSpeech2 from shards: graph mode, bucketed shapes, a guard against non-finite steps,
+atomic checkpoints and exact resume.
+
+A run directory holds:
+  ``config.json``               model, train and feature configs, label set, shard folders;
+  ``metrics.jsonl``             one JSON line per step, per epoch and per event (non-finite, rollback);
+  ``checkpoints/step-N.ckpt``   model + Adam state + the position in the data (keep the last k);
+  ``best.ckpt``                 the checkpoint with the lowest dev WER (with ``--dev-shards``).
+
+The zoo's training mistakes, and what happens here instead: its LR schedule was computed and never
+applied (here :meth:`TrainConfig.learning_rate_at` sets Adam's rate every step); Adam ran with
+``loss_scale=1024`` on an unscaled loss, shrinking every update 1024x (here no loss scale); no
+gradient clipping (here global-norm clipping); a NaN/inf loss killed the run (here the step is
+skipped, counted and logged with its utterance ids, the BatchNorm statistics it touched restored,
+and after ``guard_patience`` such steps in a row the run halves the learning rate and goes back to
+the last checkpoint). Nothing non-finite is ever written to the weights.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .features import FeatureConfig
+from .model import ModelConfig, build_model
+from .pipeline import BatchMode, BatchSampler, BatchSource, EpochIterator, ShardSet
+from .text import BLANK_INDEX, LABELS
+
+log = logging.getLogger(__name__)
+
+META_KEY = "ds2stream_meta"
+CHECKPOINT_FORMAT = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """How to train. Saved in the run directory and in every checkpoint."""
+
+    epochs: int = 10
+    learning_rate: float = 3e-4  # peak, reached after warm-up
+    warmup_steps: int = 500  # linear warm-up from learning_rate / warmup_steps
+    lr_decay_per_epoch: float = 0.9  # exponential decay after warm-up, per epoch of steps
+    clip_norm: float = 400.0  # global gradient norm
+    max_frames: int = 10000  # padded feature frames per batch (rows x bucket frames)
+    num_buckets: int = 16
+    sortagrad: bool = True  # the first epoch goes shortest bucket first
+    seed: int = 0
+    checkpoint_every: int = 500  # steps; and at every epoch end
+    keep_last: int = 3  # step checkpoints kept (best.ckpt is kept apart)
+    guard_patience: int = 5  # non-finite steps in a row before going back to the last checkpoint
+    workers: int = 1  # reader worker processes
+    batch_mode: str = "bucketed"  # or "unbucketed" (pipeline.BatchMode)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(f"unknown train config keys {sorted(unknown)}")
+        return cls(**data)
+
+    def learning_rate_at(self, step: int, steps_per_epoch: int) -> float:
+        """Linear warm-up to ``learning_rate``, then ``lr_decay_per_epoch`` per epoch of steps."""
+        if step < self.warmup_steps:
+            return self.learning_rate * (step + 1) / self.warmup_steps
+        epochs_after = (step - self.warmup_steps) / max(steps_per_epoch, 1)
+        return self.learning_rate * self.lr_decay_per_epoch ** epochs_after
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used here: unreadable, or made for another model or label set."""
+
+
+# ---------------------------------------------------------------- MindSpore pieces
+
+def use_graph_mode(graph: bool = True) -> None:
+    import mindspore as ms
+
+    ms.set_context(mode=ms.GRAPH_MODE if graph else ms.PYNATIVE_MODE, device_target="CPU")
+
+
+def build_train_step(network, config: TrainConfig, world_size: int = 1):
+    """The compiled training step: CTC loss, gradients (averaged across ranks when distributed),
+    global-norm clipping and an Adam update that only happens when loss and gradients are finite.
+
+    With ``world_size`` > 1 (under msrun, after ``mindspore.communication.init()``) gradients and
+    the loss are averaged across ranks, so every rank takes the same decision and the same update.
+    Call as ``step(features, feature_lengths, labels, label_lengths, mask, learning_rate)`` ->
+    ``(loss, grad_norm, finite)``. The learning rate is an input assigned inside the graph: a
+    ``Parameter.set_data`` from Python after compilation does not reach a compiled graph (measured:
+    the rate stayed at its first value, the zoo's "schedule computed but never applied" again).
+    """
+    import mindspore as ms
+    from mindspore import nn, ops
+
+    class NetWithLoss(nn.Cell):
+        """Masked mean over the batch of CTC loss per label: filler rows (mask 0) never count."""
+
+        def __init__(self):
+            super().__init__(auto_prefix=False)
+            self.network = network
+            self.ctc = nn.CTCLoss(blank=BLANK_INDEX, reduction="none", zero_infinity=False)
+
+        def construct(self, features, feature_lengths, labels, label_lengths, mask):
+            log_probs, output_lengths = self.network(features, feature_lengths)
+            losses = self.ctc(log_probs, labels, output_lengths, label_lengths)
+            per_label = losses / ops.maximum(label_lengths.astype(ms.float32), 1.0)
+            return (per_label * mask).sum() / ops.maximum(mask.sum(), 1.0)
+
+    class TrainStep(nn.Cell):
+        def __init__(self, net_with_loss, optimizer):
+            super().__init__(auto_prefix=False)
+            self.net_with_loss = net_with_loss
+            self.optimizer = optimizer
+            self.weights = optimizer.parameters
+            self.grad = ops.GradOperation(get_by_list=True)
+            self.clip_norm = config.clip_norm
+            self.distributed = world_size > 1
+            if self.distributed:
+                self.reducer = nn.DistributedGradReducer(self.weights, mean=True)
+                self.all_reduce = ops.AllReduce()
+                self.world_size = float(world_size)
+
+        def construct(self, features, feature_lengths, labels, label_lengths, mask, learning_rate):
+            features = ops.depend(features, ops.assign(self.optimizer.learning_rate, learning_rate))
+            loss = self.net_with_loss(features, feature_lengths, labels, label_lengths, mask)
+            grads = self.grad(self.net_with_loss, self.weights)(features, feature_lengths, labels, label_lengths,
+                                                                mask)
+            if self.distributed:
+                grads = self.reducer(grads)
+                loss = self.all_reduce(loss) / self.world_size  # the same on every rank
+            norm = ops.sqrt(ops.addn([ops.square(g).sum() for g in grads]))
+            finite = ops.logical_and(ops.isfinite(loss), ops.isfinite(norm))
+            if finite:
+                scale = self.clip_norm / ops.maximum(norm, self.clip_norm)  # global-norm clipping
+                grads = tuple(g * scale for g in grads)
+                loss = ops.depend(loss, self.optimizer(grads))
+            return loss, norm, finite
+
+    optimizer = nn.Adam(network.trainable_params(), learning_rate=config.learning_rate, loss_scale=1.0)
+    return TrainStep(NetWithLoss(), optimizer)
+
+
+# ---------------------------------------------------------------- checkpoints
+
+def save_checkpoint(cell, path: Path, meta: dict) -> None:
+    """Every parameter of ``cell`` plus ``meta`` (JSON) in one file, written atomically."""
+    import mindspore as ms
+
+    tmp = path.with_name(path.stem + ".tmp.ckpt")
+    ms.save_checkpoint(cell, str(tmp), append_dict={META_KEY: json.dumps(meta)})
+    os.replace(tmp, path)
+
+
+def read_checkpoint(path: Path) -> tuple[dict, dict]:
+    """(parameters by name, ds2stream metadata or {} for a zoo checkpoint); CheckpointError if unreadable."""
+    import mindspore as ms
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint")
+    try:
+        params = ms.load_checkpoint(str(path))
+    except (ValueError, RuntimeError, OSError) as err:
+        raise CheckpointError(f"{path}: not a readable MindSpore checkpoint ({err})") from None
+    meta = params.pop(META_KEY, None)
+    return params, (json.loads(meta) if meta else {})
+
+
+def load_weights(network, params: dict, source: Path, strict: bool = True) -> list[str]:
+    """Copy the network's parameters from a checkpoint's; checks names and shapes.
+
+    :param strict: every network parameter must be there (False: missing ones keep their values).
+    :return: the checkpoint's names the network does not have (e.g. Adam state of a zoo checkpoint).
+    """
+    import mindspore as ms
+
+    own = {p.name: p for p in network.get_parameters()}
+    missing = sorted(set(own) - set(params))
+    if strict and missing:
+        raise CheckpointError(f"{source}: lacks {len(missing)} parameters of this model (first: {missing[0]}); "
+                              f"it was made for another preset or model config")
+    wrong = [f"{n} {tuple(params[n].shape)} != {tuple(own[n].shape)}" for n in own
+             if n in params and tuple(params[n].shape) != tuple(own[n].shape)]
+    if wrong:
+        raise CheckpointError(f"{source}: {len(wrong)} parameters have other shapes than this model "
+                              f"(first: {wrong[0]}); it was made for another preset or model config")
+    ms.load_param_into_net(network, {n: params[n] for n in own if n in params}, strict_load=False)
+    return sorted(set(params) - set(own))
+
+
+def check_meta(meta: dict, source: Path, feature_config: FeatureConfig | None = None) -> None:
+    """A ds2stream checkpoint must share the label set (and the feature config, when given)."""
+    if meta.get("labels", LABELS) != LABELS:
+        raise CheckpointError(f"{source}: made with labels {meta['labels']!r}, this ds2stream uses {LABELS!r}")
+    if feature_config is not None and "feature_config" in meta:
+        theirs = FeatureConfig.from_dict(meta["feature_config"])
+        if theirs != feature_config:
+            raise CheckpointError(f"{source}: trained on features {theirs.to_dict()}, these shards have "
+                                  f"{feature_config.to_dict()}; shard the data with the checkpoint's config")
+
+
+def load_model(checkpoint: Path):
+    """Build the network a ds2stream checkpoint describes and load its weights, in eval mode."""
+    params, meta = read_checkpoint(checkpoint)
+    if "model_config" not in meta:
+        raise CheckpointError(f"{checkpoint}: no ds2stream metadata (a zoo checkpoint? "
+                              f"use `ds2stream train --preset zoo --pretrained` to start from it)")
+    check_meta(meta, checkpoint)
+    network = build_model(ModelConfig.from_dict(meta["model_config"]))
+    load_weights(network, params, checkpoint)
+    network.set_train(False)
+    return network, meta
+
+
+# ---------------------------------------------------------------- the run
+
+@dataclasses.dataclass
+class RunState:
+    """Where a run is: saved in every checkpoint, so that a resumed run continues exactly."""
+
+    epoch: int = 0
+    step: int = 0  # the next batch of the epoch
+    global_step: int = 0  # batches consumed, skipped ones included
+    lr_scale: float = 1.0  # halved by every rollback
+    skipped: int = 0  # non-finite steps, total
+    best_wer: float | None = None
+
+
+class Trainer:
+    """Trains one model on one shard set, writing a run directory.
+
+    :param rank, world_size: data-parallel position (msrun); only rank 0 writes anything.
+    """
+
+    def __init__(self, run_dir: Path, shard_dir: Path, model_config: ModelConfig, config: TrainConfig,
+                 dev_shard_dir: Path | None = None, rank: int = 0, world_size: int = 1, progress: bool = True):
+        import mindspore as ms
+
+        self.run_dir, self.config = Path(run_dir), config
+        self.rank, self.world_size, self.progress = rank, world_size, progress
+        self.shards = ShardSet(shard_dir)
+        self.dev = ShardSet(dev_shard_dir) if dev_shard_dir else None
+        self.feature_config = self.shards.feature_config
+        if self.dev is not None and self.dev.feature_config != self.feature_config:
+            raise ValueError(f"{dev_shard_dir}: made with features {self.dev.feature_config.to_dict()}, "
+                             f"the training shards with {self.feature_config.to_dict()}")
+        self.model_config = dataclasses.replace(model_config, num_bins=self.feature_config.num_bins)
+        self.shard_dirs = {"train": str(Path(shard_dir).resolve()),
+                           "dev": str(Path(dev_shard_dir).resolve()) if dev_shard_dir else None}
+        ms.set_seed(config.seed)
+        self.network = build_model(self.model_config)
+        self.step_cell = build_train_step(self.network, config, world_size=world_size)
+        sizing = {"max_frames": max(config.max_frames, int(self.shards.frames.max()))}
+        if BatchMode(config.batch_mode) is not BatchMode.BUCKETED:  # a batch size from the same budget
+            sizing = {"batch_size": max(1, config.max_frames // int(np.median(self.shards.frames)) // 2)}
+        self.sampler = BatchSampler(
+            self.shards.frames, self.shards.num_chars, self.shards.shard, mode=config.batch_mode,
+            num_buckets=config.num_buckets, seed=config.seed, rank=rank, world_size=world_size,
+            sortagrad=config.sortagrad, output_lengths=self.model_config.output_lengths, **sizing)
+        self.source = BatchSource(self.shards, self.sampler, self.model_config.output_lengths)
+        self.steps_per_epoch = len(self.sampler)
+        self.state = RunState()
+        self._moving_stats = [p for p in self.network.get_parameters() if "moving_" in p.name]
+        self._snapshot = self._stats_snapshot()
+        self._metrics = None
+
+    # -- files
+    @property
+    def is_writer(self) -> bool:
+        return self.rank == 0
+
+    def _meta(self) -> dict:
+        return {"format": CHECKPOINT_FORMAT, "labels": LABELS, "model_config": self.model_config.to_dict(),
+                "train_config": self.config.to_dict(), "feature_config": self.feature_config.to_dict(),
+                "state": dataclasses.asdict(self.state), "world_size": self.world_size}
+
+    def _write_config(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "checkpoints").mkdir(exist_ok=True)
+        config = {**{k: v for k, v in self._meta().items() if k != "state"}, "shards": self.shard_dirs}
+        (self.run_dir / "config.json").write_text(json.dumps(config, indent=1))
+
+    def _log(self, record: dict) -> None:
+        if not self.is_writer:
+            return
+        if self._metrics is None:
+            self._metrics = open(self.run_dir / "metrics.jsonl", "a")
+        self._metrics.write(json.dumps(record) + "\n")
+        self._metrics.flush()
+
+    def checkpoints(self) -> list[Path]:
+        return sorted((self.run_dir / "checkpoints").glob("step-*[0-9].ckpt"))
+
+    def save(self) -> Path | None:
+        if not self.is_writer:
+            return None
+        path = self.run_dir / "checkpoints" / f"step-{self.state.global_step:08d}.ckpt"
+        save_checkpoint(self.step_cell, path, self._meta())
+        for old in self.checkpoints()[:-self.config.keep_last]:
+            old.unlink()
+        self._log({"event": "checkpoint", "path": str(path), "global_step": self.state.global_step})
+        return path
+
+    # -- starting points
+    def start_new(self, pretrained: Path | None = None) -> None:
+        """A fresh run (refuses a run directory that has checkpoints); optionally start from weights."""
+        if self.run_dir.exists() and any((self.run_dir / "checkpoints").glob("*.ckpt")):
+            raise ValueError(f"{self.run_dir} already holds a run; continue it with --resume, or use another --out")
+        if pretrained is not None:
+            params, meta = read_checkpoint(pretrained)
+            check_meta(meta, pretrained, self.feature_config)
+            skipped = load_weights(self.network, params, pretrained)
+            log.info("loaded %s; not used: %d entries (optimizer state is not carried over)", pretrained, len(skipped))
+        self._snapshot = self._stats_snapshot()
+        if self.is_writer:
+            self._write_config()
+
+    def resume(self) -> None:
+        """Continue from the newest checkpoint: weights, Adam state and the data position."""
+        found = self.checkpoints()
+        if not found:
+            raise ValueError(f"{self.run_dir}: no checkpoint to resume from")
+        params, meta = read_checkpoint(found[-1])
+        check_meta(meta, found[-1], self.feature_config)
+        if ModelConfig.from_dict(meta["model_config"]) != self.model_config:
+            raise CheckpointError(f"{found[-1]}: made for another model config")
+        load_weights(self.step_cell, params, found[-1])
+        self.state = RunState(**meta["state"])
+        self._snapshot = self._stats_snapshot()
+        log.info("resuming %s at epoch %d, step %d", found[-1], self.state.epoch, self.state.step)
+
+    # -- the guard
+    def _stats_snapshot(self) -> list[np.ndarray]:
+        return [p.asnumpy().copy() for p in self._moving_stats]
+
+    def _restore_stats(self) -> None:
+        from mindspore import Tensor
+
+        for param, value in zip(self._moving_stats, self._snapshot):
+            param.set_data(Tensor(value))
+
+    def _rollback(self) -> None:
+        """Too many non-finite steps in a row: halve the learning rate, go back to the last checkpoint."""
+        self.state.lr_scale *= 0.5
+        found = self.checkpoints()
+        if found:
+            params, _ = read_checkpoint(found[-1])
+            load_weights(self.step_cell, params, found[-1])
+            self._snapshot = self._stats_snapshot()
+        self._log({"event": "rollback", "checkpoint": str(found[-1]) if found else None,
+                   "lr_scale": self.state.lr_scale, "global_step": self.state.global_step})
+        log.warning("%d non-finite steps in a row: learning rate x%.3g, back to %s", self.config.guard_patience,
+                    self.state.lr_scale, found[-1] if found else "the current weights")
+
+    # -- one step
+    def train_step(self, batch: dict) -> tuple[float, float, bool]:
+        """Run one update on a batch dict (pipeline columns); returns (loss, grad norm, finite)."""
+        from mindspore import Tensor
+
+        self.network.set_train(True)  # evaluation switches it off
+        lr = self.config.learning_rate_at(self.state.global_step, self.steps_per_epoch) * self.state.lr_scale
+        inputs = [Tensor(batch[k]) for k in ("features", "feature_lengths", "labels", "label_lengths", "mask")]
+        loss, norm, finite = self.step_cell(*inputs, Tensor(np.float32(lr)))
+        loss, norm, finite = float(loss.asnumpy()), float(norm.asnumpy()), bool(finite.asnumpy())
+        if finite:
+            self._snapshot = self._stats_snapshot()
+        else:
+            self._restore_stats()
+        return loss, norm, finite
+
+    # -- the loop
+    def fit(self, on_epoch_end=None, max_steps: int | None = None) -> dict:
+        """Train to ``config.epochs`` (or until ``max_steps`` global steps, then checkpoint);
+        returns the last epoch's record."""
+        from tqdm import tqdm
+
+        self.network.set_train(True)
+        record: dict = {}
+        consecutive = 0
+        hop_seconds = self.feature_config.hop_length / self.feature_config.sample_rate
+        for epoch in range(self.state.epoch, self.config.epochs):
+            self.state.epoch = epoch
+            epoch_iter = EpochIterator(self.source, epoch, self.config.workers, start_step=self.state.step)
+            bar = tqdm(total=self.steps_per_epoch, initial=self.state.step, desc=f"epoch {epoch}",
+                       disable=not (self.progress and self.is_writer), dynamic_ncols=True)
+            epoch_started, audio_seconds, losses = time.perf_counter(), 0.0, []
+            for step, batch in epoch_iter:
+                started = time.perf_counter()
+                loss, norm, finite = self.train_step(batch)
+                seconds = time.perf_counter() - started
+                audio = float((batch["feature_lengths"] * batch["mask"]).sum()) * hop_seconds
+                self.state.step, self.state.global_step = step + 1, self.state.global_step + 1
+                if finite:
+                    consecutive = 0
+                    losses.append(loss)
+                    audio_seconds += audio
+                else:
+                    consecutive += 1
+                    self.state.skipped += 1
+                    ids = [self.shards.ids[int(r)].as_py() for r, m in zip(batch["rows"], batch["mask"]) if m]
+                    self._log({"event": "nonfinite", "epoch": epoch, "step": step, "loss": repr(loss),
+                               "grad_norm": repr(norm), "ids": ids})
+                    log.warning("non-finite loss or gradient at epoch %d step %d (utterances %s): update skipped",
+                                epoch, step, ", ".join(ids[:5]))
+                    if consecutive >= self.config.guard_patience:
+                        self._rollback()
+                        consecutive = 0
+                self._log({"epoch": epoch, "step": step, "global_step": self.state.global_step,
+                           "loss": loss if finite else None, "grad_norm": norm if finite else None,
+                           "lr": self.config.learning_rate_at(self.state.global_step - 1, self.steps_per_epoch)
+                           * self.state.lr_scale, "step_seconds": seconds, "audio_seconds": audio,
+                           "shape": list(batch["features"].shape)})
+                elapsed = time.perf_counter() - epoch_started
+                bar.set_postfix_str(f"loss {loss:.3f} | {audio_seconds / max(elapsed, 1e-9):.1f} audio-s/s")
+                bar.update()
+                if self.state.global_step % self.config.checkpoint_every == 0:
+                    self.save()
+                if max_steps is not None and self.state.global_step >= max_steps:
+                    bar.close()
+                    self.save()
+                    return {"event": "max_steps", "global_step": self.state.global_step}
+            bar.close()
+            self.state.epoch, self.state.step = epoch + 1, 0
+            report = epoch_iter.report
+            record = {"event": "epoch_end", "epoch": epoch, "mean_loss": float(np.mean(losses)) if losses else None,
+                      "seconds": time.perf_counter() - epoch_started, "audio_seconds": audio_seconds,
+                      "padding_ratio": report.padding_ratio, "data_wait_seconds": report.data_wait_seconds,
+                      "dropped": report.dropped, "skipped_total": self.state.skipped,
+                      "shapes": len(report.batches_per_shape)}
+            if self.dev is not None and self.is_writer:
+                record.update(self.evaluate_dev())
+            path = self.save()
+            if path is not None and record.get("dev_wer") is not None and (
+                    self.state.best_wer is None or record["dev_wer"] < self.state.best_wer):
+                self.state.best_wer = record["dev_wer"]
+                save_checkpoint(self.step_cell, self.run_dir / "best.ckpt", self._meta())
+                shutil.copystat(path, self.run_dir / "best.ckpt")
+            self._log(record)
+            if on_epoch_end is not None:
+                on_epoch_end(record)
+        return record
+
+    def evaluate_dev(self) -> dict:
+        from .evaluate import evaluate
+
+        report = evaluate(self.network, self.dev, max_frames=self.config.max_frames * 4,
+                          num_buckets=max(1, self.config.num_buckets // 2))
+        self.network.set_train(True)
+        return {"dev_wer": report.wer, "dev_cer": report.cer, "dev_seconds": report.wall_seconds}
+
+
+# ---------------------------------------------------------------- entry points
+
+def run_training(*, run_dir: Path | None, resume_dir: Path | None, shards: Path | None, dev_shards: Path | None,
+                 preset: str, overrides: dict, pretrained: Path | None = None, distributed: bool = False,
+                 graph: bool = True, max_steps: int | None = None, progress: bool = True) -> dict:
+    """What ``ds2stream train`` does: a new run from a preset, or the resumption of a run."""
+    from .presets import get_preset
+
+    use_graph_mode(graph)
+    rank, world_size = init_distributed() if distributed else (0, 1)
+    if resume_dir is not None:
+        config_path = Path(resume_dir) / "config.json"
+        if not config_path.is_file():
+            raise ValueError(f"{resume_dir}: not a run directory (no config.json)")
+        saved = json.loads(config_path.read_text())
+        model_config = ModelConfig.from_dict(saved["model_config"])
+        config = dataclasses.replace(TrainConfig.from_dict(saved["train_config"]), **overrides)
+        trainer = Trainer(resume_dir, shards or saved["shards"]["train"], model_config, config,
+                          dev_shards or saved["shards"]["dev"], rank, world_size, progress)
+        trainer.resume()
+    else:
+        chosen = get_preset(preset)
+        config = dataclasses.replace(chosen.train, **overrides)
+        trainer = Trainer(run_dir, shards, chosen.model, config, dev_shards, rank, world_size, progress)
+        trainer.start_new(pretrained)
+    return trainer.fit(max_steps=max_steps)
+
+
+def init_distributed() -> tuple[int, int]:
+    """Join the msrun cluster (MCCL on CPU); data parallel with gradients averaged by the train step."""
+    import mindspore as ms
+    from mindspore.communication import get_group_size, get_rank, init
+
+    init()
+    ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL, gradients_mean=True)
+    return get_rank(), get_group_size()
+
+
+def plot_run(run_dir: Path, out: Path | None = None) -> Path:
+    """Loss, learning rate and dev WER/CER curves of a run as one PNG."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise ImportError("plotting needs matplotlib: pip install 'ds2stream[plot]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        raise ValueError(f"{run_dir}: no metrics.jsonl (not a run directory?)")
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    steps = [r for r in records if "event" not in r]
+    epochs = [r for r in records if r.get("event") == "epoch_end"]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    good = [r for r in steps if r["loss"] is not None]
+    axes[0].plot([r["global_step"] for r in good], [r["loss"] for r in good], lw=0.6)
+    axes[0].set(title="CTC loss per label", xlabel="step", yscale="log")
+    axes[1].plot([r["global_step"] for r in steps], [r["lr"] for r in steps])
+    axes[1].set(title="learning rate", xlabel="step")
+    for key, label in (("dev_wer", "WER"), ("dev_cer", "CER")):
+        points = [(r["epoch"] + 1, r[key]) for r in epochs if r.get(key) is not None]
+        if points:
+            axes[2].plot(*zip(*points), marker="o", label=label)
+    axes[2].set(title="dev error rates", xlabel="epoch", ylim=(0, None))
+    axes[2].legend()
+    fig.tight_layout()
+    out = Path(out) if out else Path(run_dir) / "curves.png"
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
