@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ds2stream.cli.demo import SAMPLE_DIR
+from ds2stream.demo import SAMPLE_DIR
 from ds2stream.pipeline import BatchMode, BatchSampler, BatchSource, EpochIterator, ShardSet
 from ds2stream.shards import ShardOptions, write_shard_set
 from ds2stream.testing import sample_durations, synthetic_librispeech

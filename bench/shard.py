@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ds2stream.cli.demo import SAMPLE_DIR
+from ds2stream.demo import SAMPLE_DIR
 from ds2stream.shards import ShardOptions, write_shard_set
 from ds2stream.testing import librispeech_archive, synthetic_librispeech
 from ds2stream.zoo import prepare_zoo_manifest

@@ -54,3 +54,25 @@ def encode_flac(samples: np.ndarray, sample_rate: int) -> bytes:
 
 def is_flac(data: bytes) -> bool:
     return bytes(data[:4]) == b"fLaC"
+
+
+def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
+    """Band-limited resampling of int16 mono audio (the whole signal at once, through its spectrum).
+
+    Exact for a periodic band-limited signal; for speech the edge effects stay within a few
+    milliseconds. Used by ``transcribe`` for audio that is not at the feature config's rate.
+    """
+    if from_rate == to_rate:
+        return samples
+    if from_rate <= 0 or to_rate <= 0:
+        raise ValueError(f"sample rates must be positive, got {from_rate} -> {to_rate}")
+    n_in = len(samples)
+    n_out = max(1, round(n_in * to_rate / from_rate))
+    spectrum = np.fft.rfft(samples.astype(np.float64))
+    bins = n_out // 2 + 1
+    if bins <= len(spectrum):
+        spectrum = spectrum[:bins]
+    else:
+        spectrum = np.concatenate([spectrum, np.zeros(bins - len(spectrum), dtype=spectrum.dtype)])
+    out = np.fft.irfft(spectrum, n_out) * (n_out / n_in)
+    return np.clip(np.round(out), -32768, 32767).astype(np.int16)

@@ -9,7 +9,7 @@ the transcripts are exact; speed does not depend on content. Optionally packs it
 import argparse
 from pathlib import Path
 
-from ds2stream.cli.demo import SAMPLE_DIR
+from ds2stream.demo import SAMPLE_DIR
 from ds2stream.testing import LENGTH_PROFILES, librispeech_archive, synthetic_librispeech
 from ds2stream.zoo import prepare_zoo_manifest
 

@@ -1,38 +1,41 @@
-"""``ds2stream demo``: the main job on the bundled FSDD sample."""
+"""``ds2stream demo``: the main job (shard, train, evaluate) in one command."""
 from pathlib import Path
 
 import click
 
 from .base import cli
 
-SAMPLE_DIR = Path(__file__).resolve().parent.parent / "sample" / "fsdd"
-
 
 @cli.command()
-def demo():
-    """Run the main job on the bundled sample (FSDD digits, CC BY-SA 4.0).
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("ds2stream-demo"),
+              help="Folder for shards and the run (a previous demo's is replaced).")
+@click.option("--train", "train_inputs", multiple=True, type=click.Path(exists=True, path_type=Path),
+              help="Training data instead of the sample: LibriSpeech folders, .tar.gz or zoo CSV (repeatable).")
+@click.option("--test", "test_inputs", multiple=True, type=click.Path(exists=True, path_type=Path),
+              help="Held-out data instead of the sample's test split (repeatable).")
+@click.option("--preset", type=click.Choice(["tiny", "small", "fast", "zoo"]), default="tiny")
+@click.option("--epochs", type=click.IntRange(min=1), help="Epochs (default: the preset's).")
+def demo(out, train_inputs, test_inputs, preset, epochs):
+    """Shard, train and evaluate: by default the tiny preset on the bundled sample (1,200 training and
+    300 held-out recordings of spoken digits from FSDD, CC BY-SA 4.0), in a few minutes on 2 cores.
 
-    What runs today: the native spectrogram and CTC greedy kernels on the bundled audio.
-    Sharding, training and evaluation arrive with their own commands.
+    Prints the WER/CER table, the time each stage took and where the run directory is.
     """
-    import time
+    from ..demo import run_demo
+    from .evaluate import format_report
 
-    from ..audio import read_audio
-    from ..features import FeatureConfig, spectrogram
-
-    files = sorted(SAMPLE_DIR.glob("*/*/*/*.flac"))
-    if not files:
-        raise click.ClickException(f"no bundled sample under {SAMPLE_DIR}; reinstall ds2stream")
-    config = FeatureConfig()
-    start = time.perf_counter()
-    seconds = 0.0
-    for path in files:
-        audio, rate = read_audio(path)
-        seconds += len(audio) / rate
-        spectrogram(audio, config)
-    elapsed = time.perf_counter() - start
-    click.echo(
-        f"features: {len(files)} utterances, {seconds / 60:.1f} min of audio in {elapsed:.2f} s "
-        f"({seconds / elapsed:.0f}x real time, decoding included)"
-    )
-    click.echo("training and evaluation are not there yet: see the README's status table.")
+    if bool(train_inputs) != bool(test_inputs):
+        raise click.UsageError("give both --train and --test, or neither (the bundled sample)")
+    try:
+        result = run_demo(out, list(train_inputs), list(test_inputs), preset, epochs, log=click.echo)
+    except ValueError as err:
+        raise click.ClickException(str(err)) from None
+    click.echo("")
+    click.echo(format_report(result.report, out / "shards" / "test"))
+    click.echo("")
+    click.echo(f"{'stage':8s} {'seconds':>8s}")
+    for stage, seconds in result.stage_seconds.items():
+        click.echo(f"{stage:8s} {seconds:8.1f}")
+    click.echo(f"{'total':8s} {sum(result.stage_seconds.values()):8.1f}")
+    click.echo(f"run directory: {result.run_dir} (best.ckpt, metrics.jsonl; "
+               f"`ds2stream transcribe --model {result.run_dir / 'best.ckpt'} FILE`)")

@@ -1,0 +1,51 @@
+"""``ds2stream export`` and ``ds2stream transcribe``: a checkpoint -> an inference file, audio -> text."""
+from pathlib import Path
+
+import click
+
+from .base import cli
+
+
+@cli.command()
+@click.option("--checkpoint", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--format", "file_format", type=click.Choice(["mindir"]), default="mindir",
+              help="MindIR, with variable batch and frames (ONNX: see the README).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Output file (default: beside the checkpoint, .mindir).")
+def export(checkpoint, file_format, out):
+    """Export CHECKPOINT for inference (plus a .json with its feature config and labels)."""
+    from ..export import export_model
+    from ..train import CheckpointError, use_graph_mode
+
+    use_graph_mode()
+    try:
+        path = export_model(checkpoint, out or checkpoint.with_suffix("." + file_format))
+    except (CheckpointError, ValueError) as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(str(path))
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--model", "model_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A ds2stream checkpoint (.ckpt) or an exported .mindir.")
+def transcribe(files, model_path):
+    """Print the transcript of each audio FILE (flac, wav, ... at any sample rate): FILE<TAB>TEXT."""
+    from ..audio import AudioError
+    from ..export import Transcriber
+    from ..train import CheckpointError, use_graph_mode
+
+    use_graph_mode()
+    try:
+        transcriber = Transcriber(model_path)
+    except (CheckpointError, ValueError) as err:
+        raise click.ClickException(str(err)) from None
+    failed = 0
+    for path in files:
+        try:
+            click.echo(f"{path}\t{transcriber.transcribe_file(path)}")
+        except (AudioError, ValueError) as err:
+            click.echo(f"error: {err}", err=True)
+            failed += 1
+    if failed:
+        raise click.ClickException(f"{failed} of {len(files)} files could not be transcribed")

@@ -1,0 +1,71 @@
+"""Export a trained model for inference, and run inference on audio files.
+
+``export_model`` writes MindIR with a variable batch and a variable number of frames (inputs
+``features`` [B, 1, num_bins, T] float32 and ``lengths`` [B] int32; outputs log-probabilities
+[T_out, B, num_classes] and output lengths [B]); the feature size comes from the checkpoint's
+``FeatureConfig``. No ONNX: MindSpore 2.10 writes an ONNX file for this model that onnxruntime
+refuses to load (a shape-inference error on the padding mask), so ds2stream does not offer it.
+``Transcriber`` turns audio files into text from a checkpoint or a MindIR file, through the same
+features and the same greedy decoder as ``ds2stream eval``.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .audio import read_audio, resample
+from .decoding import greedy_decode
+from .features import FeatureConfig, spectrogram
+from .train import load_model
+
+
+def export_model(checkpoint: Path, out: Path) -> Path:
+    """Write the checkpoint's network as MindIR (variable batch and frames), plus ``<out>.json``
+    with the feature config, label set and model config."""
+    import mindspore as ms
+
+    network, meta = load_model(checkpoint)
+    features = FeatureConfig.from_dict(meta["feature_config"])
+    inputs = (ms.Tensor(shape=[None, 1, features.num_bins, None], dtype=ms.float32),
+              ms.Tensor(shape=[None], dtype=ms.int32))
+    stem = Path(out).with_suffix("")
+    ms.export(network, *inputs, file_name=str(stem), file_format="MINDIR")
+    written = stem.with_suffix(".mindir")
+    sidecar = {k: meta[k] for k in ("labels", "feature_config", "model_config")}
+    written.with_suffix(".json").write_text(json.dumps(sidecar, indent=1))
+    return written
+
+
+class Transcriber:
+    """Audio files -> text, from a ds2stream checkpoint (.ckpt) or an exported MindIR (.mindir)."""
+
+    def __init__(self, model_path: Path):
+        import mindspore as ms
+
+        model_path = Path(model_path)
+        if model_path.suffix == ".mindir":
+            sidecar = model_path.with_suffix(".json")
+            if not sidecar.is_file():
+                raise ValueError(f"{model_path}: its {sidecar.name} (feature config, labels) is missing")
+            meta = json.loads(sidecar.read_text())
+            self.network = ms.nn.GraphCell(ms.load(str(model_path)))
+        else:
+            self.network, meta = load_model(model_path)
+        self.features = FeatureConfig.from_dict(meta["feature_config"])
+        self.labels = meta["labels"]
+
+    def transcribe_samples(self, samples: np.ndarray, rate: int) -> str:
+        import mindspore as ms
+
+        samples = resample(samples, rate, self.features.sample_rate)
+        spect = spectrogram(samples, self.features)
+        log_probs, lengths = self.network(ms.Tensor(spect[None, None]),
+                                          ms.Tensor(np.array([spect.shape[1]], np.int32)))
+        return greedy_decode(log_probs.asnumpy(), lengths.asnumpy(), time_major=True,
+                             labels=self.labels, blank=self.labels.index("_"))[0]
+
+    def transcribe_file(self, path: Path) -> str:
+        samples, rate = read_audio(path)
+        return self.transcribe_samples(samples, rate)

@@ -1,0 +1,105 @@
+"""The main job end to end: demo (shard, train, eval), eval of the checkpoint training wrote,
+export -> transcribe giving the same text as eval. One demo run serves every test here."""
+import json
+
+import numpy as np
+import pytest
+import soundfile
+from click.testing import CliRunner
+
+from ds2stream.audio import read_audio
+from ds2stream.cli import cli
+from ds2stream.demo import SAMPLE_DIR, run_demo
+from ds2stream.pipeline import ShardSet, decode_samples
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "demo"
+    result = run_demo(out, progress=False, log=lambda *_: None)
+    return out, result
+
+
+def test_demo_learns_the_bundled_sample(demo_run):
+    out, result = demo_run
+    assert result.train_utterances == 1200 and result.test_utterances == 300
+    assert result.report.utterances == 300
+    assert result.report.wer <= 0.10, result.report.summary()
+    assert (result.run_dir / "best.ckpt").exists()
+
+
+def test_eval_cli_on_the_checkpoint_training_wrote(demo_run, tmp_path):
+    out, result = demo_run
+    report_path = tmp_path / "report.json"
+    cli_result = CliRunner().invoke(cli, ["eval", "--shards", str(out / "shards" / "test"), "--checkpoint",
+                                          str(result.run_dir / "best.ckpt"), "--json", str(report_path),
+                                          "--verbose"])
+    assert cli_result.exit_code == 0, cli_result.output
+    assert cli_result.output.count("Ref: ") == 300 and "WER " in cli_result.output
+    report = json.loads(report_path.read_text())
+    assert report["wer"] == pytest.approx(result.report.wer)
+    assert len(report["utterances_detail"]) == 300
+
+
+def test_export_then_transcribe_gives_the_text_eval_gives(demo_run, tmp_path):
+    out, result = demo_run
+    runner = CliRunner()
+    exported = runner.invoke(cli, ["export", "--checkpoint", str(result.run_dir / "best.ckpt"),
+                                   "--out", str(tmp_path / "model.mindir")])
+    assert exported.exit_code == 0, exported.output
+    assert (tmp_path / "model.mindir").exists() and (tmp_path / "model.json").exists()
+
+    shard_set = ShardSet(out / "shards" / "test")
+    by_id = {r["id"]: r["hyp"] for r in result.report.results}
+    files = []
+    for position in range(0, 300, 37):
+        record = shard_set.record(position)
+        path = tmp_path / f"{record['id']}.flac"
+        path.write_bytes(record["audio"])
+        files.append((path, by_id[record["id"]]))
+    # the same audio as wav at 8 kHz: resampled to 16 kHz on the way in
+    samples = decode_samples(shard_set.record(0), "flac")
+    soundfile.write(tmp_path / "eight.wav", samples[::2], 8000)
+    for model in (tmp_path / "model.mindir", result.run_dir / "best.ckpt"):
+        transcribed = runner.invoke(cli, ["transcribe", "--model", str(model)] + [str(p) for p, _ in files])
+        assert transcribed.exit_code == 0, transcribed.output
+        lines = dict(line.split("\t") for line in transcribed.output.strip().splitlines())
+        for path, expected in files:
+            assert lines[str(path)] == expected
+    checkpoint = str(result.run_dir / "best.ckpt")
+    eight = runner.invoke(cli, ["transcribe", "--model", checkpoint, str(tmp_path / "eight.wav")])
+    assert eight.exit_code == 0 and eight.output.strip().split("\t")[1] == by_id[shard_set.record(0)["id"]]
+
+
+def test_user_mistakes_are_clear_errors_without_a_traceback(demo_run, tmp_path):
+    out, result = demo_run
+    runner = CliRunner()
+    broken = tmp_path / "broken.ckpt"
+    broken.write_bytes(b"\0" * 100)
+    outcome = runner.invoke(cli, ["eval", "--shards", str(out / "shards" / "test"), "--checkpoint", str(broken)])
+    assert outcome.exit_code == 1 and "not a readable MindSpore checkpoint" in outcome.output
+    noise = tmp_path / "noise.flac"
+    noise.write_bytes(b"fLaC garbage")
+    outcome = runner.invoke(cli, ["transcribe", "--model", str(result.run_dir / "best.ckpt"), str(noise)])
+    assert outcome.exit_code == 1 and "cannot decode audio" in outcome.output
+    assert "Traceback" not in outcome.output
+
+
+def test_demo_refuses_a_folder_it_did_not_make(tmp_path):
+    (tmp_path / "mine.txt").write_text("keep me")
+    outcome = CliRunner().invoke(cli, ["demo", "--out", str(tmp_path)])
+    assert outcome.exit_code == 1 and "not made by `ds2stream demo`" in outcome.output
+    assert (tmp_path / "mine.txt").exists()
+
+
+def test_transcribe_resampling_keeps_the_signal():
+    samples, rate = read_audio(next(SAMPLE_DIR.glob("test/*/*/*.flac")))
+    from ds2stream.audio import resample
+
+    up = resample(resample(samples, 16000, 8000), 8000, 16000)
+    assert len(up) == len(samples)
+    # FSDD was recorded at 8 kHz: nothing above 4 kHz, so 16 -> 8 -> 16 kHz loses almost nothing
+    error = np.abs(up.astype(float) - samples).mean() / np.abs(samples.astype(float)).mean()
+    assert error < 0.05
