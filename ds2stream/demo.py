@@ -15,6 +15,7 @@ MARKER = ".ds2stream-demo"
 @dataclasses.dataclass
 class DemoResult:
     run_dir: Path
+    checkpoint: Path  # the one evaluated
     stage_seconds: dict
     report: object  # evaluate.EvalReport
     train_utterances: int
@@ -32,8 +33,13 @@ def prepare_out_dir(out: Path) -> None:
 
 
 def run_demo(out: Path, train_inputs: list[Path] | None = None, test_inputs: list[Path] | None = None,
-             preset: str = "tiny", epochs: int | None = None, progress: bool = True, log=print) -> DemoResult:
-    """Shard the inputs (default: the bundled sample), train ``preset``, evaluate the best checkpoint."""
+             dev_inputs: list[Path] | None = None, preset: str = "tiny", epochs: int | None = None,
+             progress: bool = True, log=print) -> DemoResult:
+    """Shard the inputs (default: the bundled sample), train ``preset``, evaluate on the test inputs.
+
+    With dev inputs (the sample has them) the checkpoint with the best dev WER is evaluated;
+    without, the last one: the test set never chooses a checkpoint.
+    """
     from .evaluate import evaluate
     from .pipeline import ShardSet
     from .presets import get_preset
@@ -42,13 +48,14 @@ def run_demo(out: Path, train_inputs: list[Path] | None = None, test_inputs: lis
 
     out = Path(out)
     prepare_out_dir(out)
-    train_inputs = train_inputs or [SAMPLE_DIR / "train"]
-    test_inputs = test_inputs or [SAMPLE_DIR / "test"]
+    if not train_inputs:
+        train_inputs, dev_inputs, test_inputs = ([SAMPLE_DIR / split] for split in ("train", "dev", "test"))
+    splits = {"train": train_inputs, "dev": dev_inputs, "test": test_inputs}
     seconds = {}
 
     started = time.perf_counter()
     jobs = os.cpu_count() or 1
-    for name, inputs in (("train", train_inputs), ("test", test_inputs)):
+    for name, inputs in ((name, inputs) for name, inputs in splits.items() if inputs):
         summary = write_shard_set(inputs, out / "shards" / name, ShardOptions(), jobs=jobs)
         log(f"shard {name}: {summary['utterances']} utterances, {summary['hours'] * 60:.1f} min of audio, "
             f"{len(summary['problems'])} problems")
@@ -58,20 +65,24 @@ def run_demo(out: Path, train_inputs: list[Path] | None = None, test_inputs: lis
     use_graph_mode()
     chosen = get_preset(preset)
     config = chosen.train if epochs is None else dataclasses.replace(chosen.train, epochs=epochs)
-    trainer = Trainer(out / "run", out / "shards" / "train", chosen.model, config,
-                      dev_shard_dir=out / "shards" / "test", progress=progress)
+    dev = out / "shards" / "dev" if dev_inputs else None
+    trainer = Trainer(out / "run", out / "shards" / "train", chosen.model, config, dev_shard_dir=dev,
+                      progress=progress)
     trainer.start_new()
 
     def on_epoch_end(record):
-        log(f"epoch {record['epoch'] + 1}/{config.epochs}: loss {record['mean_loss']:.3f}, "
-            f"dev WER {record['dev_wer']:.2%}, CER {record['dev_cer']:.2%} ({record['seconds']:.0f} s)")
+        scores = f", dev WER {record['dev_wer']:.2%}, CER {record['dev_cer']:.2%}" if dev else ""
+        log(f"epoch {record['epoch'] + 1}/{config.epochs}: loss {record['mean_loss']:.3f}{scores} "
+            f"({record['seconds']:.0f} s)")
 
     trainer.fit(on_epoch_end=on_epoch_end)
     seconds["train"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    network, _ = load_model(out / "run" / "best.ckpt")
+    checkpoint = out / "run" / "best.ckpt" if dev else trainer.checkpoints()[-1]
+    log(f"evaluating {checkpoint} on the test set")
+    network, _ = load_model(checkpoint)
     test_set = ShardSet(out / "shards" / "test")
     report = evaluate(network, test_set)
     seconds["eval"] = time.perf_counter() - started
-    return DemoResult(out / "run", seconds, report, len(trainer.shards), len(test_set))
+    return DemoResult(out / "run", checkpoint, seconds, report, len(trainer.shards), len(test_set))

@@ -38,7 +38,7 @@ PRESETS = {
     "tiny": Preset("tiny", ModelConfig(
         conv=tuple(dataclasses.replace(layer, channels=8) for layer in ZOO_CONV),
         rnn_layers=2, rnn_hidden=160, **_IMPROVED),
-        TrainConfig(epochs=25, learning_rate=2e-3, warmup_steps=50, lr_decay_per_epoch=0.95, max_frames=3000,
+        TrainConfig(epochs=35, learning_rate=2e-3, warmup_steps=50, lr_decay_per_epoch=0.93, max_frames=2000,
                     num_buckets=6, checkpoint_every=200)),
 }
 

@@ -24,7 +24,8 @@ def demo_run(tmp_path_factory):
 
 def test_demo_learns_the_bundled_sample(demo_run):
     out, result = demo_run
-    assert result.train_utterances == 1200 and result.test_utterances == 300
+    assert result.train_utterances == 1020 and result.test_utterances == 300
+    assert result.checkpoint.name == "best.ckpt"  # chosen on the dev split, never on the test split
     assert result.report.utterances == 300
     assert result.report.wer <= 0.10, result.report.summary()
     assert (result.run_dir / "best.ckpt").exists()
@@ -34,7 +35,7 @@ def test_eval_cli_on_the_checkpoint_training_wrote(demo_run, tmp_path):
     out, result = demo_run
     report_path = tmp_path / "report.json"
     cli_result = CliRunner().invoke(cli, ["eval", "--shards", str(out / "shards" / "test"), "--checkpoint",
-                                          str(result.run_dir / "best.ckpt"), "--json", str(report_path),
+                                          str(result.checkpoint), "--json", str(report_path),
                                           "--verbose"])
     assert cli_result.exit_code == 0, cli_result.output
     assert cli_result.output.count("Ref: ") == 300 and "WER " in cli_result.output
