@@ -20,6 +20,8 @@ import functools
 
 import numpy as np
 
+from ._config import config_from_dict
+
 #: The normalisation divides by at least this, so silence gives zeros, never NaN.
 STD_FLOOR = 1e-5
 #: int16 PCM is scaled by 1/32767, as the zoo does.
@@ -75,11 +77,7 @@ class FeatureConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "FeatureConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise ValueError(f"unknown feature config keys {sorted(unknown)}; known: {sorted(names)}")
-        return cls(**data)
+        return config_from_dict(cls, data)
 
 
 def as_float_audio(audio: np.ndarray, config: FeatureConfig) -> np.ndarray:

@@ -23,6 +23,7 @@ import os
 
 import numpy as np
 
+from ._config import config_from_dict
 from .features import FeatureConfig
 from .text import NUM_CLASSES
 
@@ -40,7 +41,7 @@ class Activation(str, enum.Enum):
 
 class RNNType(str, enum.Enum):
     LSTM = "lstm"
-    GRU = "gru"
+    GRU = "gru"  # MindSpore 2.10 has no fused CPU GRU: it unrolls per frame (slow to compile and run)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,11 +111,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "ModelConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise ValueError(f"unknown model config keys {sorted(unknown)}")
-        return cls(**data)
+        return config_from_dict(cls, data)
 
 
 def count_parameters(config: ModelConfig) -> int:

@@ -6,7 +6,8 @@
 ``small`` -- the zoo's conv front end, 3 bidirectional LSTM-512 layers, with masking, RNN
              BatchNorm and clipped ReLU: for a first LibriSpeech run on a CPU server.
 ``fast``  -- 4x time subsampling (second conv strides time too, as PaddleSpeech), 3 bidirectional
-             GRU-512 layers: trades accuracy for speed on a CPU (see bench/step.py).
+             LSTM-512 layers: trades accuracy for speed on a CPU (see bench/step.py). Not GRU:
+             MindSpore 2.10 has no fused GRU kernel on CPU and unrolls it frame by frame.
 ``tiny``  -- 8-channel convs and 2 bidirectional LSTM-160 layers: trains in minutes on the
              bundled sample (spoken digits) and in the tests.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from .model import ZOO_CONV, Activation, ConvLayer, ModelConfig, RNNType
+from .model import ZOO_CONV, Activation, ConvLayer, ModelConfig
 from .train import TrainConfig
 
 
@@ -33,7 +34,7 @@ PRESETS = {
                     TrainConfig(learning_rate=5e-4, max_frames=20000)),
     "fast": Preset("fast", ModelConfig(
         conv=(ZOO_CONV[0], ConvLayer(32, (21, 11), (2, 2), (10, 5))),
-        rnn_type=RNNType.GRU, rnn_layers=3, rnn_hidden=512, **_IMPROVED),
+        rnn_layers=3, rnn_hidden=512, **_IMPROVED),
         TrainConfig(learning_rate=5e-4, max_frames=20000)),
     "tiny": Preset("tiny", ModelConfig(
         conv=tuple(dataclasses.replace(layer, channels=8) for layer in ZOO_CONV),

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._config import config_from_dict
 from .features import FeatureConfig
 from .model import ModelConfig, build_model
 from .pipeline import BatchMode, BatchSampler, BatchSource, EpochIterator, ShardSet
@@ -62,11 +63,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise ValueError(f"unknown train config keys {sorted(unknown)}")
-        return cls(**data)
+        return config_from_dict(cls, data)
 
     def learning_rate_at(self, step: int, steps_per_epoch: int) -> float:
         """Linear warm-up to ``learning_rate``, then ``lr_decay_per_epoch`` per epoch of steps."""

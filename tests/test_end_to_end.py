@@ -74,6 +74,13 @@ def test_export_then_transcribe_gives_the_text_eval_gives(demo_run, tmp_path):
     assert eight.exit_code == 0 and eight.output.strip().split("\t")[1] == by_id[shard_set.record(0)["id"]]
 
 
+def test_plot_writes_the_run_curves(demo_run, tmp_path):
+    _, result = demo_run
+    outcome = CliRunner().invoke(cli, ["plot", str(result.run_dir), "--out", str(tmp_path / "curves.png")])
+    assert outcome.exit_code == 0, outcome.output
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_user_mistakes_are_clear_errors_without_a_traceback(demo_run, tmp_path):
     out, result = demo_run
     runner = CliRunner()

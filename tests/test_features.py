@@ -115,7 +115,7 @@ def test_kernel_gives_the_same_result_from_threads(sample_flacs):
 def test_config_round_trips_through_dict():
     config = FeatureConfig(window=Window.HANN, normalize=False)
     assert FeatureConfig.from_dict(config.to_dict()) == config
-    with pytest.raises(ValueError, match="unknown feature config keys"):
+    with pytest.raises(ValueError, match="unknown FeatureConfig keys"):
         FeatureConfig.from_dict({**config.to_dict(), "win_type": "hamming"})
 
 

@@ -154,7 +154,7 @@ def test_train_cli_refuses_ambiguous_or_occupied_run_dirs(shard_dir, tmp_path):
 def test_train_config_round_trips_and_names_unknown_keys():
     config = TrainConfig(epochs=3)
     assert TrainConfig.from_dict(config.to_dict()) == config
-    with pytest.raises(ValueError, match="unknown train config keys"):
+    with pytest.raises(ValueError, match="unknown TrainConfig keys"):
         TrainConfig.from_dict({"epochs": 1, "loss_scale": 1024})
 
 
