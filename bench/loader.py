@@ -9,7 +9,7 @@
    delivers as padded bucketed batches (FLAC decoding, native features, labels), with 1 and 2
    workers, on a shard set with train-clean-100's lengths made from real speech.
 3. The ratio to what a training step of the zoo preset consumes: ZOO_STEP_AUDIO_SECONDS_PER_SECOND,
-   measured on this machine (batch 8 of 12.5 s in 27 s; see bench/step.py).
+   measured on this machine by bench/step.py (c): 4.66 audio-seconds per second.
 
     python bench/loader.py [--hours 0.5]
 """
@@ -26,7 +26,7 @@ from ds2stream.pipeline import BatchMode, BatchSampler, BatchSource, EpochIterat
 from ds2stream.shards import ShardOptions, write_shard_set
 from ds2stream.testing import sample_durations, synthetic_librispeech
 
-ZOO_STEP_AUDIO_SECONDS_PER_SECOND = 8 * 12.5 / 27.0
+ZOO_STEP_AUDIO_SECONDS_PER_SECOND = 4.66
 TRAIN_CLEAN_100_UTTERANCES = 28539
 
 

@@ -45,10 +45,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ds2stream.pipeline import ZOO_EVAL_FRAMES
+from ds2stream.pipeline import ZOO_TRAIN_FRAMES as ZOO_FRAMES
+
 PEAK_GFLOPS = 157.0  # this machine: 2 cores x 2.45 GHz x 32 fp32 FLOP/cycle (AVX2 FMA)
 TRAIN_CLEAN_100 = {"utterances": 28539, "hours": 100.6}
 LIBRISPEECH_960_HOURS = 960.9
-ZOO_FRAMES, ZOO_LABELS, ZOO_EVAL_FRAMES = 1250, 350, 3500
+ZOO_LABELS = 350  # the zoo pads every transcript to 350 labels
 BUDGET = 8 * ZOO_FRAMES
 
 
