@@ -118,8 +118,7 @@ def transcribe_batch(network, features: np.ndarray, lengths: np.ndarray) -> list
     return greedy_decode(log_probs.asnumpy(), output_lengths.asnumpy(), time_major=True)
 
 
-def evaluate(network, shard_set, *, max_frames: int = 40000, num_buckets: int = 8, workers: int = 1,
-             on_batch=None) -> EvalReport:
+def evaluate(network, shard_set, *, max_frames: int = 40000, num_buckets: int = 8, workers: int = 1) -> EvalReport:
     """Evaluate ``network`` (a DeepSpeech2 cell) on every utterance of a ``pipeline.ShardSet``.
 
     Batches are bucketed (never padded to the zoo's 35 s) and decoded greedily by the native kernel.
@@ -146,8 +145,6 @@ def evaluate(network, shard_set, *, max_frames: int = 40000, num_buckets: int = 
             empty += hypothesis == ""
             audio_seconds += shard_set.num_samples[int(position)] / shard_set.feature_config.sample_rate
             results.append({"id": record_id, "ref": reference, "hyp": hypothesis, "wer": w.rate, "cer": c.rate})
-        if on_batch is not None:
-            on_batch(len(hypotheses))
     results.sort(key=lambda r: r["id"])
     return EvalReport(words, chars, len(results), empty, audio_seconds, time.perf_counter() - started,
                       epoch.report.padding_ratio, results)

@@ -436,12 +436,15 @@ class Trainer:
                       "shapes": len(report.batches_per_shape)}
             if self.dev is not None and self.is_writer:
                 record.update(self.evaluate_dev())
-            path = self.save()
-            if path is not None and record.get("dev_wer") is not None and (
-                    self.state.best_wer is None or record["dev_wer"] < self.state.best_wer):
+            improved = record.get("dev_wer") is not None and (
+                self.state.best_wer is None or record["dev_wer"] < self.state.best_wer)
+            if improved:  # before saving, so that a resumed run knows the best so far
                 self.state.best_wer = record["dev_wer"]
-                save_checkpoint(self.step_cell, self.run_dir / "best.ckpt", self._meta())
-                shutil.copystat(path, self.run_dir / "best.ckpt")
+            path = self.save()
+            if path is not None and improved:
+                tmp = self.run_dir / "best.tmp.ckpt"
+                shutil.copyfile(path, tmp)
+                os.replace(tmp, self.run_dir / "best.ckpt")
             self._log(record)
             if on_epoch_end is not None:
                 on_epoch_end(record)
