@@ -161,6 +161,16 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def _write_table_atomic(path: Path, table: pa.Table, schema: pa.Schema) -> None:
+    """An Arrow IPC file written to a temp name, fsynced, then renamed into place."""
+    tmp = path.with_name(path.name + ".tmp")
+    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
+        writer.write_table(table)
+    with open(tmp, "rb+") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -248,12 +258,7 @@ class ShardSetWriter:
             schema = shard_schema(self.options)
             table = pa.Table.from_pylist(self._rows, schema=schema)
             path = self.out_dir / shard_name(len(self.shards))
-            tmp = path.with_name(path.name + ".tmp")
-            with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
-                writer.write_table(table)
-            with open(tmp, "rb+") as handle:
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
+            _write_table_atomic(path, table, schema)
             durations = table.column("duration").to_numpy()
             self.shards.append({
                 "file": path.name, "rows": table.num_rows, "bytes": path.stat().st_size,
@@ -270,10 +275,7 @@ class ShardSetWriter:
         """Write the last shard, the length index and index.json; return the summary."""
         self._flush(consumed)
         index = _length_index(self.out_dir, self.shards)
-        with pa.OSFile(str(self.out_dir / (INDEX_ARROW + ".tmp")), "wb") as sink, \
-                pa.ipc.new_file(sink, INDEX_SCHEMA) as writer:
-            writer.write_table(index)
-        os.replace(self.out_dir / (INDEX_ARROW + ".tmp"), self.out_dir / INDEX_ARROW)
+        _write_table_atomic(self.out_dir / INDEX_ARROW, index, INDEX_SCHEMA)
         summary = _summary(index, self)
         _write_atomic(self.out_dir / INDEX_JSON, json.dumps(summary, indent=1).encode())
         (self.out_dir / PROGRESS_JSON).unlink()
