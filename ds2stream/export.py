@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from .audio import read_audio, resample
-from .decoding import greedy_decode
+from .evaluate import transcribe_batch
 from .features import FeatureConfig, spectrogram
-from .train import load_model
+from .train import check_meta, load_model
 
 
 def export_model(checkpoint: Path, out: Path) -> Path:
@@ -50,21 +50,16 @@ class Transcriber:
             if not sidecar.is_file():
                 raise ValueError(f"{model_path}: its {sidecar.name} (feature config, labels) is missing")
             meta = json.loads(sidecar.read_text())
+            check_meta(meta, model_path)
             self.network = ms.nn.GraphCell(ms.load(str(model_path)))
         else:
             self.network, meta = load_model(model_path)
         self.features = FeatureConfig.from_dict(meta["feature_config"])
-        self.labels = meta["labels"]
 
     def transcribe_samples(self, samples: np.ndarray, rate: int) -> str:
-        import mindspore as ms
-
-        samples = resample(samples, rate, self.features.sample_rate)
-        spect = spectrogram(samples, self.features)
-        log_probs, lengths = self.network(ms.Tensor(spect[None, None]),
-                                          ms.Tensor(np.array([spect.shape[1]], np.int32)))
-        return greedy_decode(log_probs.asnumpy(), lengths.asnumpy(), time_major=True,
-                             labels=self.labels, blank=self.labels.index("_"))[0]
+        """The same features and decoder as ``ds2stream eval`` (``evaluate.transcribe_batch``)."""
+        spect = spectrogram(resample(samples, rate, self.features.sample_rate), self.features)
+        return transcribe_batch(self.network, spect[None, None], np.array([spect.shape[1]]))[0]
 
     def transcribe_file(self, path: Path) -> str:
         samples, rate = read_audio(path)
