@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import logging
 import os
 import time
@@ -37,7 +38,7 @@ import numpy as np
 
 from .features import FeatureConfig, spectrogram
 from .shards import load_index, read_shard
-from .text import BLANK_INDEX, LABELS, encode
+from .text import BLANK_INDEX, LABELS, ctc_min_frames, encode
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +146,8 @@ class BatchSampler:
         few memory-mapped files, like a shuffle buffer).
     :param output_lengths: the model's frames -> output frames, to leave out utterances whose
         transcript cannot fit under CTC (labels + repeats > output frames). None: keep all.
+    :param ctc_lengths: output frames each transcript needs (``text.ctc_min_frames``; the
+        ShardSet's ``ctc_lengths``); default ``num_chars``, which misses repeated letters.
     :param rank, world_size: data-parallel partition. Each utterance goes to one rank per epoch;
         every rank gets the same number of batches, and the ranks' i-th batches share a shape.
     :param sortagrad: epoch 0 goes shortest bucket first (SortaGrad, DeepSpeech2 paper).
@@ -153,7 +156,7 @@ class BatchSampler:
     def __init__(self, frames, num_chars, shards, *, mode=BatchMode.BUCKETED, num_buckets: int = 16,
                  max_frames: int | None = None, batch_size: int | None = None, seed: int = 0,
                  shuffle: bool = True, window_shards: int = 16, rank: int = 0, world_size: int = 1,
-                 sortagrad: bool = False, output_lengths: Callable | None = None,
+                 sortagrad: bool = False, output_lengths: Callable | None = None, ctc_lengths=None,
                  fixed_frames: int = ZOO_TRAIN_FRAMES, edges: np.ndarray | None = None):
         self.mode = BatchMode(mode)
         if not 0 <= rank < world_size:
@@ -170,7 +173,8 @@ class BatchSampler:
             self.dropped["longer_than_fixed_frames"] = int(too_long.sum())
             keep &= ~too_long
         if output_lengths is not None:
-            infeasible = self.num_chars > np.asarray(output_lengths(self.frames))
+            needed = self.num_chars if ctc_lengths is None else np.asarray(ctc_lengths, dtype=np.int64)
+            infeasible = needed > np.asarray(output_lengths(self.frames))
             self.dropped["transcript_longer_than_output"] = int((infeasible & keep).sum())
             keep &= ~infeasible
         self.keep = keep
@@ -292,6 +296,16 @@ class ShardSet:
         state = dict(self.__dict__)
         state["_tables"] = {}  # each process maps the shards itself
         return state
+
+    @functools.cached_property
+    def ctc_lengths(self) -> np.ndarray:
+        """Output frames each transcript needs under CTC (reads only the text columns)."""
+        needed = np.zeros(len(self), dtype=np.int64)
+        for shard in np.unique(self.shard):
+            at = np.flatnonzero(self.shard == shard)
+            texts = self._table(int(shard)).column("text").take(self.row[at]).to_pylist()
+            needed[at] = [ctc_min_frames(text) for text in texts]
+        return needed
 
     def _table(self, shard: int):
         if shard not in self._tables:  # opened per process: workers map the files themselves

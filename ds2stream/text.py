@@ -67,6 +67,12 @@ def encode(text: str) -> np.ndarray:
         ) from None
 
 
+def ctc_min_frames(text: str) -> int:
+    """Output frames CTC needs for a transcript: one per label, plus a blank between each pair of
+    equal neighbours (``THREE`` needs 6). With fewer the CTC loss is infinite."""
+    return len(text) + sum(a == b for a, b in zip(text, text[1:]))
+
+
 def decode(indices) -> str:
     """Map label indices back to text (the inverse of :func:`encode`; blanks are kept as ``_``)."""
     return "".join(LABELS[int(i)] for i in indices)

@@ -263,7 +263,8 @@ class Trainer:
         self.sampler = BatchSampler(
             self.shards.frames, self.shards.num_chars, self.shards.shard, mode=config.batch_mode,
             num_buckets=config.num_buckets, seed=config.seed, rank=rank, world_size=world_size,
-            sortagrad=config.sortagrad, output_lengths=self.model_config.output_lengths, **sizing)
+            sortagrad=config.sortagrad, output_lengths=self.model_config.output_lengths,
+            ctc_lengths=self.shards.ctc_lengths, **sizing)
         self.source = BatchSource(self.shards, self.sampler, self.model_config.output_lengths)
         self.steps_per_epoch = len(self.sampler)
         self.state = RunState()

@@ -14,7 +14,7 @@ from ds2stream.pipeline import (
 )
 from ds2stream.shards import ShardOptions, write_shard_set
 from ds2stream.testing import sample_durations
-from ds2stream.text import BLANK_INDEX, encode
+from ds2stream.text import BLANK_INDEX, ctc_min_frames, encode
 
 
 def halve(frames):
@@ -143,6 +143,16 @@ def test_transcripts_that_cannot_fit_ctc_are_left_out_and_counted():
     sampler = BatchSampler(frames, chars, np.zeros(4), batch_size=2, output_lengths=halve)
     assert sampler.dropped == {"transcript_longer_than_output": 1}
     assert sampler.keep.tolist() == [True, True, False, True]
+
+
+def test_repeated_letters_count_against_the_output_frames(shard_set):
+    # "THREE" has 5 letters but CTC needs 6 output frames (a blank between the two Es).
+    frames, chars, ctc = np.array([10, 10, 12]), np.array([5, 5, 5]), np.array([6, 5, 6])
+    sampler = BatchSampler(frames, chars, np.zeros(3), batch_size=2, output_lengths=halve, ctc_lengths=ctc)
+    assert sampler.dropped == {"transcript_longer_than_output": 1}
+    assert sampler.keep.tolist() == [False, True, True]
+    assert shard_set.ctc_lengths.tolist() == [ctc_min_frames(shard_set.text(i)) for i in range(len(shard_set))]
+    assert (shard_set.ctc_lengths > shard_set.num_chars).any()  # the sample has THREE and other doubles
 
 
 def test_frame_budget_below_the_longest_utterance_is_a_clear_error():

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from ds2stream.text import BLANK_INDEX, LABELS, NUM_CLASSES, TextError, decode, encode, normalize
+from ds2stream.text import BLANK_INDEX, LABELS, NUM_CLASSES, TextError, ctc_min_frames, decode, encode, normalize
 
 
 def test_label_set_is_the_zoos():
@@ -44,3 +44,17 @@ def test_encode_rejects_unnormalised_text():
         encode("a")
     with pytest.raises(TextError):
         encode("A_B")  # the blank is not a character of a transcript
+
+
+def test_ctc_needs_a_blank_between_equal_neighbours():
+    import mindspore as ms
+    from mindspore import nn
+
+    assert [ctc_min_frames(t) for t in ("", "SEVEN", "THREE", "ALL ALL")] == [0, 5, 6, 9]
+    # The rule is the loss's: THREE is finite with 6 output frames, infinite with 5.
+    ctc = nn.CTCLoss(blank=BLANK_INDEX, reduction="none")
+    labels = ms.Tensor(encode("THREE")[None])
+    for frames, finite in ((6, True), (5, False)):
+        log_probs = ms.Tensor(np.full((frames, 1, NUM_CLASSES), -np.log(NUM_CLASSES), np.float32))
+        loss = ctc(log_probs, labels, ms.Tensor([frames], ms.int32), ms.Tensor([5], ms.int32)).asnumpy()
+        assert np.isfinite(loss).all() == finite
