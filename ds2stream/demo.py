@@ -34,8 +34,11 @@ def prepare_out_dir(out: Path) -> None:
 
 def run_demo(out: Path, train_inputs: list[Path] | None = None, test_inputs: list[Path] | None = None,
              dev_inputs: list[Path] | None = None, preset: str = "tiny", epochs: int | None = None,
-             progress: bool = True, log=print) -> DemoResult:
+             progress: bool = True, log=print, train_config=None) -> DemoResult:
     """Shard the inputs (default: the bundled sample), train ``preset``, evaluate on the test inputs.
+
+    ``train_config`` (a TrainConfig) replaces the preset's training defaults: bench/accuracy.py
+    trains every preset's model with one recipe, so that only the model differs.
 
     With dev inputs (the sample has them) the checkpoint with the best dev WER is evaluated;
     without, the last one: the test set never chooses a checkpoint.
@@ -64,7 +67,8 @@ def run_demo(out: Path, train_inputs: list[Path] | None = None, test_inputs: lis
     started = time.perf_counter()
     use_graph_mode()
     chosen = get_preset(preset)
-    config = chosen.train if epochs is None else dataclasses.replace(chosen.train, epochs=epochs)
+    config = train_config or chosen.train
+    config = config if epochs is None else dataclasses.replace(config, epochs=epochs)
     dev = out / "shards" / "dev" if dev_inputs else None
     trainer = Trainer(out / "run", out / "shards" / "train", chosen.model, config, dev_shard_dir=dev,
                       progress=progress)
