@@ -86,15 +86,21 @@ def use_graph_mode(graph: bool = True) -> None:
 
 
 def build_train_step(network, config: TrainConfig, world_size: int = 1):
-    """The compiled training step: CTC loss, gradients (averaged across ranks when distributed),
+    """The compiled training step: CTC loss, gradients (combined across ranks when distributed),
     global-norm clipping and an Adam update that only happens when loss and gradients are finite.
 
-    With ``world_size`` > 1 (under msrun, after ``mindspore.communication.init()``) gradients and
-    the loss are averaged across ranks, so every rank takes the same decision and the same update.
     Call as ``step(features, feature_lengths, labels, label_lengths, mask, learning_rate)`` ->
     ``(loss, grad_norm, finite)``. The learning rate is an input assigned inside the graph: a
     ``Parameter.set_data`` from Python after compilation does not reach a compiled graph (measured:
     the rate stayed at its first value, the zoo's "schedule computed but never applied" again).
+
+    With ``world_size`` > 1 (under msrun, after :func:`init_distributed`) each rank weights its
+    loss and gradients by its share of the global batch's real rows and the ranks sum them: the
+    loss and gradients of the masked mean over the *global* batch, even when the ranks hold
+    different numbers of real rows (filler rows, mask 0, at the end of an epoch). Every rank gets
+    the same sum, so every rank takes the same decision and the same update. The two halves,
+    ``loss_and_grads`` and ``update``, are cells of their own so that a test can replay a
+    distributed step in one process.
     """
     import mindspore as ms
     from mindspore import nn, ops
@@ -113,38 +119,57 @@ def build_train_step(network, config: TrainConfig, world_size: int = 1):
             per_label = losses / ops.maximum(label_lengths.astype(ms.float32), 1.0)
             return (per_label * mask).sum() / ops.maximum(mask.sum(), 1.0)
 
-    class TrainStep(nn.Cell):
-        def __init__(self, net_with_loss, optimizer):
-            super().__init__(auto_prefix=False)
-            self.net_with_loss = net_with_loss
-            self.optimizer = optimizer
-            self.weights = optimizer.parameters
-            self.grad = ops.GradOperation(get_by_list=True)
-            self.clip_norm = config.clip_norm
-            self.distributed = world_size > 1
-            if self.distributed:
-                self.reducer = nn.DistributedGradReducer(self.weights, mean=True)
-                self.all_reduce = ops.AllReduce()
-                self.world_size = float(world_size)
+    class LossAndGrads(nn.Cell):
+        """(loss, gradients of the trainable weights) of one batch on one rank."""
 
-        def construct(self, features, feature_lengths, labels, label_lengths, mask, learning_rate):
-            features = ops.depend(features, ops.assign(self.optimizer.learning_rate, learning_rate))
+        def __init__(self, net_with_loss, weights):
+            super().__init__(auto_prefix=False)
+            self.net_with_loss, self.weights = net_with_loss, weights
+            self.grad = ops.GradOperation(get_by_list=True)
+
+        def construct(self, features, feature_lengths, labels, label_lengths, mask):
             loss = self.net_with_loss(features, feature_lengths, labels, label_lengths, mask)
             grads = self.grad(self.net_with_loss, self.weights)(features, feature_lengths, labels, label_lengths,
                                                                 mask)
-            if self.distributed:
-                grads = self.reducer(grads)
-                loss = self.all_reduce(loss) / self.world_size  # the same on every rank
+            return loss, grads
+
+    class Update(nn.Cell):
+        """Global-norm clipping and Adam, skipped (nothing written) unless loss and norm are finite."""
+
+        def __init__(self, optimizer):
+            super().__init__(auto_prefix=False)
+            self.optimizer, self.clip_norm = optimizer, config.clip_norm
+
+        def construct(self, loss, grads, learning_rate):
+            loss = ops.depend(loss, ops.assign(self.optimizer.learning_rate, learning_rate))
             norm = ops.sqrt(ops.addn([ops.square(g).sum() for g in grads]))
             finite = ops.logical_and(ops.isfinite(loss), ops.isfinite(norm))
             if finite:
-                scale = self.clip_norm / ops.maximum(norm, self.clip_norm)  # global-norm clipping
+                scale = self.clip_norm / ops.maximum(norm, self.clip_norm)
                 grads = tuple(g * scale for g in grads)
                 loss = ops.depend(loss, self.optimizer(grads))
             return loss, norm, finite
 
+    class TrainStep(nn.Cell):
+        def __init__(self, loss_and_grads, update):
+            super().__init__(auto_prefix=False)
+            self.loss_and_grads, self.update = loss_and_grads, update
+            self.distributed = world_size > 1
+            if self.distributed:
+                self.reducer = nn.DistributedGradReducer(loss_and_grads.weights, mean=False)  # a sum
+                self.all_reduce = ops.AllReduce()
+
+        def construct(self, features, feature_lengths, labels, label_lengths, mask, learning_rate):
+            loss, grads = self.loss_and_grads(features, feature_lengths, labels, label_lengths, mask)
+            if self.distributed:
+                rows = mask.sum()
+                share = rows / ops.maximum(self.all_reduce(rows), 1.0)
+                grads = self.reducer(tuple(g * share for g in grads))
+                loss = self.all_reduce(loss * share)
+            return self.update(loss, grads, learning_rate)
+
     optimizer = nn.Adam(network.trainable_params(), learning_rate=config.learning_rate, loss_scale=1.0)
-    return TrainStep(NetWithLoss(), optimizer)
+    return TrainStep(LossAndGrads(NetWithLoss(), optimizer.parameters), Update(optimizer))
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -221,6 +246,19 @@ def load_model(checkpoint: Path):
 
 # ---------------------------------------------------------------- the run
 
+def make_sampler(shards: ShardSet, model_config: ModelConfig, config: TrainConfig, rank: int = 0,
+                 world_size: int = 1) -> BatchSampler:
+    """Rank ``rank``'s batches of a training run: every rank plans the same global batches and
+    takes its own rows of each (pipeline.BatchSampler)."""
+    sizing = {"max_frames": max(config.max_frames, int(shards.frames.max()))}
+    if BatchMode(config.batch_mode) is not BatchMode.BUCKETED:  # a batch size from the same budget
+        sizing = {"batch_size": max(1, config.max_frames // int(np.median(shards.frames)) // 2)}
+    return BatchSampler(shards.frames, shards.num_chars, shards.shard, mode=config.batch_mode,
+                        num_buckets=config.num_buckets, seed=config.seed, rank=rank, world_size=world_size,
+                        sortagrad=config.sortagrad, output_lengths=model_config.output_lengths,
+                        ctc_lengths=shards.ctc_lengths, **sizing)
+
+
 @dataclasses.dataclass
 class RunState:
     """Where a run is: saved in every checkpoint, so that a resumed run continues exactly."""
@@ -257,14 +295,7 @@ class Trainer:
         ms.set_seed(config.seed)
         self.network = build_model(self.model_config)
         self.step_cell = build_train_step(self.network, config, world_size=world_size)
-        sizing = {"max_frames": max(config.max_frames, int(self.shards.frames.max()))}
-        if BatchMode(config.batch_mode) is not BatchMode.BUCKETED:  # a batch size from the same budget
-            sizing = {"batch_size": max(1, config.max_frames // int(np.median(self.shards.frames)) // 2)}
-        self.sampler = BatchSampler(
-            self.shards.frames, self.shards.num_chars, self.shards.shard, mode=config.batch_mode,
-            num_buckets=config.num_buckets, seed=config.seed, rank=rank, world_size=world_size,
-            sortagrad=config.sortagrad, output_lengths=self.model_config.output_lengths,
-            ctc_lengths=self.shards.ctc_lengths, **sizing)
+        self.sampler = make_sampler(self.shards, self.model_config, config, rank, world_size)
         self.source = BatchSource(self.shards, self.sampler, self.model_config.output_lengths)
         self.steps_per_epoch = len(self.sampler)
         self.state = RunState()
@@ -280,7 +311,8 @@ class Trainer:
     def _meta(self) -> dict:
         return {"format": CHECKPOINT_FORMAT, "labels": LABELS, "model_config": self.model_config.to_dict(),
                 "train_config": self.config.to_dict(), "feature_config": self.feature_config.to_dict(),
-                "state": dataclasses.asdict(self.state), "world_size": self.world_size}
+                "state": dataclasses.asdict(self.state), "world_size": self.world_size,
+                "steps_per_epoch": self.steps_per_epoch}
 
     def _write_config(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -300,14 +332,29 @@ class Trainer:
         return sorted((self.run_dir / "checkpoints").glob("step-*[0-9].ckpt"))
 
     def save(self) -> Path | None:
-        if not self.is_writer:
-            return None
-        path = self.run_dir / "checkpoints" / f"step-{self.state.global_step:08d}.ckpt"
-        save_checkpoint(self.step_cell, path, self._meta())
-        for old in self.checkpoints()[:-self.config.keep_last]:
-            old.unlink()
-        self._log({"event": "checkpoint", "path": str(path), "global_step": self.state.global_step})
+        """Rank 0 writes a checkpoint; every rank waits for it, so that a rollback or a resume on
+        any rank reads the same newest checkpoint."""
+        path = None
+        if self.is_writer:
+            path = self.run_dir / "checkpoints" / f"step-{self.state.global_step:08d}.ckpt"
+            save_checkpoint(self.step_cell, path, self._meta())
+            for old in self.checkpoints()[:-self.config.keep_last]:
+                old.unlink()
+            self._log({"event": "checkpoint", "path": str(path), "global_step": self.state.global_step})
+        self._barrier()
         return path
+
+    def _barrier(self) -> None:
+        if self.world_size > 1:
+            from mindspore.mint.distributed import barrier
+
+            barrier()
+
+    def _require_shared_run_dir(self, found: Path) -> None:
+        """Ranks > 0 read rank 0's checkpoints (resume, rollback): the run directory must be theirs too."""
+        if not found.exists():
+            raise ValueError(f"rank {self.rank} cannot see {found}: a distributed run's directory must be on a "
+                             f"filesystem shared by every rank (e.g. NFS), since ranks > 0 read rank 0's checkpoints")
 
     # -- starting points
     def start_new(self, pretrained: Path | None = None) -> None:
@@ -322,11 +369,14 @@ class Trainer:
         self._snapshot = self._stats_snapshot()
         if self.is_writer:
             self._write_config()
+        self._barrier()
+        self._require_shared_run_dir(self.run_dir / "config.json")
 
     def resume(self) -> None:
         """Continue from the newest checkpoint: weights, Adam state and the data position."""
         found = self.checkpoints()
         if not found:
+            self._require_shared_run_dir(self.run_dir / "config.json")
             raise ValueError(f"{self.run_dir}: no checkpoint to resume from")
         params, meta = read_checkpoint(found[-1])
         check_meta(meta, found[-1], self.feature_config)
@@ -334,6 +384,13 @@ class Trainer:
             raise CheckpointError(f"{found[-1]}: made for another model config")
         load_weights(self.step_cell, params, found[-1])
         self.state = RunState(**meta["state"])
+        saved_world = meta.get("world_size", 1)
+        if saved_world != self.world_size:
+            # Other ranks, other global batches: continue at the same fraction of the epoch.
+            self.state.step = resume_position(self.state.step, meta.get("steps_per_epoch"), self.steps_per_epoch)
+            log.warning("%s was written by a run of %d ranks, this one has %d: the epoch goes on from step %d of %d "
+                        "(the same fraction), not exactly where it stopped", found[-1], saved_world,
+                        self.world_size, self.state.step, self.steps_per_epoch)
         self._snapshot = self._stats_snapshot()
         log.info("resuming %s at epoch %d, step %d", found[-1], self.state.epoch, self.state.step)
 
@@ -464,8 +521,9 @@ class Trainer:
 
 def run_training(*, run_dir: Path | None, resume_dir: Path | None, shards: Path | None, dev_shards: Path | None,
                  preset: str, overrides: dict, pretrained: Path | None = None, distributed: bool = False,
-                 graph: bool = True, max_steps: int | None = None, progress: bool = True) -> dict:
-    """What ``ds2stream train`` does: a new run from a preset, or the resumption of a run."""
+                 graph: bool = True, max_steps: int | None = None, progress: bool = True) -> tuple[Trainer, dict]:
+    """What ``ds2stream train`` does: a new run from a preset, or the resumption of a run.
+    Returns the trainer (after training) and its last record."""
     from .presets import get_preset
 
     use_graph_mode(graph)
@@ -473,7 +531,8 @@ def run_training(*, run_dir: Path | None, resume_dir: Path | None, shards: Path 
     if resume_dir is not None:
         config_path = Path(resume_dir) / "config.json"
         if not config_path.is_file():
-            raise ValueError(f"{resume_dir}: not a run directory (no config.json)")
+            shared = "; a distributed run's directory must be shared by every rank (e.g. NFS)" if world_size > 1 else ""
+            raise ValueError(f"{resume_dir}: not a run directory (no config.json){shared}")
         saved = json.loads(config_path.read_text())
         model_config = ModelConfig.from_dict(saved["model_config"])
         config = dataclasses.replace(TrainConfig.from_dict(saved["train_config"]), **overrides)
@@ -485,16 +544,24 @@ def run_training(*, run_dir: Path | None, resume_dir: Path | None, shards: Path 
         config = dataclasses.replace(chosen.train, **overrides)
         trainer = Trainer(run_dir, shards, chosen.model, config, dev_shards, rank, world_size, progress)
         trainer.start_new(pretrained)
-    return trainer.fit(max_steps=max_steps)
+    return trainer, trainer.fit(max_steps=max_steps)
+
+
+def resume_position(step: int, saved_steps_per_epoch: int | None, steps_per_epoch: int) -> int:
+    """The step to go on from after a change in the number of ranks: the same fraction of the epoch."""
+    if not saved_steps_per_epoch:
+        return 0
+    return min(steps_per_epoch, step * steps_per_epoch // saved_steps_per_epoch)
 
 
 def init_distributed() -> tuple[int, int]:
-    """Join the msrun cluster (MCCL on CPU); data parallel with gradients averaged by the train step."""
+    """Join the msrun cluster (MCCL on CPU): (rank, world size). The train step combines the ranks'
+    gradients itself (weighted by their real rows, :func:`build_train_step`)."""
     import mindspore as ms
     from mindspore.communication import get_group_size, get_rank, init
 
     init()
-    ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL, gradients_mean=True)
+    ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL)
     return get_rank(), get_group_size()
 
 

@@ -11,7 +11,7 @@ from ds2stream.cli import cli
 from ds2stream.pipeline import EpochIterator
 from ds2stream.presets import PRESETS
 from ds2stream.shards import ShardOptions, write_shard_set
-from ds2stream.train import TrainConfig, Trainer, use_graph_mode
+from ds2stream.train import TrainConfig, Trainer, resume_position, use_graph_mode
 
 TINY = PRESETS["tiny"].model
 FAST_TRAIN = dataclasses.replace(PRESETS["tiny"].train, epochs=2, max_frames=2500, num_buckets=2,
@@ -164,3 +164,10 @@ def test_set_seed_makes_initialisation_repeatable(shard_dir, tmp_path):
     pa, pb = all_parameters(a), all_parameters(b)
     assert all(np.array_equal(pa[n], pb[n]) for n in pa)
     assert ms.get_context("mode") == ms.GRAPH_MODE
+
+
+def test_a_run_resumed_with_another_number_of_ranks_goes_on_at_the_same_fraction_of_the_epoch():
+    assert resume_position(50, 100, 200) == 100  # 2 ranks -> 1: twice the batches per epoch
+    assert resume_position(99, 100, 50) == 49
+    assert resume_position(100, 100, 50) == 50  # the epoch was done
+    assert resume_position(7, None, 50) == 0  # a checkpoint that does not say: the epoch starts again

@@ -50,10 +50,10 @@ def train(shards, dev_shards, preset, run_dir, resume_dir, bucketed, epochs, lea
                  "num_buckets": num_buckets, "checkpoint_every": checkpoint_every, "workers": workers,
                  "seed": seed, "batch_mode": None if bucketed else "unbucketed"}
     try:
-        record = run_training(run_dir=run_dir, resume_dir=resume_dir, shards=shards, dev_shards=dev_shards,
-                              preset=preset, overrides={k: v for k, v in overrides.items() if v is not None},
-                              pretrained=pretrained, distributed=distributed, graph=not pynative,
-                              max_steps=max_steps)
+        _, record = run_training(run_dir=run_dir, resume_dir=resume_dir, shards=shards, dev_shards=dev_shards,
+                                 preset=preset, overrides={k: v for k, v in overrides.items() if v is not None},
+                                 pretrained=pretrained, distributed=distributed, graph=not pynative,
+                                 max_steps=max_steps)
     except ValueError as err:
         raise click.ClickException(str(err)) from None
     if record:
