@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 
 WORKER = Path(__file__).with_name("distributed_worker.py")
 # Epoch 0 of the sample's test split in 7 global batches of 3 shapes; its last two give the ranks
-# unequal real rows (13/12, then 1/0: rank 1 holds filler rows only).
+# unequal real rows (1/0: rank 1 holds filler rows only, then 9/8).
 STEPS = 7
 OVERRIDES = {"max_frames": 1600, "num_buckets": 3, "checkpoint_every": 100, "warmup_steps": 2}
 # Measured here: 0, bit for bit (two-term sums do not depend on their order). Room for an MCCL that
