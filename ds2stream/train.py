@@ -14,6 +14,11 @@ gradient clipping (here global-norm clipping); a NaN/inf loss killed the run (he
 skipped, counted and logged with its utterance ids, the BatchNorm statistics it touched restored,
 and after ``guard_patience`` such steps in a row the run halves the learning rate and goes back to
 the last checkpoint). Nothing non-finite is ever written to the weights.
+
+Data parallel (``--distributed``, under msrun): every rank builds the same model from the same
+seed, trains its own rows of each global batch (``make_sampler``), and the step combines the
+ranks' gradients into the global batch's mean (``build_train_step``); rank 0 alone writes the run
+directory, which every rank must see (checkpoints are read back for rollbacks and resumes).
 """
 from __future__ import annotations
 

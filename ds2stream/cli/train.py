@@ -31,7 +31,9 @@ PRESET_NAMES = ["tiny", "small", "fast", "zoo"]
 @click.option("--pretrained", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Start from these weights (a ds2stream or zoo checkpoint of the same model; Adam state "
                    "is not carried over).")
-@click.option("--distributed", is_flag=True, help="Data parallel under msrun: one process per rank.")
+@click.option("--distributed", is_flag=True,
+              help="Data parallel under msrun, one process per rank: `msrun ... python -m ds2stream.cli train "
+                   "--distributed ...` (the run directory must be shared by every rank).")
 @click.option("--pynative", is_flag=True, help="PyNative mode instead of graph mode (debugging; 4-8x slower).")
 def train(shards, dev_shards, preset, run_dir, resume_dir, bucketed, epochs, learning_rate, max_frames,
           num_buckets, checkpoint_every, workers, seed, max_steps, pretrained, distributed, pynative):
