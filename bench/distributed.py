@@ -31,18 +31,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ds2stream.testing import local_msrun
+
 FRAMES = 1760  # one bucket edge: 17.6 s
 TRAIN_CLEAN_100_HOURS = 100.6
 NETWORKS_GBIT = (10, 25)
 MACHINES = (1, 2, 4, 8, 16, 32)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # ---------------------------------------------------------------- worker (one process or one rank)
@@ -54,7 +48,7 @@ def worker(args) -> None:
     from ds2stream.model import build_model
     from ds2stream.pipeline import BatchSampler, BatchSource, EpochIterator, ShardSet
     from ds2stream.presets import get_preset
-    from ds2stream.train import build_train_step, init_distributed, use_graph_mode
+    from ds2stream.train import STEP_INPUTS, build_train_step, init_distributed, use_graph_mode
 
     use_graph_mode()
     rank, world_size = init_distributed() if args.distributed else (0, 1)
@@ -70,7 +64,7 @@ def worker(args) -> None:
     for i, (_, batch) in enumerate(EpochIterator(BatchSource(shard_set, sampler, preset.model.output_lengths), 1)):
         if i > args.steps:
             break
-        inputs = [ms.Tensor(batch[k]) for k in ("features", "feature_lengths", "labels", "label_lengths", "mask")]
+        inputs = [ms.Tensor(batch[k]) for k in STEP_INPUTS]
         started = time.perf_counter()
         float(step(*inputs, ms.Tensor(np.float32(1e-4)))[0].asnumpy())
         if i > 0:  # the first step compiles
@@ -163,10 +157,8 @@ def main():
         single[preset] = run([sys.executable, __file__, *common, "--preset", preset, "--result", str(result)], result)
         print(f"1 process, {preset}: step {single[preset]['step_median']:.2f} s, "
               f"{single[preset]['audio_seconds_per_step'] / single[preset]['step_median']:.2f} audio-s/s", flush=True)
-    msrun = [sys.executable, "-m", "mindspore.parallel.cluster.run", "--worker_num=2", "--local_worker_num=2",
-             f"--master_port={free_port()}", "--join=True", f"--log_dir={work / 'log'}"]
-    double = run([*msrun, __file__, *common, "--distributed", "--result", str(work / "two.json")], work / "two.json",
-                 work / "log")
+    command = [*local_msrun(2, work / "log"), __file__, *common, "--distributed", "--result", str(work / "two.json")]
+    double = run(command, work / "two.json", work / "log")
     print(f"2 ranks: step {double['step_median']:.2f} s, "
           f"{double['audio_seconds_per_step'] / double['step_median']:.2f} audio-s/s", flush=True)
 

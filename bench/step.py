@@ -165,7 +165,7 @@ def ds2stream_worker(args) -> dict:
     from ds2stream.model import build_model
     from ds2stream.pipeline import BatchSampler, BatchSource, EpochIterator, ShardSet
     from ds2stream.presets import get_preset
-    from ds2stream.train import build_train_step, use_graph_mode
+    from ds2stream.train import STEP_INPUTS, build_train_step, use_graph_mode
 
     use_graph_mode()
     preset = get_preset(args["preset"])
@@ -193,7 +193,7 @@ def ds2stream_worker(args) -> dict:
         rows, _, _, frames = batch["features"].shape
         if frames not in wanted or seen.get(frames, 0) > args["steps"]:
             continue
-        inputs = [ms.Tensor(batch[k]) for k in ("features", "feature_lengths", "labels", "label_lengths", "mask")]
+        inputs = [ms.Tensor(batch[k]) for k in STEP_INPUTS]
         started = time.perf_counter()
         loss, _, _ = step(*inputs, ms.Tensor(np.float32(1e-4)))
         float(loss.asnumpy())

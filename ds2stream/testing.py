@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import shutil
+import socket
+import sys
 import tarfile
 from pathlib import Path
 
@@ -94,3 +96,18 @@ def synthetic_librispeech(clips_dir: Path, root: Path, hours: float, profile: st
     for path, entries in lines.items():
         path.write_text("".join(entries))
     return corpus
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now (for msrun's scheduler in tests and benches)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def local_msrun(workers: int, log_dir: Path) -> list[str]:
+    """The msrun command (before its task) for ``workers`` ranks on this machine, on a free port.
+    msrun is run as a module of this interpreter: its console script may be a shell shim."""
+    return [sys.executable, "-m", "mindspore.parallel.cluster.run", f"--worker_num={workers}",
+            f"--local_worker_num={workers}", "--master_addr=127.0.0.1", f"--master_port={free_port()}",
+            "--join=True", f"--log_dir={log_dir}"]

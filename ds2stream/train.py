@@ -41,6 +41,8 @@ from .text import BLANK_INDEX, LABELS
 log = logging.getLogger(__name__)
 
 META_KEY = "ds2stream_meta"
+#: The batch columns the compiled step takes, in its order (then the learning rate).
+STEP_INPUTS = ("features", "feature_lengths", "labels", "label_lengths", "mask")
 CHECKPOINT_FORMAT = 1
 
 
@@ -429,7 +431,7 @@ class Trainer:
 
         self.network.set_train(True)  # evaluation switches it off
         lr = self.config.learning_rate_at(self.state.global_step, self.steps_per_epoch) * self.state.lr_scale
-        inputs = [Tensor(batch[k]) for k in ("features", "feature_lengths", "labels", "label_lengths", "mask")]
+        inputs = [Tensor(batch[k]) for k in STEP_INPUTS]
         loss, norm, finite = self.step_cell(*inputs, Tensor(np.float32(lr)))
         loss, norm, finite = float(loss.asnumpy()), float(norm.asnumpy()), bool(finite.asnumpy())
         if finite:

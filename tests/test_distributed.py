@@ -8,7 +8,6 @@ mean loss) within TOLERANCE. BatchNorm running statistics are left out: each ran
 from its own rows (checkpoints hold rank 0's).
 """
 import json
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 import pytest
 
 from ds2stream.shards import ShardOptions, write_shard_set
+from ds2stream.testing import local_msrun
 
 pytestmark = pytest.mark.slow
 
@@ -30,16 +30,8 @@ OVERRIDES = {"max_frames": 1600, "num_buckets": 3, "checkpoint_every": 100, "war
 TOLERANCE = 1e-6
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def msrun(args: list, log_dir: Path, workers: int = 2) -> None:
-    command = [sys.executable, "-m", "mindspore.parallel.cluster.run", f"--worker_num={workers}",
-               f"--local_worker_num={workers}", "--master_addr=127.0.0.1", f"--master_port={free_port()}",
-               "--join=True", "--cluster_time_out=120", f"--log_dir={log_dir}", str(WORKER), *map(str, args)]
+    command = [*local_msrun(workers, log_dir), "--cluster_time_out=120", str(WORKER), *map(str, args)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=log_dir.parent)
     if done.returncode != 0:
         logs = "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(log_dir.glob("*.log")))
