@@ -4,8 +4,9 @@ This module is the only place that knows the label set and the blank index; the 
 decoder and the evaluation import them from here.
 
 Normalisation rule (``normalize``):
-  1. Unicode is folded to ASCII where a letter has an accent (``É`` -> ``E``) and typographic
-     apostrophes become ``'``.
+  1. Unicode is folded to ASCII where a letter has an accent (``É`` -> ``E``), letters that
+     Unicode does not decompose are spelled out (``Ø`` -> ``O``, ``Æ`` -> ``AE``, ``Ł`` -> ``L``,
+     ``ß`` -> ``SS``, ``Þ`` -> ``TH``: ``LETTERS``), and typographic apostrophes become ``'``.
   2. Letters are upper-cased.
   3. Any other character outside the label set (digits, punctuation, hyphens, symbols) becomes
      a space, so words are never glued together (``ROCK-N-ROLL`` -> ``ROCK N ROLL``).
@@ -27,6 +28,13 @@ NUM_CLASSES = len(LABELS)  # 29
 ALPHABET = frozenset(LABELS) - {BLANK}
 
 _APOSTROPHES = {"\u2019": "'", "\u2018": "'", "\u02bc": "'", "`": "'"}
+#: Latin letters that NFKD leaves whole (no base letter plus accent), as English spells them.
+LETTERS = {
+    "Ø": "O", "ø": "o", "Æ": "AE", "æ": "ae", "Œ": "OE", "œ": "oe", "Ł": "L", "ł": "l", "ß": "ss", "ẞ": "SS",
+    "Đ": "D", "đ": "d", "Ð": "D", "ð": "d", "Þ": "TH", "þ": "th", "Ħ": "H", "ħ": "h", "Ŀ": "L", "ŀ": "l",
+    "ĸ": "K", "Ŋ": "NG", "ŋ": "ng", "ſ": "s", "Ŧ": "T", "ŧ": "t", "ı": "i", "Ɨ": "I", "ɨ": "i",
+}
+_FOLD = str.maketrans({**_APOSTROPHES, **LETTERS})
 _CHAR_TO_INDEX = {c: i for i, c in enumerate(LABELS) if c != BLANK}
 
 
@@ -35,8 +43,9 @@ class TextError(ValueError):
 
 
 def _fold(text: str) -> str:
-    """Steps 1 and 2 of the rule: accents and typographic apostrophes to ASCII, upper case."""
-    text = "".join(_APOSTROPHES.get(c, c) for c in text)
+    """Steps 1 and 2 of the rule: accents, undecomposable letters and typographic apostrophes to
+    ASCII, upper case."""
+    text = text.translate(_FOLD)
     decomposed = unicodedata.normalize("NFKD", text)
     return "".join(c for c in decomposed if not unicodedata.combining(c)).upper()
 

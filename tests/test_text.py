@@ -25,6 +25,22 @@ def test_normalize(raw, expected):
     assert normalize(raw) == expected
 
 
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("Søren Kierkegaard", "SOREN KIERKEGAARD"),
+        ("Ærø", "AERO"),
+        ("Łódź", "LODZ"),
+        ("Straße", "STRASSE"),
+        ("Þórr", "THORR"),
+        ("Œuvre", "OEUVRE"),
+        ("Đorđe", "DORDE"),
+    ],
+)
+def test_letters_that_unicode_does_not_decompose_are_spelled_out(raw, expected):
+    assert normalize(raw, strict=True) == expected  # NFKD alone left Ø, Æ, Ł, Þ, Œ, Đ outside the label set
+
+
 def test_strict_normalize_names_text_and_characters():
     assert normalize("it's fine", strict=True) == "IT'S FINE"
     with pytest.raises(TextError, match=r"\['1', '2'\].*'chapter 12'"):
