@@ -10,39 +10,61 @@ import soundfile
 
 
 class AudioError(ValueError):
-    """Audio that cannot be used. ``kind`` says why: unreadable_audio, empty_audio or channels."""
+    """Audio that cannot be used. ``kind`` says why: unreadable_audio, empty_audio, channels or
+    too_long (the kinds of ``sources.PROBLEM_KINDS``)."""
 
     def __init__(self, kind: str, message: str):
         super().__init__(message)
         self.kind = kind
 
 
-def read_audio(source: str | Path | bytes, name: str | None = None) -> tuple[np.ndarray, int]:
-    """Decode a file path or encoded bytes to ``(int16 samples, sample_rate)``.
+def read_audio(source: str | Path | bytes, name: str | None = None,
+               max_seconds: float | None = None) -> tuple[np.ndarray, int]:
+    """Decode a file path or encoded bytes to ``(int16 samples, sample_rate)``; any bit depth
+    libsndfile reads (8, 16, 24, 32-bit, float) comes back as 16-bit.
 
     :param name: how messages call the source (default: the path, or ``<bytes>``).
-    Raises :class:`AudioError` naming the source when the data cannot be decoded, holds no
-    samples, or has more than one channel.
+    :param max_seconds: refuse longer audio from its header, before decoding it.
+    Raises :class:`AudioError` naming the source when the data cannot be decoded (a truncated
+    WAV included: libsndfile would return what is there), holds no samples, has more than one
+    channel, or is longer than ``max_seconds``.
     """
     is_bytes = isinstance(source, (bytes, bytearray, memoryview))
     name = name or ("<bytes>" if is_bytes else str(source))
     if is_bytes and len(source) == 0:
         raise AudioError("empty_audio", f"{name}: the file is empty (0 bytes)")
     try:
-        samples, rate = soundfile.read(io.BytesIO(source) if is_bytes else source,
-                                       dtype="int16", always_2d=True)
+        with soundfile.SoundFile(io.BytesIO(source) if is_bytes else source) as handle:
+            if handle.channels != 1:
+                raise AudioError("channels", f"{name}: {handle.channels} channels; ds2stream needs mono audio "
+                                             f"(mix down first, e.g. `sox in.flac -c 1 out.flac`)")
+            if max_seconds is not None and handle.frames > max_seconds * handle.samplerate:
+                raise AudioError("too_long", f"{name}: {handle.frames / handle.samplerate:.0f} s of audio, longer "
+                                             f"than {max_seconds:.0f} s: an unsegmented recording? split it into "
+                                             f"utterances first (LibriSpeech's are at most 35 s)")
+            samples, rate = handle.read(dtype="int16"), handle.samplerate
     except (soundfile.LibsndfileError, RuntimeError, EOFError, OSError) as err:
         reason = re.sub(r"^Error opening .*?: ", "", str(err))  # drop libsndfile's repr of our buffer
         raise AudioError("unreadable_audio", f"{name}: cannot decode audio ({reason})") from None
-    if samples.shape[1] != 1:
-        raise AudioError(
-            "channels",
-            f"{name}: {samples.shape[1]} channels; ds2stream needs mono audio "
-            f"(mix down first, e.g. `sox in.flac -c 1 out.flac`)",
-        )
     if samples.shape[0] == 0:
         raise AudioError("empty_audio", f"{name}: the file holds no samples")
-    return np.ascontiguousarray(samples[:, 0]), int(rate)
+    missing = _wav_bytes_missing(source if is_bytes else None)
+    if missing:
+        raise AudioError("unreadable_audio", f"{name}: truncated WAV ({missing} bytes of its data chunk missing)")
+    return np.ascontiguousarray(samples), int(rate)
+
+
+def _wav_bytes_missing(data: bytes | None) -> int:
+    """How many bytes of a RIFF/WAVE file's data chunk are not there (0 when whole, or not a WAV)."""
+    if data is None or bytes(data[:4]) != b"RIFF" or bytes(data[8:12]) != b"WAVE":
+        return 0
+    position = 12
+    while position + 8 <= len(data):
+        chunk, size = bytes(data[position:position + 4]), int.from_bytes(data[position + 4:position + 8], "little")
+        if chunk == b"data":
+            return max(0, position + 8 + size - len(data))
+        position += 8 + size + (size & 1)
+    return 0
 
 
 def encode_flac(samples: np.ndarray, sample_rate: int) -> bytes:

@@ -49,12 +49,31 @@ class Transcriber:
             sidecar = model_path.with_suffix(".json")
             if not sidecar.is_file():
                 raise ValueError(f"{model_path}: its {sidecar.name} (feature config, labels) is missing")
-            meta = json.loads(sidecar.read_text())
-            check_meta(meta, model_path)
-            self.network = ms.nn.GraphCell(ms.load(str(model_path)))
+            try:
+                meta = json.loads(sidecar.read_text())
+                check_meta(meta, model_path)
+                features = FeatureConfig.from_dict(meta["feature_config"])
+            except (ValueError, KeyError, TypeError) as err:
+                raise ValueError(f"{sidecar}: not a ds2stream model description ({err})") from None
+            try:
+                self.network = ms.nn.GraphCell(ms.load(str(model_path)))
+            except (ValueError, RuntimeError, OSError) as err:
+                raise ValueError(f"{model_path}: not a readable MindIR file ({' '.join(str(err).split())[:200]})") \
+                    from None
+            self._probe(model_path, sidecar, features)
         else:
             self.network, meta = load_model(model_path)
         self.features = FeatureConfig.from_dict(meta["feature_config"])
+
+    def _probe(self, model_path: Path, sidecar: Path, features: FeatureConfig) -> None:
+        """Run the MindIR once on silence shaped as the sidecar says: a model exported with another
+        feature config fails here, with a message, instead of on the user's first file."""
+        try:
+            transcribe_batch(self.network, np.zeros((1, 1, features.num_bins, 64), np.float32), np.array([64]))
+        except RuntimeError as err:
+            raise ValueError(f"{model_path} does not take the {features.num_bins}-bin features that {sidecar.name} "
+                             f"describes: the two come from different exports "
+                             f"({' '.join(str(err).split('C++ Call Stack')[0].split())[:160]})") from None
 
     def transcribe_samples(self, samples: np.ndarray, rate: int) -> str:
         """The same features and decoder as ``ds2stream eval`` (``evaluate.transcribe_batch``)."""

@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute  # noqa: F401  (pa.compute)
 
 from .audio import AudioError, encode_flac, is_flac, read_audio
+from .failpoints import failpoint
 from .features import FeatureConfig, spectrogram
 from .sources import Item, Problem, iter_source
 from .text import LABELS, TextError, normalize
@@ -32,6 +33,10 @@ INDEX_JSON = "index.json"
 INDEX_ARROW = "index.arrow"
 PROGRESS_JSON = "progress.json"
 AUDIO_FORMATS = ("flac", "pcm16")
+#: Audio longer than this is refused (problem ``too_long``), read from its header: LibriSpeech's
+#: utterances are at most 35 s, and a file of many minutes is a recording not yet cut into
+#: utterances, whose single training batch would not fit in memory.
+MAX_UTTERANCE_SECONDS = 600.0
 
 #: One row per utterance. Field names follow the Hugging Face LibriSpeech loader where it has them.
 SCHEMA = pa.schema([
@@ -105,7 +110,7 @@ def convert(item: Item, options: ShardOptions):
         else:
             with open(item.audio_path, "rb") as handle:
                 data = handle.read()
-        samples, rate = read_audio(data, name=item.origin)
+        samples, rate = read_audio(data, name=item.origin, max_seconds=MAX_UTTERANCE_SECONDS)
     except AudioError as err:
         return Problem(err.kind, item.origin, str(err))
     except OSError as err:
@@ -259,6 +264,7 @@ class ShardSetWriter:
             table = pa.Table.from_pylist(self._rows, schema=schema)
             path = self.out_dir / shard_name(len(self.shards))
             _write_table_atomic(path, table, schema)
+            failpoint("shard_written")
             durations = table.column("duration").to_numpy()
             self.shards.append({
                 "file": path.name, "rows": table.num_rows, "bytes": path.stat().st_size,

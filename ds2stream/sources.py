@@ -68,7 +68,9 @@ PROBLEM_KINDS = {
     "missing_file": "CSV row pointing at a file that does not exist",
     "csv_row": "CSV row that is not wav_path,txt_path",
     "archive": "archive that is truncated or unreadable",
-    "duplicate_id": "utterance id already taken by an earlier utterance",
+    "duplicate_id": "utterance id already taken by an earlier utterance (or an earlier transcript line)",
+    "id_mismatch": "utterance id whose speaker or chapter differs from the folders it lies in",
+    "too_long": "audio far longer than an utterance (an unsegmented recording)",
 }
 
 Item = Union[SourceItem, Problem]
@@ -117,19 +119,50 @@ def count_hint(path: Path) -> int | None:
     return None
 
 
-def parse_transcripts(lines, origin: str) -> tuple[dict[str, str], list[Problem]]:
-    """``<utt-id> <TEXT>`` lines -> {id: text}; a line without text is a problem."""
-    texts, problems = {}, []
+def parse_transcripts(lines, origin: str, texts: dict[str, str] | None = None) -> tuple[dict[str, str], list[Problem]]:
+    """``<utt-id> <TEXT>`` lines (any whitespace after the id, CRLF or LF) -> {id: text}.
+
+    A line without text is a problem, and so is an id seen before (in these lines or in ``texts``,
+    the transcripts already read for the same folder): the first transcript is kept.
+    """
+    texts = {} if texts is None else texts
+    problems, first_line = [], {}
     for number, line in enumerate(lines, 1):
-        line = line.strip()
-        if not line:
+        fields = line.split(None, 1)
+        if not fields:
             continue
-        utt_id, _, text = line.partition(" ")
-        if not text.strip():
-            problems.append(Problem("text", f"{origin}:{number}", f"{origin}:{number}: no transcript for {utt_id}"))
-            continue
-        texts[utt_id] = text
+        utt_id, text = fields[0], (fields[1].strip() if len(fields) > 1 else "")
+        where = f"{origin}:{number}"
+        if not text:
+            problems.append(Problem("text", where, f"{where}: no transcript for {utt_id}"))
+        elif utt_id in texts:
+            earlier = f"line {first_line[utt_id]}" if utt_id in first_line else "an earlier transcript file"
+            problems.append(Problem("duplicate_id", where,
+                                    f"{where}: {utt_id} already has a transcript ({earlier}); kept the first"))
+        else:
+            texts[utt_id], first_line[utt_id] = text, number
     return texts, problems
+
+
+def id_folder_mismatch(utt_id: str, folder: str) -> str | None:
+    """Why a LibriSpeech id does not belong in ``folder`` (``.../<speaker>/<chapter>``), or None.
+    Only checked where both the id and the two innermost folders are LibriSpeech-shaped."""
+    match = _LIBRISPEECH_ID.match(utt_id)
+    parts = os.path.normpath(folder).replace(os.sep, "/").split("/")[-2:]
+    if not match or len(parts) < 2 or not all(part.isdigit() for part in parts):
+        return None
+    if (int(match.group(1)), int(match.group(2))) == (int(parts[0]), int(parts[1])):
+        return None
+    return (f"id {utt_id} names speaker {int(match.group(1))}, chapter {int(match.group(2))}, but it lies in "
+            f"{parts[0]}/{parts[1]}; rename it or move it to its speaker's and chapter's folder")
+
+
+def _paired(utt_id: str, text: str, origin: str, folder: str, **audio) -> Item:
+    """The SourceItem of an id with both transcript and audio, or an id_mismatch Problem."""
+    mismatch = id_folder_mismatch(utt_id, folder)
+    if mismatch:
+        return Problem("id_mismatch", origin, f"{origin}: {mismatch}")
+    return SourceItem(utt_id, text, origin=origin, **audio)
 
 
 def _unpaired(folder: str, texts: dict[str, str], audio: dict[str, str]) -> Iterator[Problem]:
@@ -151,11 +184,10 @@ def iter_folder(root: Path) -> Iterator[Item]:
         for name in sorted(f for f in files if f.endswith(TRANSCRIPT_SUFFIX)):
             path = os.path.join(folder, name)
             with open(path, encoding="utf-8", errors="replace") as handle:
-                found, problems = parse_transcripts(handle, path)
+                _, problems = parse_transcripts(handle, path, texts)
             yield from problems
-            texts.update(found)
         for utt_id in sorted(set(texts) & set(audio)):
-            yield SourceItem(utt_id, texts[utt_id], origin=audio[utt_id], audio_path=audio[utt_id])
+            yield _paired(utt_id, texts[utt_id], audio[utt_id], folder, audio_path=audio[utt_id])
         yield from _unpaired(folder, texts, audio)
 
 
@@ -164,6 +196,7 @@ def iter_archive(path: Path) -> Iterator[Item]:
     problem; everything complete before that point is kept."""
     pending_audio: dict[str, dict[str, tuple[str, bytes]]] = {}
     pending_text: dict[str, dict[str, str]] = {}
+    seen_text: dict[str, dict[str, str]] = {}  # every transcript line read, per folder (for duplicates)
     last_member = "(none)"
     try:
         with tarfile.open(path, mode="r|*") as archive:
@@ -175,15 +208,17 @@ def iter_archive(path: Path) -> Iterator[Item]:
                 origin = f"{path}:{member.name}"
                 if name.endswith(TRANSCRIPT_SUFFIX):
                     data = archive.extractfile(member).read().decode("utf-8", errors="replace")
-                    found, problems = parse_transcripts(data.splitlines(), origin)
+                    seen = seen_text.setdefault(folder, {})
+                    before = set(seen)
+                    _, problems = parse_transcripts(data.splitlines(), origin, seen)
                     yield from problems
                     audio = pending_audio.get(folder, {})
-                    for utt_id, text in found.items():
+                    for utt_id in [utt_id for utt_id in seen if utt_id not in before]:  # in file order
                         if utt_id in audio:
                             audio_origin, data = audio.pop(utt_id)
-                            yield SourceItem(utt_id, text, origin=audio_origin, audio_bytes=data)
+                            yield _paired(utt_id, seen[utt_id], audio_origin, folder, audio_bytes=data)
                         else:
-                            pending_text.setdefault(folder, {})[utt_id] = text
+                            pending_text.setdefault(folder, {})[utt_id] = seen[utt_id]
                 elif name.lower().endswith(AUDIO_EXTENSIONS):
                     utt_id = Path(name).stem
                     data = archive.extractfile(member).read()
@@ -191,7 +226,7 @@ def iter_archive(path: Path) -> Iterator[Item]:
                     if text is None:
                         pending_audio.setdefault(folder, {})[utt_id] = (origin, data)
                     else:
-                        yield SourceItem(utt_id, text, origin=origin, audio_bytes=data)
+                        yield _paired(utt_id, text, origin, folder, audio_bytes=data)
     except (tarfile.TarError, EOFError, zlib.error, OSError) as err:
         yield Problem("archive", str(path),
                       f"{path}: archive unreadable or truncated after member {last_member} ({err})")
@@ -200,14 +235,26 @@ def iter_archive(path: Path) -> Iterator[Item]:
         yield from _unpaired(f"{path}:{folder}", pending_text.get(folder, {}), audio)
 
 
+def _is_header(row: list[str], base: Path) -> bool:
+    """A first row such as ``wav_path,txt_path``: no cell names a file, the first no audio file."""
+    cells = [cell.strip() for cell in row]
+    return not cells[0].lower().endswith(AUDIO_EXTENSIONS) and not any((base / cell).is_file() for cell in cells)
+
+
 def iter_csv(path: Path) -> Iterator[Item]:
-    """The zoo's manifest: rows of ``wav_path,txt_path``."""
+    """The zoo's manifest: rows of ``wav_path,txt_path``; a header row, if any, is passed over."""
     base = path.parent
-    with open(path, newline="", encoding="utf-8") as handle:
+    first = True
+    # surrogateescape: a path in another encoding than UTF-8 still names its file on Linux.
+    with open(path, newline="", encoding="utf-8", errors="surrogateescape") as handle:
         for number, row in enumerate(csv.reader(handle), 1):
             where = f"{path}:{number}"
             if not row or all(not cell.strip() for cell in row):
                 continue
+            if first and _is_header(row, base):
+                first = False
+                continue
+            first = False
             if len(row) != 2:
                 yield Problem("csv_row", where, f"{where}: expected wav_path,txt_path, got {row!r}")
                 continue

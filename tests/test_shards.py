@@ -222,6 +222,14 @@ def test_csv_rows_pointing_at_missing_files(corpus, tmp_path):
     assert "nowhere.wav" in summary["problems"][0]["message"]
 
 
+def test_a_csv_header_row_is_passed_over_not_reported(corpus, tmp_path):
+    csv_path = prepare_zoo_manifest(corpus / "dev-clean" / "9104", tmp_path / "zoo")
+    csv_path.write_text("wav_path,txt_path\n" + csv_path.read_text())
+    result = CliRunner().invoke(cli, ["shard", str(csv_path), "--out", str(tmp_path / "s"), "--strict"])
+    assert result.exit_code == 0, result.output
+    assert load_index(tmp_path / "s")[0]["utterances"] == 30
+
+
 def test_unknown_input_kind_and_foreign_out_dir_are_clear_errors(corpus, tmp_path):
     stray = tmp_path / "notes.txt"
     stray.write_text("x")

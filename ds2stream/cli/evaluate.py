@@ -28,6 +28,8 @@ def evaluate_command(shards, checkpoint, verbose, json_path, max_frames, workers
         network, meta = load_model(checkpoint)
         shard_set = ShardSet(shards)
         check_meta(meta, checkpoint, shard_set.feature_config)
+        if len(shard_set) == 0:
+            raise ValueError(f"{shards}: the shard set holds no utterance (see `ds2stream info {shards} --problems`)")
     except (CheckpointError, ValueError) as err:
         raise click.ClickException(str(err)) from None
     report = evaluate(network, shard_set, max_frames=max_frames, workers=workers)
