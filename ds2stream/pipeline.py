@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import functools
+import hashlib
 import logging
 import os
 import time
@@ -59,6 +60,11 @@ class BatchMode(str, enum.Enum):
 
 # ---------------------------------------------------------------- the bucket rule
 
+def round_up_frames(frames, multiple: int = FRAME_MULTIPLE):
+    """Frames (an int or an integer array) rounded up to ``multiple``: every padded batch length."""
+    return -(-frames // multiple) * multiple
+
+
 def bucket_boundaries(frames: np.ndarray, num_buckets: int, multiple: int = FRAME_MULTIPLE) -> np.ndarray:
     """Upper edges (frames, inclusive) of at most ``num_buckets`` buckets that minimise padding.
 
@@ -74,7 +80,7 @@ def bucket_boundaries(frames: np.ndarray, num_buckets: int, multiple: int = FRAM
         raise ValueError("no lengths to estimate bucket boundaries from")
     if num_buckets < 1:
         raise ValueError(f"num_buckets must be at least 1, got {num_buckets}")
-    lengths, counts = np.unique(-(-frames // multiple) * multiple, return_counts=True)
+    lengths, counts = np.unique(round_up_frames(frames, multiple), return_counts=True)
     below = np.concatenate([[0], np.cumsum(counts)])  # utterances shorter than lengths[j]
     n, buckets = len(lengths), min(num_buckets, len(lengths))
     # cost[b, j]: least padded frames for the j shortest lengths in b buckets; split[b, j]: where
@@ -96,16 +102,19 @@ def bucket_boundaries(frames: np.ndarray, num_buckets: int, multiple: int = FRAM
 
 
 def batch_sizes_for(edges: np.ndarray, max_frames: int | None, batch_size: int | None) -> np.ndarray:
-    """Rows per batch for each bucket: ``batch_size``, or as many as fit ``rows x edge <= max_frames``."""
+    """Rows per batch for each bucket: ``batch_size``, or as many as fit ``rows x edge <= max_frames``.
+
+    A bucket whose edge is above the budget still gets one row: an utterance longer than the budget
+    trains alone (its memory is needed anyway) rather than stopping the run or being left out.
+    """
     if (max_frames is None) == (batch_size is None):
         raise ValueError("give exactly one of max_frames (a padded-frame budget) or batch_size")
     if batch_size is not None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         return np.full(len(edges), batch_size, dtype=np.int64)
-    if max_frames < edges[-1]:
-        raise ValueError(f"max_frames {max_frames} is below the longest bucket ({edges[-1]} frames): "
-                         f"raise it, or leave long utterances out with --max-duration")
+    if max_frames < 1:
+        raise ValueError(f"max_frames must be positive, got {max_frames}")
     return np.maximum(1, max_frames // edges).astype(np.int64)
 
 
@@ -151,13 +160,15 @@ class BatchSampler:
     :param rank, world_size: data-parallel partition. Each utterance goes to one rank per epoch;
         every rank gets the same number of batches, and the ranks' i-th batches share a shape.
     :param sortagrad: epoch 0 goes shortest bucket first (SortaGrad, DeepSpeech2 paper).
+    :param max_utterance_frames: leave out longer utterances (counted); None keeps every length.
     """
 
     def __init__(self, frames, num_chars, shards, *, mode=BatchMode.BUCKETED, num_buckets: int = 16,
                  max_frames: int | None = None, batch_size: int | None = None, seed: int = 0,
                  shuffle: bool = True, window_shards: int = 16, rank: int = 0, world_size: int = 1,
                  sortagrad: bool = False, output_lengths: Callable | None = None, ctc_lengths=None,
-                 fixed_frames: int = ZOO_TRAIN_FRAMES, edges: np.ndarray | None = None):
+                 fixed_frames: int = ZOO_TRAIN_FRAMES, edges: np.ndarray | None = None,
+                 max_utterance_frames: int | None = None):
         self.mode = BatchMode(mode)
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is outside 0..{world_size - 1}")
@@ -168,9 +179,13 @@ class BatchSampler:
         self.rank, self.world_size, self.sortagrad = rank, world_size, sortagrad
         keep = np.ones(len(self.frames), dtype=bool)
         self.dropped: dict[str, int] = {}
+        if max_utterance_frames is not None:
+            too_long = self.frames > max_utterance_frames
+            self.dropped["longer_than_max_duration"] = int(too_long.sum())
+            keep &= ~too_long
         if self.mode is BatchMode.FIXED:
             too_long = self.frames > fixed_frames
-            self.dropped["longer_than_fixed_frames"] = int(too_long.sum())
+            self.dropped["longer_than_fixed_frames"] = int((too_long & keep).sum())
             keep &= ~too_long
         if output_lengths is not None:
             needed = self.num_chars if ctc_lengths is None else np.asarray(ctc_lengths, dtype=np.int64)
@@ -190,7 +205,7 @@ class BatchSampler:
             self.edges = np.array([fixed_frames])
         else:
             top = int(self.frames[keep].max())
-            self.edges = np.array([-(-top // FRAME_MULTIPLE) * FRAME_MULTIPLE])
+            self.edges = np.array([round_up_frames(top)])
         self.bucket_of = np.searchsorted(self.edges, self.frames)
         # No batch larger than its bucket (a small eval set would be mostly filler rows otherwise).
         per_rank = -(-np.bincount(self.bucket_of[self.keep], minlength=len(self.edges)) // world_size)
@@ -250,7 +265,7 @@ class BatchSampler:
             rows.append(np.concatenate([mine, np.repeat(filler, size - len(mine))]))
             masks.append(mask)
             if self.mode is BatchMode.UNBUCKETED:  # the global batch's longest, so all ranks share a shape
-                frames.append(int(-(-self.frames[items].max() // FRAME_MULTIPLE) * FRAME_MULTIPLE))
+                frames.append(int(round_up_frames(self.frames[items].max())))
             else:
                 frames.append(int(self.edges[bucket]))
             label_pad.append(int(self.label_pad[bucket]))
@@ -291,6 +306,14 @@ class ShardSet:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    @property
+    def content_id(self) -> str:
+        """A digest of the shards' checksums: the same for the same utterances, wherever the set lies."""
+        digest = hashlib.sha256()
+        for info in self.summary["shards"]:
+            digest.update(info["sha256"].encode())
+        return digest.hexdigest()[:16]
 
     def __getstate__(self):
         state = dict(self.__dict__)

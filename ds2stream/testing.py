@@ -98,6 +98,42 @@ def synthetic_librispeech(clips_dir: Path, root: Path, hours: float, profile: st
     return corpus
 
 
+def utterances_of_lengths(clips_dir: Path, root: Path, sample_counts, subset: str = "train-other",
+                          seed: int = 0) -> Path:
+    """A LibriSpeech-layout folder with one utterance of exactly each of ``sample_counts`` samples,
+    real speech: whole recordings from ``clips_dir`` joined (so the transcript is exact), then
+    silence up to the count. Speaker 7000, chapter 1. Returns ``root/LibriSpeech``."""
+    import soundfile
+
+    from .audio import read_audio
+    from .sources import SourceItem, iter_folder
+
+    clips = [(read_audio(item.audio_path)[0], item.transcript)
+             for item in iter_folder(Path(clips_dir)) if isinstance(item, SourceItem)]
+    rng = np.random.default_rng(seed)
+    corpus = Path(root) / "LibriSpeech"
+    folder = corpus / subset / "7000" / "1"
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for number, count in enumerate(sample_counts):
+        parts, words, total = [], [], 0
+        while True:
+            audio, text = clips[int(rng.integers(len(clips)))]
+            if total + len(audio) > count:
+                break
+            parts.append(audio)
+            words.append(text)
+            total += len(audio)
+        if not parts:
+            raise ValueError(f"{count} samples is shorter than any recording in {clips_dir}")
+        samples = np.concatenate(parts + [np.zeros(count - total, dtype=np.int16)])
+        utt_id = f"7000-1-{number:04d}"
+        soundfile.write(folder / f"{utt_id}.flac", samples, 16000, subtype="PCM_16")
+        lines.append(f"{utt_id} {' '.join(words)}\n")
+    (folder / "7000-1.trans.txt").write_text("".join(lines))
+    return corpus
+
+
 def free_port() -> int:
     """A TCP port free on loopback right now (for msrun's scheduler in tests and benches)."""
     with socket.socket() as sock:
@@ -111,3 +147,111 @@ def local_msrun(workers: int, log_dir: Path) -> list[str]:
     return [sys.executable, "-m", "mindspore.parallel.cluster.run", f"--worker_num={workers}",
             f"--local_worker_num={workers}", "--master_addr=127.0.0.1", f"--master_port={free_port()}",
             "--join=True", f"--log_dir={log_dir}"]
+
+
+# ---------------------------------------------------------------- fault injection
+
+def fuzzed_corpus(clips_dir: Path, root: Path, scale: int = 1, seed: int = 0) -> tuple[Path, dict, dict]:
+    """A LibriSpeech-layout folder of good recordings mixed with every kind of bad input a corpus
+    can hold (~250 bad files at ``scale`` 1): random bytes and truncated files named .flac, empty
+    files, other sample rates, stereo, truncated WAVs, a two-hour recording, audio shorter than one
+    window, transcripts that are not UTF-8 or hold digits, audio without a line and lines without
+    audio, an id twice, an id in another speaker's folder. Good files come with LF, CRLF and tab
+    separated transcript lines, and at 8 and 16 bits.
+
+    Returns ``(root/LibriSpeech, good, bad)``: ``good`` maps each id that must arrive to its
+    transcript; ``bad`` maps each kind of problem to how many must be reported.
+    """
+    import soundfile
+
+    from .audio import read_audio
+    from .sources import SourceItem, iter_folder
+
+    clips = [(item.id, read_audio(item.audio_path)[0], item.transcript, Path(item.audio_path).read_bytes())
+             for item in iter_folder(Path(clips_dir)) if isinstance(item, SourceItem)]
+    rng = np.random.default_rng(seed)
+    corpus = Path(root) / "LibriSpeech"
+    good: dict[str, str] = {}
+    bad: dict[str, int] = {}
+    speakers = iter(range(8001, 9000))
+
+    def clip():
+        return clips[int(rng.integers(len(clips)))]
+
+    def batch(count: int, kind: str | None, write, text=None, newline="\n", encoding="utf-8", separator=" "):
+        """``count`` utterances of a new speaker (chapter 1) with its transcript file; ``write(path_stem,
+        samples, flac)`` writes each audio file. Returns the folder and the ids."""
+        speaker = next(speakers)
+        folder = corpus / "fuzz" / str(speaker) / "1"
+        folder.mkdir(parents=True)
+        chosen = [clip() for _ in range(count)]
+        ids = [f"{speaker}-1-{i:04d}" for i in range(count)]
+        texts = [text or transcript for _, _, transcript, _ in chosen]
+        lines = "".join(f"{utt_id}{separator}{t}{newline}" for utt_id, t in zip(ids, texts))
+        (folder / f"{speaker}-1.trans.txt").write_bytes(lines.encode(encoding))
+        for utt_id, (_, samples, _, flac) in zip(ids, chosen):
+            write(folder / utt_id, samples, flac)
+        if kind is None:
+            good.update(zip(ids, texts))
+        else:
+            bad[kind] = bad.get(kind, 0) + count
+        return folder, ids
+
+    def copy_flac(stem, samples, flac):
+        stem.with_suffix(".flac").write_bytes(flac)
+
+    n = scale
+    batch(20 * n, None, copy_flac)
+    batch(10 * n, None, copy_flac, newline="\r\n")
+    batch(10 * n, None, copy_flac, separator="\t")
+    batch(10 * n, None, lambda stem, samples, _: soundfile.write(stem.with_suffix(".flac"), samples, 16000,
+                                                                 subtype="PCM_S8"))
+    batch(50 * n, "unreadable_audio", lambda stem, *_: stem.with_suffix(".flac").write_bytes(
+        rng.bytes(int(rng.integers(1, 5000)))))
+    batch(50 * n, "unreadable_audio", lambda stem, _, flac: stem.with_suffix(".flac").write_bytes(
+        flac[:int(rng.integers(1, len(flac)))]))
+
+    def truncated_wav(stem, samples, _):
+        soundfile.write(stem.with_suffix(".wav"), samples, 16000, subtype="PCM_16")
+        data = stem.with_suffix(".wav").read_bytes()
+        stem.with_suffix(".wav").write_bytes(data[:int(rng.integers(100, len(data) - 2))])
+
+    batch(20 * n, "unreadable_audio", truncated_wav)
+    batch(20 * n, "empty_audio", lambda stem, *_: stem.with_suffix(".flac").write_bytes(b""))
+    for rate in (8000, 22050, 44100):
+        batch(10 * n, "sample_rate", lambda stem, samples, _: soundfile.write(
+            stem.with_suffix(".flac"), samples, rate, subtype="PCM_16"))
+    batch(25 * n, "channels", lambda stem, samples, _: soundfile.write(
+        stem.with_suffix(".flac"), np.stack([samples, samples], axis=1), 16000, subtype="PCM_16"))
+    batch(10 * n, "too_short", lambda stem, samples, _: soundfile.write(
+        stem.with_suffix(".flac"), samples[:int(rng.integers(1, 160))], 16000, subtype="PCM_16"))
+
+    def two_hours(stem, *_):
+        with soundfile.SoundFile(stem.with_suffix(".flac"), "w", 16000, 1, subtype="PCM_16") as handle:
+            for _ in range(120):
+                handle.write(np.zeros(16000 * 60, dtype=np.int16))
+
+    batch(1, "too_long", two_hours)
+    batch(15 * n, "text", copy_flac, text="CAFÉ AU LAIT", encoding="latin-1")  # not UTF-8
+    batch(5 * n, "text", copy_flac, text="CHAPTER 12")  # digits are not labels
+    folder, ids = batch(10 * n, None, copy_flac)  # ... then audio without a line, a line without audio
+    for number in range(10 * n):
+        copy_flac(folder / f"{folder.parent.name}-1-{9000 + number}", *clip()[1::2])
+    bad["missing_transcript"] = 10 * n
+    transcript = next(folder.glob("*.trans.txt"))
+    with open(transcript, "a") as handle:
+        for number in range(10 * n):
+            handle.write(f"{folder.parent.name}-1-{8000 + number} A LINE WITHOUT AUDIO\n")
+        for utt_id in ids[:5 * n]:
+            handle.write(f"{utt_id} A SECOND LINE FOR THE SAME ID\n")
+    bad["missing_audio"] = 10 * n
+    bad["duplicate_id"] = 5 * n
+    folder, ids = batch(5 * n, None, copy_flac)
+    for utt_id in ids:  # the same files under another chapter's ids, in this chapter's folder
+        stray = utt_id.replace("-1-", "-2-")
+        (folder / f"{utt_id}.flac").rename(folder / f"{stray}.flac")
+        transcript = next(folder.glob("*.trans.txt"))
+        transcript.write_text(transcript.read_text().replace(utt_id, stray))
+        del good[utt_id]
+    bad["id_mismatch"] = 5 * n
+    return corpus, good, bad

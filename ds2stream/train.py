@@ -3,9 +3,17 @@ atomic checkpoints and exact resume.
 
 A run directory holds:
   ``config.json``               model, train and feature configs, label set, shard folders;
-  ``metrics.jsonl``             one JSON line per step, per epoch and per event (non-finite, rollback);
-  ``checkpoints/step-N.ckpt``   model + Adam state + the position in the data (keep the last k);
+  ``metrics.jsonl``             one JSON line per step, per epoch and per event (non-finite, kernel
+                                error, rollback, checkpoint, resume), each with its ``global_step``;
+  ``checkpoints/step-N.ckpt``   model + Adam state + the position in the data and the fingerprint of
+                                the batch plan (keep the last k), CRC-checked;
   ``best.ckpt``                 the checkpoint with the lowest dev WER (with ``--dev-shards``).
+
+After a ``kill -9`` anywhere, ``--resume`` continues from the newest checkpoint that reads back
+whole (a truncated or corrupt newer one is set aside as ``.corrupt``, with a warning), drops the
+metric lines of the steps it will redo, and puts back ``best.ckpt`` if the kill fell between
+checkpointing a better epoch and copying it. Every file is written to a temporary name, fsynced
+and renamed (and the folder fsynced), so a crash leaves the old file or the new one, never half.
 
 The zoo's training mistakes, and what happens here instead: its LR schedule was computed and never
 applied (here :meth:`TrainConfig.learning_rate_at` sets Adam's rate every step); Adam ran with
@@ -29,10 +37,12 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from ._config import config_from_dict
+from .failpoints import failpoint
 from .features import FeatureConfig
 from .model import ModelConfig, build_model
 from .pipeline import BatchMode, BatchSampler, BatchSource, EpochIterator, ShardSet
@@ -44,6 +54,10 @@ META_KEY = "ds2stream_meta"
 #: The batch columns the compiled step takes, in its order (then the learning rate).
 STEP_INPUTS = ("features", "feature_lengths", "labels", "label_lengths", "mask")
 CHECKPOINT_FORMAT = 1
+#: The TrainConfig fields that decide which utterances form each batch, in which order (with the
+#: number of ranks and the shard set's content): a resume that changes one would not continue the
+#: run it claims to continue, so it is refused unless asked for (``--allow-plan-change``).
+PLAN_FIELDS = ("seed", "num_buckets", "max_frames", "batch_mode", "sortagrad", "max_duration")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,10 +74,17 @@ class TrainConfig:
     sortagrad: bool = True  # the first epoch goes shortest bucket first
     seed: int = 0
     checkpoint_every: int = 500  # steps; and at every epoch end
-    keep_last: int = 3  # step checkpoints kept (best.ckpt is kept apart)
-    guard_patience: int = 5  # non-finite steps in a row before going back to the last checkpoint
+    keep_last: int = 3  # step checkpoints kept (best.ckpt is kept apart); 0 keeps every one
+    guard_patience: int = 5  # failed steps in a row before going back to the last checkpoint
     workers: int = 1  # reader worker processes
     batch_mode: str = "bucketed"  # or "unbucketed" (pipeline.BatchMode)
+    max_duration: float | None = None  # seconds; longer utterances are left out (counted)
+
+    def __post_init__(self):
+        if self.keep_last < 0:
+            raise ValueError(f"keep_last must be a count of checkpoints, or 0 to keep every one; got {self.keep_last}")
+        if self.max_duration is not None and self.max_duration <= 0:
+            raise ValueError(f"max_duration must be positive seconds, got {self.max_duration}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -84,12 +105,17 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used here: unreadable, or made for another model or label set."""
 
 
+class PlanChangedError(ValueError):
+    """A resume whose settings would change the batch plan of the run it continues."""
+
+
 # ---------------------------------------------------------------- MindSpore pieces
 
 def use_graph_mode(graph: bool = True) -> None:
     import mindspore as ms
 
-    ms.set_context(mode=ms.GRAPH_MODE if graph else ms.PYNATIVE_MODE, device_target="CPU")
+    ms.set_device("CPU")
+    ms.set_context(mode=ms.GRAPH_MODE if graph else ms.PYNATIVE_MODE)
 
 
 def build_train_step(network, config: TrainConfig, world_size: int = 1):
@@ -181,28 +207,56 @@ def build_train_step(network, config: TrainConfig, world_size: int = 1):
 
 # ---------------------------------------------------------------- checkpoints
 
+def _fsync(path: Path) -> None:
+    """Flush a file, or a folder's entries (a rename), to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def replace_durably(tmp: Path, path: Path) -> None:
+    """Rename a complete ``tmp`` over ``path`` so that a crash leaves one or the other, whole."""
+    _fsync(tmp)
+    os.replace(tmp, path)
+    _fsync(path.parent)
+
+
+def write_text_durably(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    replace_durably(tmp, path)
+
+
 def save_checkpoint(cell, path: Path, meta: dict) -> None:
-    """Every parameter of ``cell`` plus ``meta`` (JSON) in one file, written atomically."""
+    """Every parameter of ``cell`` plus ``meta`` (JSON) in one file with a CRC, written durably."""
     import mindspore as ms
 
     tmp = path.with_name(path.stem + ".tmp.ckpt")
-    ms.save_checkpoint(cell, str(tmp), append_dict={META_KEY: json.dumps(meta)})
-    os.replace(tmp, path)
+    ms.save_checkpoint(cell, str(tmp), append_dict={META_KEY: json.dumps(meta)}, crc_check=True)
+    failpoint("checkpoint_written")
+    replace_durably(tmp, path)
 
 
 def read_checkpoint(path: Path) -> tuple[dict, dict]:
-    """(parameters by name, ds2stream metadata or {} for a zoo checkpoint); CheckpointError if unreadable."""
+    """(parameters by name, ds2stream metadata or {} for a zoo checkpoint); CheckpointError if the
+    file is missing, truncated or corrupt (its CRC, for checkpoints written with one)."""
     import mindspore as ms
 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint")
     try:
-        params = ms.load_checkpoint(str(path))
-    except (ValueError, RuntimeError, OSError) as err:
-        raise CheckpointError(f"{path}: not a readable MindSpore checkpoint ({err})") from None
+        params = ms.load_checkpoint(str(path), crc_check=True)
+    except (ValueError, RuntimeError, OSError, TypeError) as err:
+        reason = " ".join(str(err).split())[:200]
+        raise CheckpointError(f"{path}: not a readable MindSpore checkpoint, truncated or corrupt ({reason})") from None
     meta = params.pop(META_KEY, None)
-    return params, (json.loads(meta) if meta else {})
+    try:
+        return params, (json.loads(str(meta)) if meta is not None else {})
+    except json.JSONDecodeError:
+        raise CheckpointError(f"{path}: its ds2stream metadata is not valid JSON") from None
 
 
 def load_weights(network, params: dict, source: Path, strict: bool = True) -> list[str]:
@@ -257,13 +311,17 @@ def make_sampler(shards: ShardSet, model_config: ModelConfig, config: TrainConfi
                  world_size: int = 1) -> BatchSampler:
     """Rank ``rank``'s batches of a training run: every rank plans the same global batches and
     takes its own rows of each (pipeline.BatchSampler)."""
-    sizing = {"max_frames": max(config.max_frames, int(shards.frames.max()))}
+    sizing = {"max_frames": config.max_frames}
     if BatchMode(config.batch_mode) is not BatchMode.BUCKETED:  # a batch size from the same budget
         sizing = {"batch_size": max(1, config.max_frames // int(np.median(shards.frames)) // 2)}
+    longest = None
+    if config.max_duration is not None:
+        fc = shards.feature_config
+        longest = int(fc.num_frames(int(config.max_duration * fc.sample_rate)))
     return BatchSampler(shards.frames, shards.num_chars, shards.shard, mode=config.batch_mode,
                         num_buckets=config.num_buckets, seed=config.seed, rank=rank, world_size=world_size,
                         sortagrad=config.sortagrad, output_lengths=model_config.output_lengths,
-                        ctc_lengths=shards.ctc_lengths, **sizing)
+                        ctc_lengths=shards.ctc_lengths, max_utterance_frames=longest, **sizing)
 
 
 @dataclasses.dataclass
@@ -274,8 +332,29 @@ class RunState:
     step: int = 0  # the next batch of the epoch
     global_step: int = 0  # batches consumed, skipped ones included
     lr_scale: float = 1.0  # halved by every rollback
-    skipped: int = 0  # non-finite steps, total
+    skipped: int = 0  # steps without an update (non-finite or a kernel error), total
     best_wer: float | None = None
+    best_step: int | None = None  # the global step whose checkpoint is best.ckpt
+
+
+class StepResult(NamedTuple):
+    loss: float
+    grad_norm: float
+    finite: bool  # the update was applied
+    error: str | None = None  # MindSpore's kernel error, when the step could not run
+
+
+def kernel_error_summary(err: Exception) -> str:
+    """The informative lines of a MindSpore RuntimeError (its message is framed by rulers and a
+    C++ call stack)."""
+    lines = []
+    for line in str(err).splitlines():
+        line = line.strip()
+        if line.startswith("- C++ Call Stack"):
+            break
+        if line and not line.startswith("---") and not line.startswith("- "):
+            lines.append(line)
+    return " ".join(lines)[:300] or type(err).__name__
 
 
 class Trainer:
@@ -291,7 +370,12 @@ class Trainer:
         self.run_dir, self.config = Path(run_dir), config
         self.rank, self.world_size, self.progress = rank, world_size, progress
         self.shards = ShardSet(shard_dir)
+        if len(self.shards) == 0:
+            raise ValueError(f"{shard_dir}: the shard set holds no utterance (see `ds2stream info {shard_dir} "
+                             f"--problems`)")
         self.dev = ShardSet(dev_shard_dir) if dev_shard_dir else None
+        if self.dev is not None and len(self.dev) == 0:
+            raise ValueError(f"{dev_shard_dir}: the dev shard set holds no utterance")
         self.feature_config = self.shards.feature_config
         if self.dev is not None and self.dev.feature_config != self.feature_config:
             raise ValueError(f"{dev_shard_dir}: made with features {self.dev.feature_config.to_dict()}, "
@@ -315,17 +399,22 @@ class Trainer:
     def is_writer(self) -> bool:
         return self.rank == 0
 
+    def plan_fingerprint(self) -> dict:
+        """What decides the batches of every epoch: a resume must not change it unnoticed."""
+        return {**{name: getattr(self.config, name) for name in PLAN_FIELDS}, "world_size": self.world_size,
+                "shard_set": self.shards.content_id}
+
     def _meta(self) -> dict:
         return {"format": CHECKPOINT_FORMAT, "labels": LABELS, "model_config": self.model_config.to_dict(),
                 "train_config": self.config.to_dict(), "feature_config": self.feature_config.to_dict(),
                 "state": dataclasses.asdict(self.state), "world_size": self.world_size,
-                "steps_per_epoch": self.steps_per_epoch}
+                "steps_per_epoch": self.steps_per_epoch, "plan": self.plan_fingerprint()}
 
     def _write_config(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "checkpoints").mkdir(exist_ok=True)
         config = {**{k: v for k, v in self._meta().items() if k != "state"}, "shards": self.shard_dirs}
-        (self.run_dir / "config.json").write_text(json.dumps(config, indent=1))
+        write_text_durably(self.run_dir / "config.json", json.dumps(config, indent=1))
 
     def _log(self, record: dict) -> None:
         if not self.is_writer:
@@ -334,6 +423,25 @@ class Trainer:
             self._metrics = open(self.run_dir / "metrics.jsonl", "a")
         self._metrics.write(json.dumps(record) + "\n")
         self._metrics.flush()
+
+    def _truncate_metrics(self, global_step: int) -> int:
+        """Keep the metric lines of the first ``global_step`` steps (a resume redoes the rest, and a
+        kill may have torn the last line); returns how many lines were dropped."""
+        path = self.run_dir / "metrics.jsonl"
+        if not self.is_writer or not path.exists():
+            return 0
+        lines = path.read_text().splitlines()
+        kept = []
+        for line in lines:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if record.get("global_step", 0) <= global_step:
+                kept.append(line)
+        if len(kept) < len(lines):
+            write_text_durably(path, "".join(line + "\n" for line in kept))
+        return len(lines) - len(kept)
 
     def checkpoints(self) -> list[Path]:
         return sorted((self.run_dir / "checkpoints").glob("step-*[0-9].ckpt"))
@@ -344,12 +452,20 @@ class Trainer:
         path = None
         if self.is_writer:
             path = self.run_dir / "checkpoints" / f"step-{self.state.global_step:08d}.ckpt"
-            save_checkpoint(self.step_cell, path, self._meta())
-            for old in self.checkpoints()[:-self.config.keep_last]:
-                old.unlink()
+            # Logged first: a kill before the rename leaves a line past the resumed step, dropped then.
             self._log({"event": "checkpoint", "path": str(path), "global_step": self.state.global_step})
+            save_checkpoint(self.step_cell, path, self._meta())
+            failpoint("checkpoint_renamed")
+            if self.config.keep_last > 0:
+                for old in self.checkpoints()[:-self.config.keep_last]:
+                    old.unlink()
         self._barrier()
         return path
+
+    def _save_best(self, path: Path) -> None:
+        tmp = self.run_dir / "best.tmp.ckpt"
+        shutil.copyfile(path, tmp)
+        replace_durably(tmp, self.run_dir / "best.ckpt")
 
     def _barrier(self) -> None:
         if self.world_size > 1:
@@ -362,6 +478,20 @@ class Trainer:
         if not found.exists():
             raise ValueError(f"rank {self.rank} cannot see {found}: a distributed run's directory must be on a "
                              f"filesystem shared by every rank (e.g. NFS), since ranks > 0 read rank 0's checkpoints")
+
+    def _newest_valid_checkpoint(self) -> tuple[Path, dict, dict] | None:
+        """(path, parameters, metadata) of the newest checkpoint that reads back whole. Newer ones
+        that do not (a kill or a disk fault) are set aside as ``.corrupt`` with a warning."""
+        for path in reversed(self.checkpoints()):
+            try:
+                params, meta = read_checkpoint(path)
+            except CheckpointError as err:
+                log.warning("%s; going back to the checkpoint before it", err)
+                if self.is_writer:
+                    path.rename(path.with_name(path.name + ".corrupt"))
+                continue
+            return path, params, meta
+        return None
 
     # -- starting points
     def start_new(self, pretrained: Path | None = None) -> None:
@@ -379,27 +509,53 @@ class Trainer:
         self._barrier()
         self._require_shared_run_dir(self.run_dir / "config.json")
 
-    def resume(self) -> None:
-        """Continue from the newest checkpoint: weights, Adam state and the data position."""
-        found = self.checkpoints()
-        if not found:
-            self._require_shared_run_dir(self.run_dir / "config.json")
+    def resume(self, allow_plan_change: bool = False) -> None:
+        """Continue from the newest valid checkpoint: weights, Adam state and the data position.
+
+        :param allow_plan_change: go on even if the batch plan's settings differ from the
+            checkpoint's (then at the same fraction of the epoch); otherwise PlanChangedError.
+        """
+        self._require_shared_run_dir(self.run_dir / "config.json")
+        found = self._newest_valid_checkpoint()
+        if found is None:
             raise ValueError(f"{self.run_dir}: no checkpoint to resume from")
-        params, meta = read_checkpoint(found[-1])
-        check_meta(meta, found[-1], self.feature_config)
+        path, params, meta = found
+        check_meta(meta, path, self.feature_config)
         if ModelConfig.from_dict(meta["model_config"]) != self.model_config:
-            raise CheckpointError(f"{found[-1]}: made for another model config")
-        load_weights(self.step_cell, params, found[-1])
+            raise CheckpointError(f"{path}: made for another model config")
+        changed = self._plan_changes(meta)
+        if changed and not allow_plan_change:
+            raise PlanChangedError(
+                f"{path}: resuming with {'; '.join(changed)} would change the batch plan of the run it continues; "
+                f"resume with the run's own settings, or pass --allow-plan-change to go on at the same fraction "
+                f"of the epoch")
+        load_weights(self.step_cell, params, path)
         self.state = RunState(**meta["state"])
-        saved_world = meta.get("world_size", 1)
-        if saved_world != self.world_size:
-            # Other ranks, other global batches: continue at the same fraction of the epoch.
+        if changed:
             self.state.step = resume_position(self.state.step, meta.get("steps_per_epoch"), self.steps_per_epoch)
-            log.warning("%s was written by a run of %d ranks, this one has %d: the epoch goes on from step %d of %d "
-                        "(the same fraction), not exactly where it stopped", found[-1], saved_world,
-                        self.world_size, self.state.step, self.steps_per_epoch)
+            log.warning("%s: %s; the epoch goes on from step %d of %d (the same fraction), not exactly where it "
+                        "stopped", path, "; ".join(changed), self.state.step, self.steps_per_epoch)
         self._snapshot = self._stats_snapshot()
-        log.info("resuming %s at epoch %d, step %d", found[-1], self.state.epoch, self.state.step)
+        if self.is_writer:
+            for tmp in self.run_dir.glob("**/*.tmp*"):
+                tmp.unlink()
+            dropped = self._truncate_metrics(self.state.global_step)
+            if self.state.best_step is not None and self.state.best_step == self.state.global_step:
+                self._save_best(path)  # the kill may have come before best.ckpt was replaced
+            self._write_config()
+            self._log({"event": "resume", "checkpoint": str(path), "global_step": self.state.global_step,
+                       "metric_lines_dropped": dropped})
+        self._barrier()
+        log.info("resuming %s at epoch %d, step %d", path, self.state.epoch, self.state.step)
+
+    def _plan_changes(self, meta: dict) -> list[str]:
+        """'field saved -> now' for each setting of the batch plan that differs from the checkpoint's."""
+        saved = dict(meta.get("plan") or {})
+        if not saved:  # an older checkpoint: only the number of ranks was recorded
+            saved = {"world_size": meta.get("world_size", 1)}
+        now = self.plan_fingerprint()
+        return [f"{name} {saved[name]!r} -> {now[name]!r}" for name in now
+                if name in saved and saved[name] != now[name]]
 
     # -- the guard
     def _stats_snapshot(self) -> list[np.ndarray]:
@@ -412,33 +568,54 @@ class Trainer:
             param.set_data(Tensor(value))
 
     def _rollback(self) -> None:
-        """Too many non-finite steps in a row: halve the learning rate, go back to the last checkpoint."""
+        """Too many failed steps in a row: halve the learning rate, go back to the last checkpoint."""
         self.state.lr_scale *= 0.5
-        found = self.checkpoints()
+        found = self._newest_valid_checkpoint()
         if found:
-            params, _ = read_checkpoint(found[-1])
-            load_weights(self.step_cell, params, found[-1])
+            path, params, _ = found
+            load_weights(self.step_cell, params, path)
             self._snapshot = self._stats_snapshot()
-        self._log({"event": "rollback", "checkpoint": str(found[-1]) if found else None,
+        self._log({"event": "rollback", "checkpoint": str(found[0]) if found else None,
                    "lr_scale": self.state.lr_scale, "global_step": self.state.global_step})
-        log.warning("%d non-finite steps in a row: learning rate x%.3g, back to %s", self.config.guard_patience,
-                    self.state.lr_scale, found[-1] if found else "the current weights")
+        log.warning("%d failed steps in a row: learning rate x%.3g, back to %s", self.config.guard_patience,
+                    self.state.lr_scale, found[0] if found else "the current weights")
+
+    def _rebuild_step(self) -> None:
+        """A new compiled step with the same weights and Adam state: after a kernel error MindSpore
+        refuses to run the old graph again ("An error occurred in the previous step")."""
+        from mindspore import Tensor
+
+        old = {p.name: p for p in self.step_cell.get_parameters()}
+        self.step_cell = build_train_step(self.network, self.config, world_size=self.world_size)
+        for param in self.step_cell.get_parameters():
+            if old[param.name] is not param:
+                param.set_data(Tensor(old[param.name].asnumpy()))
 
     # -- one step
-    def train_step(self, batch: dict) -> tuple[float, float, bool]:
-        """Run one update on a batch dict (pipeline columns); returns (loss, grad norm, finite)."""
+    def train_step(self, batch: dict) -> StepResult:
+        """Run one update on a batch dict (pipeline columns). A non-finite loss or gradient, or a
+        MindSpore kernel error, leaves every weight, Adam moment and BatchNorm statistic as it was."""
         from mindspore import Tensor
 
         self.network.set_train(True)  # evaluation switches it off
         lr = self.config.learning_rate_at(self.state.global_step, self.steps_per_epoch) * self.state.lr_scale
         inputs = [Tensor(batch[k]) for k in STEP_INPUTS]
-        loss, norm, finite = self.step_cell(*inputs, Tensor(np.float32(lr)))
-        loss, norm, finite = float(loss.asnumpy()), float(norm.asnumpy()), bool(finite.asnumpy())
-        if finite:
+        try:
+            loss, norm, finite = self.step_cell(*inputs, Tensor(np.float32(lr)))
+        except RuntimeError as err:
+            if self.world_size > 1:  # the other ranks wait in the all-reduce: no way to skip alone
+                raise RuntimeError(f"rank {self.rank}: MindSpore kernel error in the training step "
+                                   f"({kernel_error_summary(err)}); resume the run from its last checkpoint") from err
+            # The kernels that fail (CTC, convolutions, LSTMs, memory) all run before the update.
+            self._rebuild_step()
+            self._restore_stats()
+            return StepResult(float("nan"), float("nan"), False, kernel_error_summary(err))
+        result = StepResult(float(loss.asnumpy()), float(norm.asnumpy()), bool(finite.asnumpy()))
+        if result.finite:
             self._snapshot = self._stats_snapshot()
         else:
             self._restore_stats()
-        return loss, norm, finite
+        return result
 
     # -- the loop
     def fit(self, on_epoch_end=None, max_steps: int | None = None) -> dict:
@@ -448,7 +625,7 @@ class Trainer:
 
         self.network.set_train(True)
         record: dict = {}
-        consecutive = 0
+        failed_in_a_row = 0
         hop_seconds = self.feature_config.hop_length / self.feature_config.sample_rate
         for epoch in range(self.state.epoch, self.config.epochs):
             self.state.epoch = epoch
@@ -458,32 +635,30 @@ class Trainer:
             epoch_started, audio_seconds, losses = time.perf_counter(), 0.0, []
             for step, batch in epoch_iter:
                 started = time.perf_counter()
-                loss, norm, finite = self.train_step(batch)
+                result = self.train_step(batch)
                 seconds = time.perf_counter() - started
                 audio = float((batch["feature_lengths"] * batch["mask"]).sum()) * hop_seconds
                 self.state.step, self.state.global_step = step + 1, self.state.global_step + 1
-                if finite:
-                    consecutive = 0
-                    losses.append(loss)
+                if result.finite:
+                    failed_in_a_row = 0
+                    losses.append(result.loss)
                     audio_seconds += audio
                 else:
-                    consecutive += 1
+                    failed_in_a_row += 1
                     self.state.skipped += 1
-                    ids = [self.shards.ids[int(r)].as_py() for r, m in zip(batch["rows"], batch["mask"]) if m]
-                    self._log({"event": "nonfinite", "epoch": epoch, "step": step, "loss": repr(loss),
-                               "grad_norm": repr(norm), "ids": ids})
-                    log.warning("non-finite loss or gradient at epoch %d step %d (utterances %s): update skipped",
-                                epoch, step, ", ".join(ids[:5]))
-                    if consecutive >= self.config.guard_patience:
+                    self._log_failed_step(epoch, step, batch, result)
+                    if failed_in_a_row >= self.config.guard_patience:
                         self._rollback()
-                        consecutive = 0
+                        failed_in_a_row = 0
                 self._log({"epoch": epoch, "step": step, "global_step": self.state.global_step,
-                           "loss": loss if finite else None, "grad_norm": norm if finite else None,
+                           "loss": result.loss if result.finite else None,
+                           "grad_norm": result.grad_norm if result.finite else None,
                            "lr": self.config.learning_rate_at(self.state.global_step - 1, self.steps_per_epoch)
                            * self.state.lr_scale, "step_seconds": seconds, "audio_seconds": audio,
                            "shape": list(batch["features"].shape)})
+                failpoint("step_logged")
                 elapsed = time.perf_counter() - epoch_started
-                bar.set_postfix_str(f"loss {loss:.3f} | {audio_seconds / max(elapsed, 1e-9):.1f} audio-s/s")
+                bar.set_postfix_str(f"loss {result.loss:.3f} | {audio_seconds / max(elapsed, 1e-9):.1f} audio-s/s")
                 bar.update()
                 if self.state.global_step % self.config.checkpoint_every == 0:
                     self.save()
@@ -492,27 +667,43 @@ class Trainer:
                     self.save()
                     return {"event": "max_steps", "global_step": self.state.global_step}
             bar.close()
-            self.state.epoch, self.state.step = epoch + 1, 0
-            report = epoch_iter.report
-            record = {"event": "epoch_end", "epoch": epoch, "mean_loss": float(np.mean(losses)) if losses else None,
-                      "seconds": time.perf_counter() - epoch_started, "audio_seconds": audio_seconds,
-                      "padding_ratio": report.padding_ratio, "data_wait_seconds": report.data_wait_seconds,
-                      "dropped": report.dropped, "skipped_total": self.state.skipped,
-                      "shapes": len(report.batches_per_shape)}
-            if self.dev is not None and self.is_writer:
-                record.update(self.evaluate_dev())
-            improved = record.get("dev_wer") is not None and (
-                self.state.best_wer is None or record["dev_wer"] < self.state.best_wer)
-            if improved:  # before saving, so that a resumed run knows the best so far
-                self.state.best_wer = record["dev_wer"]
-            path = self.save()
-            if path is not None and improved:
-                tmp = self.run_dir / "best.tmp.ckpt"
-                shutil.copyfile(path, tmp)
-                os.replace(tmp, self.run_dir / "best.ckpt")
-            self._log(record)
+            record = self._end_epoch(epoch, epoch_iter.report, time.perf_counter() - epoch_started,
+                                     audio_seconds, losses)
             if on_epoch_end is not None:
                 on_epoch_end(record)
+        return record
+
+    def _log_failed_step(self, epoch: int, step: int, batch: dict, result: StepResult) -> None:
+        ids = [self.shards.ids[int(r)].as_py() for r, m in zip(batch["rows"], batch["mask"]) if m]
+        what = "kernel error" if result.error else "non-finite loss or gradient"
+        self._log({"event": "kernel_error" if result.error else "nonfinite", "epoch": epoch, "step": step,
+                   "global_step": self.state.global_step, "loss": repr(result.loss),
+                   "grad_norm": repr(result.grad_norm), "error": result.error, "ids": ids})
+        log.warning("%s at epoch %d step %d (utterances %s): update skipped%s", what, epoch, step,
+                    ", ".join(ids[:5]), f" ({result.error})" if result.error else "")
+
+    def _end_epoch(self, epoch: int, report, seconds: float, audio_seconds: float, losses: list) -> dict:
+        """Dev evaluation, the epoch's record, its checkpoint and best.ckpt, in the order that a kill
+        anywhere between them leaves a run that resumes exactly (the record is logged before the
+        checkpoint: a kill between them drops it on resume, and the epoch end is done again)."""
+        self.state.epoch, self.state.step = epoch + 1, 0
+        record = {"event": "epoch_end", "epoch": epoch, "global_step": self.state.global_step,
+                  "mean_loss": float(np.mean(losses)) if losses else None, "seconds": seconds,
+                  "audio_seconds": audio_seconds, "padding_ratio": report.padding_ratio,
+                  "data_wait_seconds": report.data_wait_seconds, "dropped": report.dropped,
+                  "skipped_total": self.state.skipped, "shapes": len(report.batches_per_shape)}
+        if self.dev is not None and self.is_writer:
+            failpoint("dev_evaluation")
+            record.update(self.evaluate_dev())
+        improved = record.get("dev_wer") is not None and (
+            self.state.best_wer is None or record["dev_wer"] < self.state.best_wer)
+        if improved:  # before saving, so that a resumed run knows the best so far
+            self.state.best_wer, self.state.best_step = record["dev_wer"], self.state.global_step
+        self._log(record)
+        path = self.save()
+        if path is not None and improved:
+            failpoint("best_before_copy")
+            self._save_best(path)
         return record
 
     def evaluate_dev(self) -> dict:
@@ -528,9 +719,11 @@ class Trainer:
 
 def run_training(*, run_dir: Path | None, resume_dir: Path | None, shards: Path | None, dev_shards: Path | None,
                  preset: str, overrides: dict, pretrained: Path | None = None, distributed: bool = False,
-                 graph: bool = True, max_steps: int | None = None, progress: bool = True) -> tuple[Trainer, dict]:
-    """What ``ds2stream train`` does: a new run from a preset, or the resumption of a run.
-    Returns the trainer (after training) and its last record."""
+                 graph: bool = True, max_steps: int | None = None, progress: bool = True,
+                 allow_plan_change: bool = False) -> tuple[Trainer, dict]:
+    """What ``ds2stream train`` does: a new run from a preset, or the resumption of a run (with the
+    settings it was last run with, then ``overrides``). Returns the trainer (after training) and
+    its last record."""
     from .presets import get_preset
 
     use_graph_mode(graph)
@@ -545,7 +738,7 @@ def run_training(*, run_dir: Path | None, resume_dir: Path | None, shards: Path 
         config = dataclasses.replace(TrainConfig.from_dict(saved["train_config"]), **overrides)
         trainer = Trainer(resume_dir, shards or saved["shards"]["train"], model_config, config,
                           dev_shards or saved["shards"]["dev"], rank, world_size, progress)
-        trainer.resume()
+        trainer.resume(allow_plan_change)
     else:
         chosen = get_preset(preset)
         config = dataclasses.replace(chosen.train, **overrides)

@@ -12,9 +12,11 @@ from ds2stream.pipeline import (
     bucket_boundaries,
     decode_samples,
 )
+from ds2stream.presets import PRESETS
 from ds2stream.shards import ShardOptions, write_shard_set
-from ds2stream.testing import sample_durations
+from ds2stream.testing import sample_durations, utterances_of_lengths
 from ds2stream.text import BLANK_INDEX, ctc_min_frames, encode
+from ds2stream.train import make_sampler
 
 
 def halve(frames):
@@ -155,9 +157,45 @@ def test_repeated_letters_count_against_the_output_frames(shard_set):
     assert (shard_set.ctc_lengths > shard_set.num_chars).any()  # the sample has THREE and other doubles
 
 
-def test_frame_budget_below_the_longest_utterance_is_a_clear_error():
-    with pytest.raises(ValueError, match="max_frames 100 is below the longest bucket"):
-        BatchSampler(np.array([50, 300]), np.array([1, 1]), np.zeros(2), max_frames=100)
+def test_an_utterance_longer_than_the_frame_budget_trains_alone():
+    # 2451 frames (24.5 s) round up to a 2456-frame bucket: above a 2451-frame budget, still planned.
+    sampler = BatchSampler(np.array([50, 60, 70, 2451]), np.ones(4), np.zeros(4), max_frames=2451, num_buckets=2)
+    plan = sampler.plan(0)
+    assert sampler.edges.tolist() == [72, 2456] and sampler.batch_sizes.tolist() == [3, 1]
+    assert sorted(len(rows) for rows in plan.rows) == [1, 3] and sorted(plan.frames.tolist()) == [72, 2456]
+    assert sampler.dropped == {}
+
+
+def test_longer_than_max_duration_is_left_out_and_counted():
+    sampler = BatchSampler(np.array([50, 60, 3001]), np.ones(3), np.zeros(3), max_frames=1000,
+                           max_utterance_frames=3000)
+    assert sampler.dropped == {"longer_than_max_duration": 1} and sampler.keep.tolist() == [True, True, False]
+
+
+#: 1 s to 35 s (LibriSpeech's range), odd sample counts; 392,000 samples = 2,451 frames (24.5 s).
+LIBRISPEECH_EXTREMES = [16_001, 40_003, 97_777, 160_001, 255_555, 392_000, 479_999, 559_999]
+
+
+@pytest.fixture(scope="module")
+def long_shard_set(tmp_path_factory, sample_dir):
+    root = tmp_path_factory.mktemp("long")
+    corpus = utterances_of_lengths(sample_dir / "train", root, LIBRISPEECH_EXTREMES)
+    write_shard_set([corpus], root / "shards", ShardOptions())
+    return ShardSet(root / "shards")
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_every_preset_batches_every_librispeech_length(long_shard_set, preset):
+    shards, chosen = long_shard_set, PRESETS[preset]
+    assert shards.num_samples.tolist() == LIBRISPEECH_EXTREMES and shards.frames[5] == 2451
+    sampler = make_sampler(shards, chosen.model, chosen.train)
+    assert sum(sampler.dropped.values()) == 0
+    plan = sampler.plan(0)
+    planned = sorted(int(row) for rows, mask in zip(plan.rows, plan.masks) for row in rows[mask > 0])
+    assert planned == list(range(len(shards)))  # every utterance, once
+    for rows, frames in zip(plan.rows, plan.frames):
+        assert frames >= shards.frames[rows].max()
+        assert len(rows) * frames <= chosen.train.max_frames or len(rows) == 1
 
 
 # ---------------------------------------------------------------- batches through MindSpore

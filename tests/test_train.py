@@ -11,6 +11,7 @@ from ds2stream.cli import cli
 from ds2stream.pipeline import EpochIterator
 from ds2stream.presets import PRESETS
 from ds2stream.shards import ShardOptions, write_shard_set
+from ds2stream.testing import utterances_of_lengths
 from ds2stream.train import TrainConfig, Trainer, resume_position, use_graph_mode
 
 TINY = PRESETS["tiny"].model
@@ -28,6 +29,10 @@ def shard_dir(tmp_path_factory, sample_dir):
     out = tmp_path_factory.mktemp("train") / "shards"
     write_shard_set([sample_dir / "test"], out, ShardOptions(shard_size_mb=0.3), jobs=2)
     return out
+
+
+def read_metrics(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
 def all_parameters(trainer):
@@ -71,6 +76,25 @@ def test_non_finite_loss_or_gradient_skips_the_update_and_the_run_goes_on(shard_
     loss, _, finite = trainer.train_step(batch)
     assert finite and np.isfinite(loss)
     assert any(not np.array_equal(all_parameters(trainer)[n], v) for n, v in before.items())
+
+
+def test_a_kernel_error_in_the_step_is_skipped_and_training_goes_on_as_if_it_never_came(shard_dir, tmp_path):
+    hit = Trainer(tmp_path / "hit", shard_dir, TINY, FAST_TRAIN, progress=False)
+    clean = Trainer(tmp_path / "clean", shard_dir, TINY, FAST_TRAIN, progress=False)
+    batch = first_batch(hit)
+    hit.train_step(batch)
+    clean.train_step(batch)
+    before = all_parameters(hit)
+    # A label length past the labels' width: MindSpore's CTC kernel fails (a RuntimeError, not a NaN),
+    # and MindSpore then refuses to run that compiled graph again.
+    broken = {**batch, "label_lengths": batch["label_lengths"] + batch["labels"].shape[1]}
+    result = hit.train_step(broken)
+    assert not result.finite and "CTCLoss" in result.error
+    after = all_parameters(hit)
+    for name, value in before.items():
+        np.testing.assert_array_equal(after[name], value, err_msg=name)  # Adam and BatchNorm included
+    assert hit.train_step(batch).finite and clean.train_step(batch).finite
+    assert_same_parameters(all_parameters(hit), all_parameters(clean))
 
 
 def test_the_learning_rate_reaches_the_compiled_step(shard_dir, tmp_path):
@@ -122,12 +146,24 @@ def test_fit_logs_steps_applies_the_schedule_and_keeps_checkpoints(shard_dir, tm
     assert (tmp_path / "run" / "config.json").exists()
 
 
-def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(shard_dir, tmp_path):
-    whole = Trainer(tmp_path / "whole", shard_dir, TINY, FAST_TRAIN, progress=False)
+@pytest.fixture(scope="module")
+def whole_run(shard_dir, tmp_path_factory):
+    """A run of FAST_TRAIN that never stopped (keeping every checkpoint): its trainer."""
+    whole = Trainer(tmp_path_factory.mktemp("whole") / "run", shard_dir, TINY,
+                    dataclasses.replace(FAST_TRAIN, keep_last=0), progress=False)
     whole.start_new()
     whole.fit()
-    stop_at = whole.steps_per_epoch + 3  # in the middle of the second epoch
+    return whole
 
+
+def assert_same_parameters(got, expected):
+    assert expected.keys() == got.keys()
+    for name in expected:
+        np.testing.assert_allclose(got[name], expected[name], rtol=1e-6, atol=1e-7, err_msg=name)
+
+
+def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(shard_dir, tmp_path, whole_run):
+    stop_at = whole_run.steps_per_epoch + 3  # in the middle of the second epoch
     first = Trainer(tmp_path / "split", shard_dir, TINY, FAST_TRAIN, progress=False)
     first.start_new()
     assert first.fit(max_steps=stop_at)["event"] == "max_steps"
@@ -136,10 +172,55 @@ def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(shard_dir, tmp
     second.resume()
     assert (second.state.epoch, second.state.step) == (1, 3)
     second.fit()
-    expected, got = all_parameters(whole), all_parameters(second)
-    assert expected.keys() == got.keys()
-    for name in expected:
-        np.testing.assert_allclose(got[name], expected[name], rtol=1e-6, atol=1e-7, err_msg=name)
+    assert_same_parameters(all_parameters(second), all_parameters(whole_run))
+
+
+def test_keep_last_zero_keeps_every_checkpoint(whole_run):
+    saves = {s for s in range(1, 2 * whole_run.steps_per_epoch + 1)
+             if s % FAST_TRAIN.checkpoint_every == 0 or s % whole_run.steps_per_epoch == 0}
+    assert [int(p.stem.split("-")[1]) for p in whole_run.checkpoints()] == sorted(saves)
+    with pytest.raises(ValueError, match="keep_last must be a count"):
+        TrainConfig(keep_last=-1)
+
+
+def test_resume_after_a_corrupt_newest_checkpoint_goes_back_one_and_logs_each_step_once(shard_dir, tmp_path,
+                                                                                       whole_run, caplog):
+    first = Trainer(tmp_path / "run", shard_dir, TINY, FAST_TRAIN, progress=False)
+    first.start_new()
+    first.fit(max_steps=whole_run.steps_per_epoch + 5)
+    newest, previous = first.checkpoints()[-1], first.checkpoints()[-2]
+    del first
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])  # a kill mid-write, or a disk fault
+    with open(tmp_path / "run" / "metrics.jsonl", "a") as handle:
+        handle.write('{"epoch": 1, "step": 9, "glo')  # and a line torn by the kill
+    second = Trainer(tmp_path / "run", shard_dir, TINY, FAST_TRAIN, progress=False)
+    second.resume()
+    assert "not a readable MindSpore checkpoint" in caplog.text and newest.name in caplog.text
+    assert newest.with_name(newest.name + ".corrupt").exists() and not newest.exists()
+    assert second.state.global_step == int(previous.stem.split("-")[1])
+    second.fit()
+    assert_same_parameters(all_parameters(second), all_parameters(whole_run))
+    records = read_metrics(tmp_path / "run")
+    steps = [r["global_step"] for r in records if "event" not in r]
+    assert steps == list(range(1, 2 * whole_run.steps_per_epoch + 1))  # each step once, in order
+    assert [r["epoch"] for r in records if r.get("event") == "epoch_end"] == [0, 1]
+
+
+def test_a_resume_that_changes_the_batch_plan_is_refused_unless_allowed(shard_dir, tmp_path):
+    first = Trainer(tmp_path / "run", shard_dir, TINY, FAST_TRAIN, progress=False)
+    first.start_new()
+    first.fit(max_steps=3)
+    runner = CliRunner()
+    for flag, value, field in (("--seed", "7", "seed 0 -> 7"), ("--max-frames", "3000", "max_frames 2500 -> 3000"),
+                               ("--num-buckets", "3", "num_buckets 2 -> 3")):
+        result = runner.invoke(cli, ["train", "--resume", str(tmp_path / "run"), flag, value, "--max-steps", "4"])
+        assert result.exit_code == 1 and field in result.output and "--allow-plan-change" in result.output
+    changed = Trainer(tmp_path / "run", shard_dir, TINY, dataclasses.replace(FAST_TRAIN, max_frames=3000),
+                      progress=False)
+    changed.resume(allow_plan_change=True)  # at the same fraction of the epoch
+    assert changed.steps_per_epoch != first.steps_per_epoch and changed.state.global_step == 3
+    assert changed.state.step == resume_position(3, first.steps_per_epoch, changed.steps_per_epoch)
+
 
 
 def test_train_cli_refuses_ambiguous_or_occupied_run_dirs(shard_dir, tmp_path):
@@ -171,3 +252,18 @@ def test_a_run_resumed_with_another_number_of_ranks_goes_on_at_the_same_fraction
     assert resume_position(99, 100, 50) == 49
     assert resume_position(100, 100, 50) == 50  # the epoch was done
     assert resume_position(7, None, 50) == 0  # a checkpoint that does not say: the epoch starts again
+
+
+def test_train_cli_trains_on_librispeech_lengths_and_leaves_out_longer_than_max_duration(tmp_path, sample_dir):
+    # 24.5 s (392,000 samples) is 2,451 frames, a 2,456-frame bucket: above the tiny preset's 2,000.
+    corpus = utterances_of_lengths(sample_dir / "train", tmp_path, [24_001, 97_777, 392_000, 559_999])
+    write_shard_set([corpus], tmp_path / "shards", ShardOptions())
+    result = CliRunner().invoke(cli, ["train", "--shards", str(tmp_path / "shards"), "--out", str(tmp_path / "run"),
+                                      "--preset", "tiny", "--epochs", "1", "--max-duration", "30"])
+    assert result.exit_code == 0, result.output
+    records = read_metrics(tmp_path / "run")
+    steps = [r for r in records if "event" not in r]
+    (epoch,) = [r for r in records if r.get("event") == "epoch_end"]
+    assert epoch["dropped"]["longer_than_max_duration"] == 1  # the 35 s one
+    assert len(steps) == 3 and all(r["loss"] is not None for r in steps)
+    assert sorted(r["shape"][3] for r in steps)[-1] == 2456 and sorted(r["shape"][0] for r in steps) == [1, 1, 1]

@@ -1,5 +1,6 @@
 """The root ``ds2stream`` command group; each verb group lives in its own module of this package."""
 import logging
+import os
 
 import click
 
@@ -8,13 +9,16 @@ from .. import __version__
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.version_option(__version__, prog_name="ds2stream")
-@click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
+@click.option("-v", "--verbose", is_flag=True, help="Log debug messages, and MindSpore's own warnings.")
 def cli(verbose: bool):
     """ds2stream: DeepSpeech2 on LibriSpeech with MindSpore, fast on a CPU.
 
     Data flows one way: LibriSpeech files -> `shard` -> Arrow shards -> `train` -> checkpoint
     -> `eval` / `export` / `transcribe`. `demo` runs it all on the bundled sample.
     """
+    # MindSpore logs through glog, read once at its import (the verbs import it lazily, after this):
+    # its warnings are framework noise that ds2stream's own messages replace; a user's GLOG_v wins.
+    os.environ.setdefault("GLOG_v", "2" if verbose else "4")
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

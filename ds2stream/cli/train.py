@@ -24,7 +24,12 @@ PRESET_NAMES = ["tiny", "small", "fast", "zoo"]
 @click.option("--lr", "learning_rate", type=float, help="Peak learning rate (default: the preset's).")
 @click.option("--max-frames", type=click.IntRange(min=1), help="Padded frames per batch (default: the preset's).")
 @click.option("--num-buckets", type=click.IntRange(min=1), help="Length buckets (default: the preset's).")
+@click.option("--max-duration", type=click.FloatRange(min=0, min_open=True),
+              help="Leave out utterances longer than this many seconds (counted in the epoch records). "
+                   "Default: train on every length; one longer than the --max-frames budget trains alone.")
 @click.option("--checkpoint-every", type=click.IntRange(min=1), help="Steps between checkpoints.")
+@click.option("--keep-last", type=click.IntRange(min=0),
+              help="Step checkpoints kept (default: the preset's, 3); 0 keeps every one.")
 @click.option("--workers", type=click.IntRange(min=1), help="Reader worker processes.")
 @click.option("--seed", type=int, help="Seed of initialisation and batch order.")
 @click.option("--max-steps", type=click.IntRange(min=1), help="Stop (with a checkpoint) after this many steps.")
@@ -34,13 +39,19 @@ PRESET_NAMES = ["tiny", "small", "fast", "zoo"]
 @click.option("--distributed", is_flag=True,
               help="Data parallel under msrun, one process per rank: `msrun ... python -m ds2stream.cli train "
                    "--distributed ...` (the run directory must be shared by every rank).")
+@click.option("--allow-plan-change", is_flag=True,
+              help="With --resume: go on even though --seed, --max-frames, --num-buckets, --max-duration, the "
+                   "number of ranks or the shard set differ from the run's (at the same fraction of the epoch).")
 @click.option("--pynative", is_flag=True, help="PyNative mode instead of graph mode (debugging; 4-8x slower).")
 def train(shards, dev_shards, preset, run_dir, resume_dir, bucketed, epochs, learning_rate, max_frames,
-          num_buckets, checkpoint_every, workers, seed, max_steps, pretrained, distributed, pynative):
+          num_buckets, max_duration, checkpoint_every, keep_last, workers, seed, max_steps, pretrained, distributed,
+          allow_plan_change, pynative):
     """Train DeepSpeech2 on a shard set, in graph mode with bucketed shapes.
 
     Start a run with --shards and --out, or continue one with --resume RUN_DIR (the same next batch
-    and, after the same steps, the same parameters as a run that never stopped).
+    and, after the same steps, the same parameters as a run that never stopped). A resume that
+    would change the batch plan (--seed, --max-frames, --num-buckets, --max-duration, ranks, shards)
+    is refused unless --allow-plan-change.
     """
     from ..train import run_training
 
@@ -49,13 +60,15 @@ def train(shards, dev_shards, preset, run_dir, resume_dir, bucketed, epochs, lea
     if resume_dir is None and shards is None:
         raise click.UsageError("a new run needs --shards")
     overrides = {"epochs": epochs, "learning_rate": learning_rate, "max_frames": max_frames,
-                 "num_buckets": num_buckets, "checkpoint_every": checkpoint_every, "workers": workers,
-                 "seed": seed, "batch_mode": None if bucketed else "unbucketed"}
+                 "num_buckets": num_buckets, "max_duration": max_duration, "checkpoint_every": checkpoint_every,
+                 "keep_last": keep_last,
+                 "workers": workers, "seed": seed, "batch_mode": None if bucketed else "unbucketed"}
+    overrides = {k: v for k, v in overrides.items() if v is not None}
     try:
         _, record = run_training(run_dir=run_dir, resume_dir=resume_dir, shards=shards, dev_shards=dev_shards,
-                                 preset=preset, overrides={k: v for k, v in overrides.items() if v is not None},
-                                 pretrained=pretrained, distributed=distributed, graph=not pynative,
-                                 max_steps=max_steps)
+                                 preset=preset, overrides=overrides, pretrained=pretrained,
+                                 distributed=distributed, graph=not pynative, max_steps=max_steps,
+                                 allow_plan_change=allow_plan_change)
     except ValueError as err:
         raise click.ClickException(str(err)) from None
     if record:
