@@ -1,0 +1,55 @@
+"""What filler rows do to training: the demo's recipe (tiny preset, 35 epochs, the bundled sample)
+trained once per filler rule, dev WER per epoch and the test WER/CER of the best-dev checkpoint.
+
+Filler rows (mask 0) complete a bucket's last batch so that it keeps the bucket's shape. The loss
+ignores them, BatchNorm does not: in training it normalises the batch by its own statistics and
+moves its running statistics toward them. Rules compared (each selected by replacing
+``BatchSampler._fillers`` in this process, the one place that draws fillers):
+  bucket  -- other utterances of the bucket, drawn at random (ds2stream's rule);
+  copies  -- one utterance of the bucket repeated (the rule before: copies of one row).
+
+    python bench/fillers.py [--rules bucket copies] [--epochs 35]
+"""
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ds2stream.demo import run_demo
+from ds2stream.pipeline import BatchSampler
+
+RULES = {
+    "bucket": BatchSampler._fillers,
+    "copies": lambda self, bucket, frames, count, rng: np.repeat(
+        BatchSampler._fillers(self, bucket, frames, min(count, 1), rng), count),
+}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rules", nargs="+", choices=sorted(RULES), default=sorted(RULES))
+    parser.add_argument("--epochs", type=int, default=None, help="default: the tiny preset's (35)")
+    args = parser.parse_args()
+    results = []
+    for rule in args.rules:
+        BatchSampler._fillers = RULES[rule]
+        started = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix="ds2stream-bench-fillers-") as work:
+            result = run_demo(Path(work) / "demo", epochs=args.epochs, progress=False, log=lambda *_: None)
+            records = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+        dev = [r["dev_wer"] for r in records if r.get("event") == "epoch_end"]
+        results.append({"rule": rule, "test_wer": result.report.wer, "test_cer": result.report.cer,
+                        "best_dev_wer": min(dev), "mean_dev_wer_last_8_epochs": float(np.mean(dev[-8:])),
+                        "dev_wer_per_epoch": dev, "seconds": time.perf_counter() - started})
+        print(f"{rule:8s} test WER {result.report.wer:.2%} CER {result.report.cer:.2%}  best dev WER {min(dev):.2%}"
+              f"  mean dev WER of the last 8 epochs {np.mean(dev[-8:]):.2%}  ({results[-1]['seconds']:.0f} s)")
+    out = Path(__file__).resolve().parent / "out"
+    out.mkdir(exist_ok=True)
+    (out / "fillers.json").write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
