@@ -217,6 +217,16 @@ class ShardSetWriter:
         return {"format_version": FORMAT_VERSION, "inputs": self.inputs, "options": self.options.to_dict()}
 
     # -- resume
+    def finished(self) -> dict | None:
+        """The summary of a complete set of the same inputs and options in out_dir, else None."""
+        path = self.out_dir / INDEX_JSON
+        if (self.out_dir / PROGRESS_JSON).exists() or not path.exists():
+            return None
+        summary = json.loads(path.read_text())
+        same = {"format_version": summary.get("format_version"), "inputs": summary.get("inputs"),
+                "options": summary.get("options")} == self.fingerprint()
+        return summary if same else None
+
     def resume(self) -> None:
         """Load the journal of an interrupted run with the same inputs and options, if any; remove
         files it does not vouch for (temp files, shards written after its last entry)."""
@@ -240,6 +250,8 @@ class ShardSetWriter:
         for path in self.out_dir.iterdir():
             if path.name not in kept and (path.suffix in (".arrow", ".tmp") or path.name == INDEX_ARROW):
                 path.unlink()
+        if not journal.exists():  # before the first shard: a kill from here on leaves a set to resume
+            self._journal()
 
     # -- writing
     def add(self, result, position: int) -> None:
@@ -273,6 +285,9 @@ class ShardSetWriter:
             })
             self._rows, self._bytes = [], 0
         self.consumed = consumed
+        self._journal()
+
+    def _journal(self) -> None:
         state = {"fingerprint": self.fingerprint(), "shards": self.shards, "problems": self.problems,
                  "filtered": self.filtered, "consumed": self.consumed}
         _write_atomic(self.out_dir / PROGRESS_JSON, json.dumps(state).encode())
@@ -347,10 +362,14 @@ def write_shard_set(inputs: Iterable[Path], out_dir: Path, options: ShardOptions
 
     :param jobs: worker processes that decode and check audio (1: in this process).
     :param progress: called as ``progress(result)`` for every source item (for a progress bar).
-    :return: the summary written to index.json.
+    :return: the summary written to index.json (the existing one when out_dir already holds the
+        complete set of the same inputs and options: a re-run after a kill that came too late).
     """
     inputs = [Path(p) for p in inputs]
     writer = ShardSetWriter(Path(out_dir), options, [str(p.resolve()) for p in inputs])
+    done = writer.finished()
+    if done is not None:
+        return done
     writer.resume()
 
     def items() -> Iterator[tuple[Item, ShardOptions]]:
