@@ -506,6 +506,11 @@ class Trainer:
         self._snapshot = self._stats_snapshot()
         if self.is_writer:
             self._write_config()
+            stale = self.run_dir / "metrics.jsonl"  # of an attempt that stopped before its first checkpoint
+            if stale.exists():
+                log.warning("%s: starting again; the metrics of the attempt that stopped before its first "
+                            "checkpoint are discarded", self.run_dir)
+                stale.unlink()
         self._barrier()
         self._require_shared_run_dir(self.run_dir / "config.json")
 
@@ -518,7 +523,8 @@ class Trainer:
         self._require_shared_run_dir(self.run_dir / "config.json")
         found = self._newest_valid_checkpoint()
         if found is None:
-            raise ValueError(f"{self.run_dir}: no checkpoint to resume from")
+            raise ValueError(f"{self.run_dir}: no checkpoint to resume from (it stopped before its first one); "
+                             f"start it again with the command that started it")
         path, params, meta = found
         check_meta(meta, path, self.feature_config)
         if ModelConfig.from_dict(meta["model_config"]) != self.model_config:
