@@ -68,12 +68,12 @@ def test_non_finite_loss_or_gradient_skips_the_update_and_the_run_goes_on(shard_
     impossible["feature_lengths"][0] = 11
     assert TINY.output_lengths(11) == 6
     for bad in (nan_features, impossible):
-        loss, norm, finite = trainer.train_step(bad)
+        loss, norm, finite, _ = trainer.train_step(bad)
         assert not finite and not (np.isfinite(loss) and np.isfinite(norm))
         after = all_parameters(trainer)
         for name, value in before.items():
             np.testing.assert_array_equal(after[name], value, err_msg=name)  # BatchNorm statistics included
-    loss, _, finite = trainer.train_step(batch)
+    loss, _, finite, _ = trainer.train_step(batch)
     assert finite and np.isfinite(loss)
     assert any(not np.array_equal(all_parameters(trainer)[n], v) for n, v in before.items())
 
