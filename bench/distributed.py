@@ -48,7 +48,9 @@ def worker(args) -> None:
     from ds2stream.model import build_model
     from ds2stream.pipeline import BatchSampler, BatchSource, EpochIterator, ShardSet
     from ds2stream.presets import get_preset
-    from ds2stream.train import STEP_INPUTS, build_train_step, init_distributed, use_graph_mode
+    from ds2stream.runtime import use_graph_mode
+    from ds2stream.training.distributed import init_distributed
+    from ds2stream.training.step import STEP_INPUTS, build_train_step
 
     use_graph_mode()
     rank, world_size = init_distributed() if args.distributed else (0, 1)
@@ -101,8 +103,8 @@ def worker(args) -> None:
 # ---------------------------------------------------------------- the run
 
 def make_shards(work: Path) -> Path:
-    from ds2stream.demo import SAMPLE_DIR
-    from ds2stream.shards import ShardOptions, write_shard_set
+    from ds2stream.data import SAMPLE_DIR
+    from ds2stream.data.shards import ShardOptions, write_shard_set
     from ds2stream.testing import synthetic_librispeech
 
     corpus = synthetic_librispeech(SAMPLE_DIR / "train", work / "src", hours=0.4, seed=5)

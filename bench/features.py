@@ -21,8 +21,8 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from ds2stream.audio import read_audio  # noqa: E402
-from ds2stream.demo import SAMPLE_DIR  # noqa: E402
+from ds2stream.data import SAMPLE_DIR  # noqa: E402
+from ds2stream.data.audio import read_audio  # noqa: E402
 from ds2stream.features import FeatureConfig, spectrogram, spectrogram_reference  # noqa: E402
 
 

@@ -3,8 +3,9 @@
 1. Padding ratio (padded frames / real frames - 1) of the three batch modes on LibriSpeech
    train-clean-100's length distribution (28,539 utterances, from the length index alone):
    fixed (the zoo: batch 8, every batch padded to 1250 frames, longer utterances cannot be used
-   whole), unbucketed (batch 8, padded to the batch's longest) and bucketed (16 buckets of equal
-   total duration, a budget of 8 x 1250 = 10,000 padded frames per batch: the zoo's batch-8 memory).
+   whole), unbucketed (batch 8, padded to the batch's longest) and bucketed (16 buckets, a budget
+   of 8 x 1250 = 10,000 padded frames per batch: the zoo's batch-8 memory), with ds2stream's edges
+   (least padding) and with Lhotse's (quantiles of equal total duration).
 2. Throughput: utterances and audio-hours per wall-second that the GeneratorDataset reader
    delivers as padded bucketed batches (FLAC decoding, native features, labels), with 1 and 2
    workers, on a shard set with train-clean-100's lengths made from real speech.
@@ -21,13 +22,21 @@ from pathlib import Path
 
 import numpy as np
 
-from ds2stream.demo import SAMPLE_DIR
-from ds2stream.pipeline import BatchMode, BatchSampler, BatchSource, EpochIterator, ShardSet
-from ds2stream.shards import ShardOptions, write_shard_set
+from ds2stream.data import SAMPLE_DIR
+from ds2stream.data.shards import ShardOptions, write_shard_set
+from ds2stream.pipeline import BatchMode, BatchSampler, BatchSource, EpochIterator, ShardSet, round_up_frames
 from ds2stream.testing import sample_durations, synthetic_librispeech
 
 ZOO_STEP_AUDIO_SECONDS_PER_SECOND = 4.66
 TRAIN_CLEAN_100_UTTERANCES = 28539
+
+
+def equal_duration_edges(frames: np.ndarray, num_buckets: int) -> np.ndarray:
+    """Lhotse's rule: bucket edges where the cumulative duration crosses each k / num_buckets."""
+    ordered = np.sort(frames)
+    cumulative = np.cumsum(ordered) / ordered.sum()
+    inner = [ordered[np.searchsorted(cumulative, k / num_buckets)] for k in range(1, num_buckets)]
+    return np.unique(round_up_frames(np.array(inner + [ordered[-1]], dtype=np.int64)))
 
 
 def padding_table():
@@ -35,15 +44,19 @@ def padding_table():
     frames = (sample_durations("train-clean-100", TRAIN_CLEAN_100_UTTERANCES, rng) * 100).astype(np.int64) + 1
     chars, shards = frames // 7, np.arange(len(frames)) // 300
     rows = []
-    for mode, sizing in ((BatchMode.FIXED, {"batch_size": 8}), (BatchMode.UNBUCKETED, {"batch_size": 8}),
-                         (BatchMode.BUCKETED, {"max_frames": 8 * 1250})):
-        sampler = BatchSampler(frames, chars, shards, mode=mode, **sizing)
+    budget = {"max_frames": 8 * 1250}
+    for name, mode, sizing in (("fixed", BatchMode.FIXED, {"batch_size": 8}),
+                               ("unbucketed", BatchMode.UNBUCKETED, {"batch_size": 8}),
+                               ("bucketed", BatchMode.BUCKETED, budget),
+                               ("bucketed, equal-duration edges", BatchMode.BUCKETED,
+                                {**budget, "edges": equal_duration_edges(frames, 16)})):
+        sampler = BatchSampler(frames, chars, shards, mode=mode, num_buckets=16, **sizing)
         stats = sampler.stats(sampler.plan(0))
-        rows.append((mode.value, stats.padding_ratio, len(stats.batches_per_shape), sum(stats.dropped.values())))
+        rows.append((name, stats.padding_ratio, len(stats.batches_per_shape), sum(stats.dropped.values())))
     print(f"padding on train-clean-100 lengths ({len(frames)} utterances, mean {frames.mean() / 100:.1f} s)")
-    print(f"{'mode':12s} {'padding':>8s} {'shapes':>7s} {'left out':>9s}")
-    for mode, ratio, shapes, dropped in rows:
-        print(f"{mode:12s} {ratio:8.1%} {shapes:7d} {dropped:9d}")
+    print(f"{'mode':32s} {'padding':>8s} {'shapes':>7s} {'left out':>9s}")
+    for name, ratio, shapes, dropped in rows:
+        print(f"{name:32s} {ratio:8.1%} {shapes:7d} {dropped:9d}")
 
 
 def throughput(hours: float):

@@ -6,7 +6,7 @@ bundled real speech), times on this machine:
   (b) ds2stream shard, audio-only shards, from the .tar.gz     (--jobs 2, read as a stream)
   (c) ds2stream shard --features, from the folder              (--jobs 2)
   (d) the seed's route from the same .tar.gz: extract it, decode every flac, write it as wav,
-      write the json and csv manifests (ds2stream.zoo.prepare_zoo_manifest, with in-process
+      write the json and csv manifests (ds2stream.data.zoo.prepare_zoo_manifest, with in-process
       soundfile: faster than the seed's sox calls)
 and the disk each output takes.
 
@@ -19,10 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from ds2stream.demo import SAMPLE_DIR
-from ds2stream.shards import ShardOptions, write_shard_set
+from ds2stream.data import SAMPLE_DIR
+from ds2stream.data.shards import ShardOptions, write_shard_set
+from ds2stream.data.zoo import prepare_zoo_manifest
 from ds2stream.testing import librispeech_archive, synthetic_librispeech
-from ds2stream.zoo import prepare_zoo_manifest
 
 
 def disk_mb(path: Path) -> float:

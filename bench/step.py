@@ -95,10 +95,12 @@ def seed_worker(args) -> dict:
     import mindspore as ms
     import soundfile
 
+    from ds2stream.data.text import encode, normalize
     from ds2stream.features import FeatureConfig
     from ds2stream.model import ModelConfig, build_model
-    from ds2stream.text import encode, normalize
-    from ds2stream.train import TrainConfig, build_train_step, use_graph_mode
+    from ds2stream.runtime import use_graph_mode
+    from ds2stream.training.config import TrainConfig
+    from ds2stream.training.step import build_train_step
 
     use_graph_mode()
     feature = FeatureConfig()
@@ -165,7 +167,8 @@ def ds2stream_worker(args) -> dict:
     from ds2stream.model import build_model
     from ds2stream.pipeline import BatchSampler, BatchSource, EpochIterator, ShardSet
     from ds2stream.presets import get_preset
-    from ds2stream.train import STEP_INPUTS, build_train_step, use_graph_mode
+    from ds2stream.runtime import use_graph_mode
+    from ds2stream.training.step import STEP_INPUTS, build_train_step
 
     use_graph_mode()
     preset = get_preset(args["preset"])
@@ -220,7 +223,7 @@ def eval_worker(args) -> dict:
 
     from ds2stream.model import build_model
     from ds2stream.presets import get_preset
-    from ds2stream.train import use_graph_mode
+    from ds2stream.runtime import use_graph_mode
 
     use_graph_mode()
     config = get_preset("zoo").model
@@ -285,10 +288,10 @@ def project(result: dict, preset_name: str, plan: dict) -> dict:
 
 
 def make_data(work: Path) -> dict:
-    from ds2stream.demo import SAMPLE_DIR
-    from ds2stream.shards import ShardOptions, write_shard_set
+    from ds2stream.data import SAMPLE_DIR
+    from ds2stream.data.shards import ShardOptions, write_shard_set
+    from ds2stream.data.zoo import prepare_zoo_manifest
     from ds2stream.testing import synthetic_librispeech
-    from ds2stream.zoo import prepare_zoo_manifest
 
     corpus = synthetic_librispeech(SAMPLE_DIR / "train", work / "src", hours=0.7, seed=3)
     write_shard_set([corpus], work / "shards", ShardOptions(shard_size_mb=8), jobs=2)

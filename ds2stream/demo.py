@@ -7,8 +7,8 @@ import shutil
 import time
 from pathlib import Path
 
-#: The bundled subset of the Free Spoken Digit Dataset (CC BY-SA 4.0), in LibriSpeech layout.
-SAMPLE_DIR = Path(__file__).resolve().parent / "sample" / "fsdd"
+from .data import SAMPLE_DIR
+
 MARKER = ".ds2stream-demo"
 
 
@@ -43,11 +43,13 @@ def run_demo(out: Path, train_inputs: list[Path] | None = None, test_inputs: lis
     With dev inputs (the sample has them) the checkpoint with the best dev WER is evaluated;
     without, the last one: the test set never chooses a checkpoint.
     """
-    from .evaluate import evaluate
+    from .checkpoint import load_model
+    from .data.shards import ShardOptions, write_shard_set
+    from .inference.evaluate import evaluate
     from .pipeline import ShardSet
     from .presets import get_preset
-    from .shards import ShardOptions, write_shard_set
-    from .train import Trainer, load_model, use_graph_mode
+    from .runtime import use_graph_mode
+    from .training.trainer import Trainer
 
     out = Path(out)
     prepare_out_dir(out)

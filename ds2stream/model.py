@@ -24,8 +24,8 @@ import os
 import numpy as np
 
 from ._config import config_from_dict
+from .data.text import NUM_CLASSES
 from .features import FeatureConfig
-from .text import NUM_CLASSES
 
 # MindSpore 2.10 runs convolutions through oneDNN 3.10, which on AVX-512 CPUs picks a reference
 # implementation for MindSpore's plain NCHW layout: the zoo's 21x11 conv ran at 0.7 GFLOP/s here.
@@ -169,7 +169,7 @@ def build_model(config: ModelConfig):
                 x = getattr(self, f"conv{i + 1}")(x)
                 x = getattr(self, f"bn{i + 1}")(x)
                 x = getattr(self, f"act{i + 1}")(x)
-                lengths = (lengths + 2 * layer.padding[1] - layer.kernel[1]) // layer.stride[1] + 1
+                lengths = layer.out_size(lengths, 1)  # the one formula, as ModelConfig.output_lengths
                 if config.mask_padding:
                     x = x * time_mask(lengths, x.shape[3]).view(x.shape[0], 1, 1, -1)
             return x, lengths

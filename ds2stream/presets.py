@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 
 from .model import ZOO_CONV, Activation, ConvLayer, ModelConfig
-from .train import TrainConfig
+from .training.config import TrainConfig
 
 
 @dataclasses.dataclass(frozen=True)

@@ -66,8 +66,8 @@ def synthetic_librispeech(clips_dir: Path, root: Path, hours: float, profile: st
     bundled FSDD digits) and its transcript joins theirs. Returns ``root/LibriSpeech``."""
     import soundfile
 
-    from .audio import read_audio
-    from .sources import SourceItem, iter_folder
+    from .data.audio import read_audio
+    from .data.sources import SourceItem, iter_folder
 
     clips = [(read_audio(item.audio_path)[0], item.transcript)
              for item in iter_folder(Path(clips_dir)) if isinstance(item, SourceItem)]
@@ -105,8 +105,8 @@ def utterances_of_lengths(clips_dir: Path, root: Path, sample_counts, subset: st
     silence up to the count. Speaker 7000, chapter 1. Returns ``root/LibriSpeech``."""
     import soundfile
 
-    from .audio import read_audio
-    from .sources import SourceItem, iter_folder
+    from .data.audio import read_audio
+    from .data.sources import SourceItem, iter_folder
 
     clips = [(read_audio(item.audio_path)[0], item.transcript)
              for item in iter_folder(Path(clips_dir)) if isinstance(item, SourceItem)]
@@ -164,8 +164,8 @@ def fuzzed_corpus(clips_dir: Path, root: Path, scale: int = 1, seed: int = 0) ->
     """
     import soundfile
 
-    from .audio import read_audio
-    from .sources import SourceItem, iter_folder
+    from .data.audio import read_audio
+    from .data.sources import SourceItem, iter_folder
 
     clips = [(item.id, read_audio(item.audio_path)[0], item.transcript, Path(item.audio_path).read_bytes())
              for item in iter_folder(Path(clips_dir)) if isinstance(item, SourceItem)]

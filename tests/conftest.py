@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from ds2stream.demo import SAMPLE_DIR
+from ds2stream.data import SAMPLE_DIR
 
 
 @pytest.fixture(scope="session")

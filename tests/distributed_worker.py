@@ -24,7 +24,7 @@ def save(trainer, out: Path, name: str) -> None:
 
 
 def run_leg(mode: str, shards: Path, run_dir: Path, out: Path, steps: int, overrides: dict) -> None:
-    from ds2stream.train import run_training
+    from ds2stream.training.trainer import run_training
 
     trainer, _ = run_training(run_dir=run_dir if mode == "train" else None,
                               resume_dir=run_dir if mode == "resume" else None, shards=shards, dev_shards=None,
@@ -38,7 +38,9 @@ def reference(shards: Path, run_dir: Path, out: Path, steps: int, world_size: in
 
     from ds2stream.model import ModelConfig
     from ds2stream.pipeline import BatchSource
-    from ds2stream.train import TrainConfig, Trainer, make_sampler, use_graph_mode
+    from ds2stream.runtime import use_graph_mode
+    from ds2stream.training.config import TrainConfig
+    from ds2stream.training.trainer import Trainer, make_sampler
 
     use_graph_mode()
     saved = json.loads((run_dir / "config.json").read_text())  # the distributed run's own configs

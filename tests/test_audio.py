@@ -1,7 +1,7 @@
 """Audio: resampling (libsoxr) against what a resampler must do: no aliasing, no wrap-around."""
 import numpy as np
 
-from ds2stream.audio import read_audio, resample
+from ds2stream.data.audio import read_audio, resample
 
 
 def tone(frequency, rate, seconds, amplitude=10000.0):

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from ds2stream.decoding import greedy_decode, greedy_decode_reference
-from ds2stream.text import BLANK_INDEX, LABELS, encode
+from ds2stream.data.text import BLANK_INDEX, LABELS, encode
+from ds2stream.inference.decoding import greedy_decode, greedy_decode_reference
 
 
 def one_hot_log_probs(indices, classes=len(LABELS)):

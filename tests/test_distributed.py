@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ds2stream.shards import ShardOptions, write_shard_set
+from ds2stream.data.shards import ShardOptions, write_shard_set
 from ds2stream.testing import local_msrun
 
 pytestmark = pytest.mark.slow

@@ -1,7 +1,7 @@
 """WER/CER: hand-computed cases, the corpus convention, and the eval loop on a trained checkpoint."""
 import pytest
 
-from ds2stream.evaluate import ErrorCounts, cer, char_errors, wer, word_errors
+from ds2stream.inference.evaluate import ErrorCounts, cer, char_errors, wer, word_errors
 
 CASES = [
     # reference, hypothesis, (substitutions, deletions, insertions), reference words

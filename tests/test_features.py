@@ -3,7 +3,7 @@ import threading
 import numpy as np
 import pytest
 
-from ds2stream.audio import read_audio
+from ds2stream.data.audio import read_audio
 from ds2stream.features import FeatureConfig, Window, spectrogram, spectrogram_reference
 
 TOLERANCE = 1e-4

@@ -7,9 +7,10 @@ import mindspore as ms
 import numpy as np
 import pytest
 
+from ds2stream.checkpoint import CheckpointError, load_weights, read_checkpoint
 from ds2stream.model import ModelConfig, build_model, count_parameters, parameter_shapes
 from ds2stream.presets import PRESETS
-from ds2stream.train import CheckpointError, load_weights, read_checkpoint, use_graph_mode
+from ds2stream.runtime import use_graph_mode
 
 ZOO_PARAMS = Path(__file__).parent / "data" / "zoo-ds2-params.json"
 

@@ -2,6 +2,8 @@
 import numpy as np
 import pytest
 
+from ds2stream.data.shards import ShardOptions, write_shard_set
+from ds2stream.data.text import BLANK_INDEX, ctc_min_frames, encode
 from ds2stream.features import spectrogram
 from ds2stream.pipeline import (
     BatchMode,
@@ -13,10 +15,8 @@ from ds2stream.pipeline import (
     decode_samples,
 )
 from ds2stream.presets import PRESETS
-from ds2stream.shards import ShardOptions, write_shard_set
 from ds2stream.testing import sample_durations, utterances_of_lengths
-from ds2stream.text import BLANK_INDEX, ctc_min_frames, encode
-from ds2stream.train import make_sampler
+from ds2stream.training.trainer import make_sampler
 
 
 def halve(frames):

@@ -12,13 +12,13 @@ import pytest
 import soundfile
 from click.testing import CliRunner
 
-from ds2stream.audio import read_audio
 from ds2stream.cli import cli
+from ds2stream.data.audio import read_audio
+from ds2stream.data.shards import ShardOptions, load_index, read_shard, write_shard_set
+from ds2stream.data.sources import parse_transcripts
+from ds2stream.data.zoo import prepare_zoo_manifest
 from ds2stream.features import spectrogram
-from ds2stream.shards import ShardOptions, load_index, read_shard, write_shard_set
-from ds2stream.sources import parse_transcripts
 from ds2stream.testing import librispeech_archive, librispeech_tree
-from ds2stream.zoo import prepare_zoo_manifest
 
 
 def all_rows(shard_dir):

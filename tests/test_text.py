@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from ds2stream.text import BLANK_INDEX, LABELS, NUM_CLASSES, TextError, ctc_min_frames, decode, encode, normalize
+from ds2stream.data.text import BLANK_INDEX, LABELS, NUM_CLASSES, TextError, ctc_min_frames, decode, encode, normalize
 
 
 def test_label_set_is_the_zoos():

@@ -8,11 +8,13 @@ import pytest
 from click.testing import CliRunner
 
 from ds2stream.cli import cli
+from ds2stream.data.shards import ShardOptions, write_shard_set
 from ds2stream.pipeline import EpochIterator
 from ds2stream.presets import PRESETS
-from ds2stream.shards import ShardOptions, write_shard_set
+from ds2stream.runtime import use_graph_mode
 from ds2stream.testing import utterances_of_lengths
-from ds2stream.train import TrainConfig, Trainer, resume_position, use_graph_mode
+from ds2stream.training.config import TrainConfig
+from ds2stream.training.trainer import Trainer, resume_position
 
 TINY = PRESETS["tiny"].model
 FAST_TRAIN = dataclasses.replace(PRESETS["tiny"].train, epochs=2, max_frames=2500, num_buckets=2,

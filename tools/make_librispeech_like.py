@@ -9,9 +9,9 @@ the transcripts are exact; speed does not depend on content. Optionally packs it
 import argparse
 from pathlib import Path
 
-from ds2stream.demo import SAMPLE_DIR
+from ds2stream.data import SAMPLE_DIR
+from ds2stream.data.zoo import prepare_zoo_manifest
 from ds2stream.testing import LENGTH_PROFILES, librispeech_archive, synthetic_librispeech
-from ds2stream.zoo import prepare_zoo_manifest
 
 
 def main():

@@ -1,10 +1,10 @@
 """The root ``ds2stream`` command group; each verb group lives in its own module of this package."""
 import logging
-import os
 
 import click
 
 from .. import __version__
+from ..runtime import quiet_framework_logs
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -16,9 +16,7 @@ def cli(verbose: bool):
     Data flows one way: LibriSpeech files -> `shard` -> Arrow shards -> `train` -> checkpoint
     -> `eval` / `export` / `transcribe`. `demo` runs it all on the bundled sample.
     """
-    # MindSpore logs through glog, read once at its import (the verbs import it lazily, after this):
-    # its warnings are framework noise that ds2stream's own messages replace; a user's GLOG_v wins.
-    os.environ.setdefault("GLOG_v", "2" if verbose else "4")
+    quiet_framework_logs(verbose)  # before any verb imports mindspore (they import it lazily)
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import click
 
+from ..inference.evaluate import EVAL_MAX_FRAMES
 from .base import cli
 
 
@@ -15,13 +16,14 @@ from .base import cli
 @click.option("--verbose", is_flag=True, help="Print Ref:/Hyp:/WER:/CER: for every utterance.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the report with every utterance as JSON.")
-@click.option("--max-frames", type=click.IntRange(min=1), default=40000, help="Padded frames per batch.")
+@click.option("--max-frames", type=click.IntRange(min=1), default=EVAL_MAX_FRAMES, help="Padded frames per batch.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, help="Reader worker processes.")
 def evaluate_command(shards, checkpoint, verbose, json_path, max_frames, workers):
     """Evaluate CHECKPOINT on SHARDS: corpus WER and CER, greedy decoding, bucketed batches."""
-    from ..evaluate import evaluate
+    from ..checkpoint import CheckpointError, check_meta, load_model
+    from ..inference.evaluate import evaluate
     from ..pipeline import ShardSet
-    from ..train import CheckpointError, check_meta, load_model, use_graph_mode
+    from ..runtime import use_graph_mode
 
     use_graph_mode()
     try:

@@ -14,8 +14,9 @@ from .base import cli
               help="Output file (default: beside the checkpoint, .mindir).")
 def export(checkpoint, file_format, out):
     """Export CHECKPOINT for inference (plus a .json with its feature config and labels)."""
-    from ..export import export_model
-    from ..train import CheckpointError, use_graph_mode
+    from ..checkpoint import CheckpointError
+    from ..inference.export import export_model
+    from ..runtime import use_graph_mode
 
     use_graph_mode()
     try:
@@ -31,9 +32,10 @@ def export(checkpoint, file_format, out):
               help="A ds2stream checkpoint (.ckpt) or an exported .mindir.")
 def transcribe(files, model_path):
     """Print the transcript of each audio FILE (flac, wav, ... at any sample rate): FILE<TAB>TEXT."""
-    from ..audio import AudioError
-    from ..export import Transcriber
-    from ..train import CheckpointError, use_graph_mode
+    from ..checkpoint import CheckpointError
+    from ..data.audio import AudioError
+    from ..inference.transcribe import Transcriber
+    from ..runtime import use_graph_mode
 
     use_graph_mode()
     try:

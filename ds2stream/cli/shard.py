@@ -39,8 +39,8 @@ def shard(inputs, out_dir, audio_format, features, shard_size, min_duration, max
     """
     from tqdm import tqdm
 
-    from ..shards import Filtered, ShardOptions, write_shard_set
-    from ..sources import Problem, count_hint
+    from ..data.shards import Filtered, ShardOptions, write_shard_set
+    from ..data.sources import Problem, count_hint
 
     try:
         counts = [count_hint(path) for path in inputs]
@@ -103,7 +103,7 @@ def _format_summary(summary: dict, shard_dir: Path) -> str:
 @click.option("--problems", "show_problems", is_flag=True, help="List every problem recorded at shard time.")
 def info(shard_dir, show_problems):
     """Summarise the shard set in SHARD_DIR: hours, utterances, speakers, durations, problems."""
-    from ..shards import load_index
+    from ..data.shards import load_index
 
     try:
         summary, _ = load_index(shard_dir)

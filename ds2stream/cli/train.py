@@ -4,9 +4,8 @@ from pathlib import Path
 
 import click
 
+from ..presets import PRESETS
 from .base import cli
-
-PRESET_NAMES = ["tiny", "small", "fast", "zoo"]
 
 
 @cli.command()
@@ -14,7 +13,7 @@ PRESET_NAMES = ["tiny", "small", "fast", "zoo"]
               help="Training shard set (from `ds2stream shard`).")
 @click.option("--dev-shards", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Shard set evaluated (WER/CER) at every epoch end; the best run is kept as best.ckpt.")
-@click.option("--preset", type=click.Choice(PRESET_NAMES), default="tiny", help="Model and training defaults.")
+@click.option("--preset", type=click.Choice(list(PRESETS)), default="tiny", help="Model and training defaults.")
 @click.option("--out", "run_dir", type=click.Path(file_okay=False, path_type=Path), help="New run directory.")
 @click.option("--resume", "resume_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Continue the run in this directory from its newest checkpoint (its configs are reused).")
@@ -53,7 +52,7 @@ def train(shards, dev_shards, preset, run_dir, resume_dir, bucketed, epochs, lea
     would change the batch plan (--seed, --max-frames, --num-buckets, --max-duration, ranks, shards)
     is refused unless --allow-plan-change.
     """
-    from ..train import run_training
+    from ..training.trainer import run_training
 
     if (resume_dir is None) == (run_dir is None):
         raise click.UsageError("give either --out RUN_DIR (a new run) or --resume RUN_DIR")
@@ -80,7 +79,7 @@ def train(shards, dev_shards, preset, run_dir, resume_dir, bucketed, epochs, lea
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="PNG file (default RUN_DIR/curves.png).")
 def plot(run_dir, out):
     """Plot loss, learning rate and dev WER/CER of the run in RUN_DIR as a PNG (needs matplotlib)."""
-    from ..train import plot_run
+    from ..training.metrics import plot_run
 
     try:
         path = plot_run(run_dir, out)

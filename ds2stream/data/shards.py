@@ -22,9 +22,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute  # noqa: F401  (pa.compute)
 
+from ..failpoints import failpoint
+from ..features import FeatureConfig, spectrogram
 from .audio import AudioError, encode_flac, is_flac, read_audio
-from .failpoints import failpoint
-from .features import FeatureConfig, spectrogram
 from .sources import Item, Problem, iter_source
 from .text import LABELS, TextError, normalize
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .text import BLANK_INDEX, LABELS
+from ..data.text import BLANK_INDEX, LABELS
 
 
 def _check(log_probs: np.ndarray, lengths, time_major: bool, labels: str, blank: int):
@@ -40,7 +40,7 @@ def greedy_decode(log_probs, lengths=None, *, time_major: bool = False,
     :param lengths: valid frames per utterance (B,); None means all T.
     :return: one string per utterance.
     """
-    from . import _ctc_greedy
+    from .. import _ctc_greedy
 
     log_probs, lengths, _ = _check(log_probs, lengths, time_major, labels, blank)
     log_probs = np.ascontiguousarray(log_probs, dtype=np.float32)

@@ -20,6 +20,11 @@ import numpy as np
 
 from .decoding import greedy_decode
 
+#: Eval batches: a padded-frame budget (40,000 frames = 400 s of audio in a batch; the network is
+#: in eval mode, so no activations are kept for a backward pass) and the number of length buckets.
+EVAL_MAX_FRAMES = 40000
+EVAL_NUM_BUCKETS = 8
+
 
 @dataclasses.dataclass
 class ErrorCounts:
@@ -118,16 +123,17 @@ def transcribe_batch(network, features: np.ndarray, lengths: np.ndarray) -> list
     return greedy_decode(log_probs.asnumpy(), output_lengths.asnumpy(), time_major=True)
 
 
-def evaluate(network, shard_set, *, max_frames: int = 40000, num_buckets: int = 8, workers: int = 1) -> EvalReport:
+def evaluate(network, shard_set, *, max_frames: int = EVAL_MAX_FRAMES, num_buckets: int = EVAL_NUM_BUCKETS,
+             workers: int = 1) -> EvalReport:
     """Evaluate ``network`` (a DeepSpeech2 cell) on every utterance of a ``pipeline.ShardSet``.
 
     Batches are bucketed (never padded to the zoo's 35 s) and decoded greedily by the native kernel.
     """
-    from .pipeline import BatchSampler, BatchSource, EpochIterator
+    from ..pipeline import BatchSampler, BatchSource, EpochIterator
 
     network.set_train(False)
     sampler = BatchSampler(shard_set.frames, shard_set.num_chars, shard_set.shard, num_buckets=num_buckets,
-                           max_frames=max(max_frames, int(shard_set.frames.max())), shuffle=False)
+                           max_frames=max_frames, shuffle=False)
     source = BatchSource(shard_set, sampler, network.config.output_lengths)
     words, chars, results = ErrorCounts(), ErrorCounts(), []
     empty, audio_seconds = 0, 0.0

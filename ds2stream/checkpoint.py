@@ -1,0 +1,181 @@
+"""Checkpoint files: writing them durably, reading them back (CRC-checked), loading weights into a
+network, and the folder of a run's checkpoints (rotation, the newest valid one, ``best.ckpt``).
+
+Training writes them, inference reads them: both import this module, neither imports the other.
+A checkpoint is MindSpore's format with ds2stream's metadata (JSON under ``META_KEY``: configs,
+label set, the run's position and its batch plan's fingerprint); a zoo checkpoint has none.
+Every file is written to a temporary name, fsynced, renamed and its folder fsynced: a crash leaves
+the old file or the new one, never half of one.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from .data.text import LABELS
+from .failpoints import failpoint
+from .features import FeatureConfig
+from .model import ModelConfig, build_model
+
+log = logging.getLogger(__name__)
+
+META_KEY = "ds2stream_meta"
+CHECKPOINT_FORMAT = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used here: unreadable, or made for another model or label set."""
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file, or a folder's entries (a rename), to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def replace_durably(tmp: Path, path: Path) -> None:
+    """Rename a complete ``tmp`` over ``path`` so that a crash leaves one or the other, whole."""
+    _fsync(tmp)
+    os.replace(tmp, path)
+    _fsync(path.parent)
+
+
+def write_text_durably(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    replace_durably(tmp, path)
+
+
+def save_checkpoint(cell, path: Path, meta: dict) -> None:
+    """Every parameter of ``cell`` plus ``meta`` (JSON) in one file with a CRC, written durably."""
+    import mindspore as ms
+
+    tmp = path.with_name(path.stem + ".tmp.ckpt")
+    ms.save_checkpoint(cell, str(tmp), append_dict={META_KEY: json.dumps(meta)}, crc_check=True)
+    failpoint("checkpoint_written")
+    replace_durably(tmp, path)
+
+
+def read_checkpoint(path: Path) -> tuple[dict, dict]:
+    """(parameters by name, ds2stream metadata or {} for a zoo checkpoint); CheckpointError if the
+    file is missing, truncated or corrupt (its CRC, for checkpoints written with one)."""
+    import mindspore as ms
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint")
+    try:
+        params = ms.load_checkpoint(str(path), crc_check=True)
+    except (ValueError, RuntimeError, OSError, TypeError) as err:
+        reason = " ".join(str(err).split())[:200]
+        raise CheckpointError(f"{path}: not a readable MindSpore checkpoint, truncated or corrupt ({reason})") from None
+    meta = params.pop(META_KEY, None)
+    try:
+        return params, (json.loads(str(meta)) if meta is not None else {})
+    except json.JSONDecodeError:
+        raise CheckpointError(f"{path}: its ds2stream metadata is not valid JSON") from None
+
+
+def load_weights(network, params: dict, source: Path, strict: bool = True) -> list[str]:
+    """Copy the network's parameters from a checkpoint's; checks names and shapes.
+
+    :param strict: every network parameter must be there (False: missing ones keep their values).
+    :return: the checkpoint's names the network does not have (e.g. Adam state of a zoo checkpoint).
+    """
+    import mindspore as ms
+
+    own = {p.name: p for p in network.get_parameters()}
+    missing = sorted(set(own) - set(params))
+    if strict and missing:
+        raise CheckpointError(f"{source}: lacks {len(missing)} parameters of this model (first: {missing[0]}); "
+                              f"it was made for another preset or model config")
+    wrong = [f"{n} {tuple(params[n].shape)} != {tuple(own[n].shape)}" for n in own
+             if n in params and tuple(params[n].shape) != tuple(own[n].shape)]
+    if wrong:
+        raise CheckpointError(f"{source}: {len(wrong)} parameters have other shapes than this model "
+                              f"(first: {wrong[0]}); it was made for another preset or model config")
+    ms.load_param_into_net(network, {n: params[n] for n in own if n in params}, strict_load=False)
+    return sorted(set(params) - set(own))
+
+
+def check_meta(meta: dict, source: Path, feature_config: FeatureConfig | None = None) -> None:
+    """A ds2stream checkpoint must share the label set (and the feature config, when given)."""
+    if meta.get("labels", LABELS) != LABELS:
+        raise CheckpointError(f"{source}: made with labels {meta['labels']!r}, this ds2stream uses {LABELS!r}")
+    if feature_config is not None and "feature_config" in meta:
+        theirs = FeatureConfig.from_dict(meta["feature_config"])
+        if theirs != feature_config:
+            raise CheckpointError(f"{source}: trained on features {theirs.to_dict()}, these shards have "
+                                  f"{feature_config.to_dict()}; shard the data with the checkpoint's config")
+
+
+def load_model(checkpoint: Path):
+    """Build the network a ds2stream checkpoint describes and load its weights, in eval mode."""
+    params, meta = read_checkpoint(checkpoint)
+    if "model_config" not in meta:
+        raise CheckpointError(f"{checkpoint}: no ds2stream metadata (a zoo checkpoint? "
+                              f"use `ds2stream train --preset zoo --pretrained` to start from it)")
+    check_meta(meta, checkpoint)
+    network = build_model(ModelConfig.from_dict(meta["model_config"]))
+    load_weights(network, params, checkpoint)
+    network.set_train(False)
+    return network, meta
+
+
+class CheckpointFolder:
+    """A run's ``checkpoints/step-N.ckpt`` files and its ``best.ckpt``.
+
+    :param keep_last: step checkpoints kept after each save (0: every one).
+    """
+
+    def __init__(self, run_dir: Path, keep_last: int):
+        self.run_dir, self.folder, self.keep_last = Path(run_dir), Path(run_dir) / "checkpoints", keep_last
+        self.best = self.run_dir / "best.ckpt"
+
+    def paths(self) -> list[Path]:
+        """The step checkpoints, oldest first."""
+        return sorted(self.folder.glob("step-*[0-9].ckpt"))
+
+    def path_for(self, global_step: int) -> Path:
+        return self.folder / f"step-{global_step:08d}.ckpt"
+
+    def save(self, cell, global_step: int, meta: dict) -> Path:
+        """Write the checkpoint of ``global_step``, then drop all but the newest ``keep_last``."""
+        path = self.path_for(global_step)
+        save_checkpoint(cell, path, meta)
+        failpoint("checkpoint_renamed")
+        if self.keep_last > 0:
+            for old in self.paths()[:-self.keep_last]:
+                old.unlink()
+        return path
+
+    def save_best(self, path: Path) -> None:
+        """Make ``best.ckpt`` a copy of the checkpoint at ``path``."""
+        tmp = self.run_dir / "best.tmp.ckpt"
+        shutil.copyfile(path, tmp)
+        replace_durably(tmp, self.best)
+
+    def newest_valid(self, set_aside: bool = True) -> tuple[Path, dict, dict] | None:
+        """(path, parameters, metadata) of the newest checkpoint that reads back whole. Newer ones
+        that do not (a kill or a disk fault) are renamed ``.corrupt`` (``set_aside``), with a warning."""
+        for path in reversed(self.paths()):
+            try:
+                params, meta = read_checkpoint(path)
+            except CheckpointError as err:
+                log.warning("%s; going back to the checkpoint before it", err)
+                if set_aside:
+                    path.rename(path.with_name(path.name + ".corrupt"))
+                continue
+            return path, params, meta
+        return None
+
+    def remove_temporary(self) -> None:
+        """Files a kill left half-written (never renamed into place)."""
+        for tmp in self.run_dir.glob("**/*.tmp*"):
+            tmp.unlink()

@@ -1,0 +1,9 @@
+"""Training: shards -> a run directory of checkpoints and metrics. Inference never imports this.
+
+  ``config``       TrainConfig and the fields that define the batch plan;
+  ``step``         the compiled step (loss, gradients across ranks, clipping, guarded Adam);
+  ``guard``        what a failed step leaves (nothing) and when to roll back;
+  ``metrics``      metrics.jsonl and its curves;
+  ``distributed``  msrun: joining the cluster, what the ranks share;
+  ``trainer``      the run: Trainer (start, resume, fit), make_sampler, run_training.
+"""

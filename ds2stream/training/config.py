@@ -1,0 +1,52 @@
+"""How to train: ``TrainConfig``, saved in the run directory and in every checkpoint."""
+from __future__ import annotations
+
+import dataclasses
+
+from .._config import config_from_dict
+
+#: The TrainConfig fields that decide which utterances form each batch, in which order (with the
+#: number of ranks and the shard set's content): a resume that changes one would not continue the
+#: run it claims to continue, so it is refused unless asked for (``--allow-plan-change``).
+PLAN_FIELDS = ("seed", "num_buckets", "max_frames", "batch_mode", "sortagrad", "max_duration")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """How to train. Saved in the run directory and in every checkpoint."""
+
+    epochs: int = 10
+    learning_rate: float = 3e-4  # peak, reached after warm-up
+    warmup_steps: int = 500  # linear warm-up from learning_rate / warmup_steps
+    lr_decay_per_epoch: float = 0.9  # exponential decay after warm-up, per epoch of steps
+    clip_norm: float = 400.0  # global gradient norm
+    max_frames: int = 10000  # padded feature frames per batch (rows x bucket frames)
+    num_buckets: int = 16
+    sortagrad: bool = True  # the first epoch goes shortest bucket first
+    seed: int = 0
+    checkpoint_every: int = 500  # steps; and at every epoch end
+    keep_last: int = 3  # step checkpoints kept (best.ckpt is kept apart); 0 keeps every one
+    guard_patience: int = 5  # failed steps in a row before going back to the last checkpoint
+    workers: int = 1  # reader worker processes
+    batch_mode: str = "bucketed"  # or "unbucketed" (pipeline.BatchMode)
+    max_duration: float | None = None  # seconds; longer utterances are left out (counted)
+
+    def __post_init__(self):
+        if self.keep_last < 0:
+            raise ValueError(f"keep_last must be a count of checkpoints, or 0 to keep every one; got {self.keep_last}")
+        if self.max_duration is not None and self.max_duration <= 0:
+            raise ValueError(f"max_duration must be positive seconds, got {self.max_duration}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        return config_from_dict(cls, data)
+
+    def learning_rate_at(self, step: int, steps_per_epoch: int) -> float:
+        """Linear warm-up to ``learning_rate``, then ``lr_decay_per_epoch`` per epoch of steps."""
+        if step < self.warmup_steps:
+            return self.learning_rate * (step + 1) / self.warmup_steps
+        epochs_after = (step - self.warmup_steps) / max(steps_per_epoch, 1)
+        return self.learning_rate * self.lr_decay_per_epoch ** epochs_after

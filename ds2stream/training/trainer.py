@@ -1,0 +1,412 @@
+"""The training run: a model, a shard set and a run directory; graph mode, bucketed shapes, the
+guard against failed steps, durable checkpoints and exact resume.
+
+A run directory holds:
+  ``config.json``               model, train and feature configs, label set, shard folders;
+  ``metrics.jsonl``             a line per step, per epoch and per event (``metrics.MetricsLog``);
+  ``checkpoints/step-N.ckpt``   model + Adam state + the position in the data and the fingerprint of
+                                the batch plan (keep the last k), CRC-checked (``checkpoint``);
+  ``best.ckpt``                 the checkpoint with the lowest dev WER (with ``--dev-shards``).
+
+After a ``kill -9`` anywhere, ``--resume`` continues from the newest checkpoint that reads back
+whole (a truncated or corrupt newer one is set aside as ``.corrupt``, with a warning), drops the
+metric lines of the steps it will redo, and puts back ``best.ckpt`` if the kill fell between
+checkpointing a better epoch and copying it.
+
+The zoo's training mistakes, and what happens here instead: its LR schedule was computed and never
+applied (here :meth:`TrainConfig.learning_rate_at` sets Adam's rate every step); Adam ran with
+``loss_scale=1024`` on an unscaled loss, shrinking every update 1024x (here no loss scale); no
+gradient clipping (here global-norm clipping); a NaN/inf loss killed the run (here ``guard``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..checkpoint import (
+    CHECKPOINT_FORMAT,
+    CheckpointError,
+    CheckpointFolder,
+    check_meta,
+    load_weights,
+    read_checkpoint,
+    write_text_durably,
+)
+from ..data.text import LABELS
+from ..failpoints import failpoint
+from ..model import ModelConfig, build_model
+from ..pipeline import BatchMode, BatchSampler, BatchSource, EpochIterator, ShardSet
+from ..runtime import use_graph_mode
+from .config import PLAN_FIELDS, TrainConfig
+from .distributed import barrier, init_distributed, require_shared_run_dir
+from .guard import StepGuard
+from .metrics import MetricsLog
+from .step import STEP_INPUTS, StepResult, build_train_step, kernel_error_summary
+
+log = logging.getLogger(__name__)
+
+
+class PlanChangedError(ValueError):
+    """A resume whose settings would change the batch plan of the run it continues."""
+
+
+def make_sampler(shards: ShardSet, model_config: ModelConfig, config: TrainConfig, rank: int = 0,
+                 world_size: int = 1) -> BatchSampler:
+    """Rank ``rank``'s batches of a training run: every rank plans the same global batches and
+    takes its own rows of each (pipeline.BatchSampler)."""
+    sizing = {"max_frames": config.max_frames}
+    if BatchMode(config.batch_mode) is not BatchMode.BUCKETED:  # a batch size from the same budget
+        sizing = {"batch_size": max(1, config.max_frames // int(np.median(shards.frames)) // 2)}
+    longest = None
+    if config.max_duration is not None:
+        fc = shards.feature_config
+        longest = int(fc.num_frames(int(config.max_duration * fc.sample_rate)))
+    return BatchSampler(shards.frames, shards.num_chars, shards.shard, mode=config.batch_mode,
+                        num_buckets=config.num_buckets, seed=config.seed, rank=rank, world_size=world_size,
+                        sortagrad=config.sortagrad, output_lengths=model_config.output_lengths,
+                        ctc_lengths=shards.ctc_lengths, max_utterance_frames=longest, **sizing)
+
+
+def resume_position(step: int, saved_steps_per_epoch: int | None, steps_per_epoch: int) -> int:
+    """The step to go on from after the batch plan changed (e.g. another number of ranks): the same
+    fraction of the epoch."""
+    if not saved_steps_per_epoch:
+        return 0
+    return min(steps_per_epoch, step * steps_per_epoch // saved_steps_per_epoch)
+
+
+@dataclasses.dataclass
+class RunState:
+    """Where a run is: saved in every checkpoint, so that a resumed run continues exactly."""
+
+    epoch: int = 0
+    step: int = 0  # the next batch of the epoch
+    global_step: int = 0  # batches consumed, skipped ones included
+    lr_scale: float = 1.0  # halved by every rollback
+    skipped: int = 0  # steps without an update (non-finite or a kernel error), total
+    best_wer: float | None = None
+    best_step: int | None = None  # the global step whose checkpoint is best.ckpt
+
+
+class Trainer:
+    """Trains one model on one shard set, writing a run directory.
+
+    :param rank, world_size: data-parallel position (msrun); only rank 0 writes anything.
+    """
+
+    def __init__(self, run_dir: Path, shard_dir: Path, model_config: ModelConfig, config: TrainConfig,
+                 dev_shard_dir: Path | None = None, rank: int = 0, world_size: int = 1, progress: bool = True):
+        import mindspore as ms
+
+        self.run_dir, self.config = Path(run_dir), config
+        self.rank, self.world_size, self.progress = rank, world_size, progress
+        self.shards = ShardSet(shard_dir)
+        if len(self.shards) == 0:
+            raise ValueError(f"{shard_dir}: the shard set holds no utterance (see `ds2stream info {shard_dir} "
+                             f"--problems`)")
+        self.dev = ShardSet(dev_shard_dir) if dev_shard_dir else None
+        if self.dev is not None and len(self.dev) == 0:
+            raise ValueError(f"{dev_shard_dir}: the dev shard set holds no utterance")
+        self.feature_config = self.shards.feature_config
+        if self.dev is not None and self.dev.feature_config != self.feature_config:
+            raise ValueError(f"{dev_shard_dir}: made with features {self.dev.feature_config.to_dict()}, "
+                             f"the training shards with {self.feature_config.to_dict()}")
+        self.model_config = dataclasses.replace(model_config, num_bins=self.feature_config.num_bins)
+        self.shard_dirs = {"train": str(Path(shard_dir).resolve()),
+                           "dev": str(Path(dev_shard_dir).resolve()) if dev_shard_dir else None}
+        ms.set_seed(config.seed)
+        self.network = build_model(self.model_config)
+        self.step_cell = build_train_step(self.network, config, world_size=world_size)
+        self.sampler = make_sampler(self.shards, self.model_config, config, rank, world_size)
+        self.source = BatchSource(self.shards, self.sampler, self.model_config.output_lengths)
+        self.steps_per_epoch = len(self.sampler)
+        self.state = RunState()
+        self.guard = StepGuard(self.network, config.guard_patience)
+        self.folder = CheckpointFolder(self.run_dir, config.keep_last)
+        self.metrics = MetricsLog(self.run_dir / "metrics.jsonl", enabled=self.is_writer)
+
+    # -- files
+    @property
+    def is_writer(self) -> bool:
+        return self.rank == 0
+
+    def checkpoints(self) -> list[Path]:
+        return self.folder.paths()
+
+    def plan_fingerprint(self) -> dict:
+        """What decides the batches of every epoch: a resume must not change it unnoticed."""
+        return {**{name: getattr(self.config, name) for name in PLAN_FIELDS}, "world_size": self.world_size,
+                "shard_set": self.shards.content_id}
+
+    def _meta(self) -> dict:
+        return {"format": CHECKPOINT_FORMAT, "labels": LABELS, "model_config": self.model_config.to_dict(),
+                "train_config": self.config.to_dict(), "feature_config": self.feature_config.to_dict(),
+                "state": dataclasses.asdict(self.state), "world_size": self.world_size,
+                "steps_per_epoch": self.steps_per_epoch, "plan": self.plan_fingerprint()}
+
+    def _write_config(self) -> None:
+        self.folder.folder.mkdir(parents=True, exist_ok=True)
+        config = {**{k: v for k, v in self._meta().items() if k != "state"}, "shards": self.shard_dirs}
+        write_text_durably(self.run_dir / "config.json", json.dumps(config, indent=1))
+
+    def save(self) -> Path | None:
+        """Rank 0 writes a checkpoint; every rank waits for it, so that a rollback or a resume on
+        any rank reads the same newest checkpoint."""
+        path = None
+        if self.is_writer:
+            # Logged first: a kill before the rename leaves a line past the resumed step, dropped then.
+            self.metrics.write({"event": "checkpoint", "path": str(self.folder.path_for(self.state.global_step)),
+                                "global_step": self.state.global_step})
+            path = self.folder.save(self.step_cell, self.state.global_step, self._meta())
+        barrier(self.world_size)
+        return path
+
+    # -- starting points
+    def start_new(self, pretrained: Path | None = None) -> None:
+        """A fresh run (refuses a run directory that has checkpoints); optionally start from weights."""
+        if self.run_dir.exists() and any(self.folder.folder.glob("*.ckpt")):
+            raise ValueError(f"{self.run_dir} already holds a run; continue it with --resume, or use another --out")
+        if pretrained is not None:
+            params, meta = read_checkpoint(pretrained)
+            check_meta(meta, pretrained, self.feature_config)
+            skipped = load_weights(self.network, params, pretrained)
+            log.info("loaded %s; not used: %d entries (optimizer state is not carried over)", pretrained, len(skipped))
+        self.guard.keep()
+        if self.is_writer:
+            self._write_config()
+            if self.metrics.discard():  # of an attempt that stopped before its first checkpoint
+                log.warning("%s: starting again; the metrics of the attempt that stopped before its first "
+                            "checkpoint are discarded", self.run_dir)
+        barrier(self.world_size)
+        require_shared_run_dir(self.rank, self.run_dir / "config.json")
+
+    def resume(self, allow_plan_change: bool = False) -> None:
+        """Continue from the newest valid checkpoint: weights, Adam state and the data position.
+
+        :param allow_plan_change: go on even if the batch plan's settings differ from the
+            checkpoint's (then at the same fraction of the epoch); otherwise PlanChangedError.
+        """
+        require_shared_run_dir(self.rank, self.run_dir / "config.json")
+        found = self.folder.newest_valid(set_aside=self.is_writer)
+        if found is None:
+            raise ValueError(f"{self.run_dir}: no checkpoint to resume from (it stopped before its first one); "
+                             f"start it again with the command that started it")
+        path, params, meta = found
+        check_meta(meta, path, self.feature_config)
+        if ModelConfig.from_dict(meta["model_config"]) != self.model_config:
+            raise CheckpointError(f"{path}: made for another model config")
+        changed = self._plan_changes(meta)
+        if changed and not allow_plan_change:
+            raise PlanChangedError(
+                f"{path}: resuming with {'; '.join(changed)} would change the batch plan of the run it continues; "
+                f"resume with the run's own settings, or pass --allow-plan-change to go on at the same fraction "
+                f"of the epoch")
+        load_weights(self.step_cell, params, path)
+        self.state = RunState(**meta["state"])
+        if changed:
+            self.state.step = resume_position(self.state.step, meta.get("steps_per_epoch"), self.steps_per_epoch)
+            log.warning("%s: %s; the epoch goes on from step %d of %d (the same fraction), not exactly where it "
+                        "stopped", path, "; ".join(changed), self.state.step, self.steps_per_epoch)
+        self.guard.keep()
+        if self.is_writer:
+            self.folder.remove_temporary()
+            dropped = self.metrics.truncate_after(self.state.global_step)
+            if self.state.best_step is not None and self.state.best_step == self.state.global_step:
+                self.folder.save_best(path)  # the kill may have come before best.ckpt was replaced
+            self._write_config()
+            self.metrics.write({"event": "resume", "checkpoint": str(path), "global_step": self.state.global_step,
+                                "metric_lines_dropped": dropped})
+        barrier(self.world_size)
+        log.info("resuming %s at epoch %d, step %d", path, self.state.epoch, self.state.step)
+
+    def _plan_changes(self, meta: dict) -> list[str]:
+        """'field saved -> now' for each setting of the batch plan that differs from the checkpoint's."""
+        saved = dict(meta.get("plan") or {})
+        if not saved:  # an older checkpoint: only the number of ranks was recorded
+            saved = {"world_size": meta.get("world_size", 1)}
+        now = self.plan_fingerprint()
+        return [f"{name} {saved[name]!r} -> {now[name]!r}" for name in now
+                if name in saved and saved[name] != now[name]]
+
+    # -- failed steps
+    def _rollback(self) -> None:
+        """Too many failed steps in a row: halve the learning rate, go back to the last checkpoint."""
+        self.state.lr_scale *= 0.5
+        found = self.folder.newest_valid(set_aside=self.is_writer)
+        if found:
+            path, params, _ = found
+            load_weights(self.step_cell, params, path)
+        self.guard.rolled_back()
+        self.metrics.write({"event": "rollback", "checkpoint": str(found[0]) if found else None,
+                            "lr_scale": self.state.lr_scale, "global_step": self.state.global_step})
+        log.warning("%d failed steps in a row: learning rate x%.3g, back to %s", self.config.guard_patience,
+                    self.state.lr_scale, found[0] if found else "the current weights")
+
+    def _rebuild_step(self) -> None:
+        """A new compiled step with the same weights and Adam state: after a kernel error MindSpore
+        refuses to run the old graph again ("An error occurred in the previous step")."""
+        from mindspore import Tensor
+
+        old = {p.name: p for p in self.step_cell.get_parameters()}
+        self.step_cell = build_train_step(self.network, self.config, world_size=self.world_size)
+        for param in self.step_cell.get_parameters():
+            if old[param.name] is not param:
+                param.set_data(Tensor(old[param.name].asnumpy()))
+
+    # -- one step
+    def train_step(self, batch: dict) -> StepResult:
+        """Run one update on a batch dict (pipeline columns). A non-finite loss or gradient, or a
+        MindSpore kernel error, leaves every weight, Adam moment and BatchNorm statistic as it was."""
+        from mindspore import Tensor
+
+        self.network.set_train(True)  # evaluation switches it off
+        lr = self.config.learning_rate_at(self.state.global_step, self.steps_per_epoch) * self.state.lr_scale
+        inputs = [Tensor(batch[k]) for k in STEP_INPUTS]
+        try:
+            loss, norm, finite = self.step_cell(*inputs, Tensor(np.float32(lr)))
+            result = StepResult(float(loss.asnumpy()), float(norm.asnumpy()), bool(finite.asnumpy()))
+        except RuntimeError as err:
+            if self.world_size > 1:  # the other ranks wait in the all-reduce: no way to skip alone
+                raise RuntimeError(f"rank {self.rank}: MindSpore kernel error in the training step "
+                                   f"({kernel_error_summary(err)}); resume the run from its last checkpoint") from err
+            # The kernels that fail (CTC, convolutions, LSTMs, memory) all run before the update.
+            self._rebuild_step()
+            result = StepResult(float("nan"), float("nan"), False, kernel_error_summary(err))
+        self.guard.after_step(result.finite)
+        return result
+
+    # -- the loop
+    def fit(self, on_epoch_end=None, max_steps: int | None = None) -> dict:
+        """Train to ``config.epochs`` (or until ``max_steps`` global steps, then checkpoint);
+        returns the last epoch's record."""
+        from tqdm import tqdm
+
+        self.network.set_train(True)
+        record: dict = {}
+        for epoch in range(self.state.epoch, self.config.epochs):
+            self.state.epoch = epoch
+            epoch_iter = EpochIterator(self.source, epoch, self.config.workers, start_step=self.state.step)
+            bar = tqdm(total=self.steps_per_epoch, initial=self.state.step, desc=f"epoch {epoch}",
+                       disable=not (self.progress and self.is_writer), dynamic_ncols=True)
+            epoch_started, audio_seconds, losses = time.perf_counter(), 0.0, []
+            for step, batch in epoch_iter:
+                result, audio = self._step(epoch, step, batch)
+                if result.finite:
+                    losses.append(result.loss)
+                    audio_seconds += audio
+                elapsed = time.perf_counter() - epoch_started
+                bar.set_postfix_str(f"loss {result.loss:.3f} | {audio_seconds / max(elapsed, 1e-9):.1f} audio-s/s")
+                bar.update()
+                if self.state.global_step % self.config.checkpoint_every == 0:
+                    self.save()
+                if max_steps is not None and self.state.global_step >= max_steps:
+                    bar.close()
+                    self.save()
+                    return {"event": "max_steps", "global_step": self.state.global_step}
+            bar.close()
+            record = self._end_epoch(epoch, epoch_iter.report, time.perf_counter() - epoch_started,
+                                     audio_seconds, losses)
+            if on_epoch_end is not None:
+                on_epoch_end(record)
+        return record
+
+    def _step(self, epoch: int, step: int, batch: dict) -> tuple[StepResult, float]:
+        """One batch of the loop: the step, its metric line, and the guard's verdict acted on.
+        Returns the result and the seconds of real audio the batch held."""
+        started = time.perf_counter()
+        result = self.train_step(batch)
+        seconds = time.perf_counter() - started
+        hop_seconds = self.feature_config.hop_length / self.feature_config.sample_rate
+        audio = float((batch["feature_lengths"] * batch["mask"]).sum()) * hop_seconds
+        self.state.step, self.state.global_step = step + 1, self.state.global_step + 1
+        if not result.finite:
+            self.state.skipped += 1
+            self._log_failed_step(epoch, step, batch, result)
+            if self.guard.rollback_due:
+                self._rollback()
+        self.metrics.write({"epoch": epoch, "step": step, "global_step": self.state.global_step,
+                            "loss": result.loss if result.finite else None,
+                            "grad_norm": result.grad_norm if result.finite else None,
+                            "lr": self.config.learning_rate_at(self.state.global_step - 1, self.steps_per_epoch)
+                            * self.state.lr_scale, "step_seconds": seconds, "audio_seconds": audio,
+                            "shape": list(batch["features"].shape)})
+        failpoint("step_logged")
+        return result, audio
+
+    def _log_failed_step(self, epoch: int, step: int, batch: dict, result: StepResult) -> None:
+        ids = [self.shards.ids[int(r)].as_py() for r, m in zip(batch["rows"], batch["mask"]) if m]
+        what = "kernel error" if result.error else "non-finite loss or gradient"
+        self.metrics.write({"event": "kernel_error" if result.error else "nonfinite", "epoch": epoch, "step": step,
+                            "global_step": self.state.global_step, "loss": repr(result.loss),
+                            "grad_norm": repr(result.grad_norm), "error": result.error, "ids": ids})
+        log.warning("%s at epoch %d step %d (utterances %s): update skipped%s", what, epoch, step,
+                    ", ".join(ids[:5]), f" ({result.error})" if result.error else "")
+
+    def _end_epoch(self, epoch: int, report, seconds: float, audio_seconds: float, losses: list) -> dict:
+        """Dev evaluation, the epoch's record, its checkpoint and best.ckpt, in the order that a kill
+        anywhere between them leaves a run that resumes exactly (the record is logged before the
+        checkpoint: a kill between them drops it on resume, and the epoch end is done again)."""
+        self.state.epoch, self.state.step = epoch + 1, 0
+        record = {"event": "epoch_end", "epoch": epoch, "global_step": self.state.global_step,
+                  "mean_loss": float(np.mean(losses)) if losses else None, "seconds": seconds,
+                  "audio_seconds": audio_seconds, "padding_ratio": report.padding_ratio,
+                  "data_wait_seconds": report.data_wait_seconds, "dropped": report.dropped,
+                  "skipped_total": self.state.skipped, "shapes": len(report.batches_per_shape)}
+        if self.dev is not None and self.is_writer:
+            failpoint("dev_evaluation")
+            record.update(self.evaluate_dev())
+        improved = record.get("dev_wer") is not None and (
+            self.state.best_wer is None or record["dev_wer"] < self.state.best_wer)
+        if improved:  # before saving, so that a resumed run knows the best so far
+            self.state.best_wer, self.state.best_step = record["dev_wer"], self.state.global_step
+        self.metrics.write(record)
+        path = self.save()
+        if path is not None and improved:
+            failpoint("best_before_copy")
+            self.folder.save_best(path)
+        return record
+
+    def evaluate_dev(self) -> dict:
+        """Dev WER/CER at an epoch end, in batches sized from the training budget (the network is
+        in eval mode, so larger batches fit)."""
+        from ..inference.evaluate import evaluate
+
+        report = evaluate(self.network, self.dev, max_frames=self.config.max_frames * 4,
+                          num_buckets=max(1, self.config.num_buckets // 2))
+        self.network.set_train(True)
+        return {"dev_wer": report.wer, "dev_cer": report.cer, "dev_seconds": report.wall_seconds}
+
+
+def run_training(*, run_dir: Path | None, resume_dir: Path | None, shards: Path | None, dev_shards: Path | None,
+                 preset: str, overrides: dict, pretrained: Path | None = None, distributed: bool = False,
+                 graph: bool = True, max_steps: int | None = None, progress: bool = True,
+                 allow_plan_change: bool = False) -> tuple[Trainer, dict]:
+    """What ``ds2stream train`` does: a new run from a preset, or the resumption of a run (with the
+    settings it was last run with, then ``overrides``). Returns the trainer (after training) and
+    its last record."""
+    from ..presets import get_preset
+
+    use_graph_mode(graph)
+    rank, world_size = init_distributed() if distributed else (0, 1)
+    if resume_dir is not None:
+        config_path = Path(resume_dir) / "config.json"
+        if not config_path.is_file():
+            shared = "; a distributed run's directory must be shared by every rank (e.g. NFS)" if world_size > 1 else ""
+            raise ValueError(f"{resume_dir}: not a run directory (no config.json){shared}")
+        saved = json.loads(config_path.read_text())
+        model_config = ModelConfig.from_dict(saved["model_config"])
+        config = dataclasses.replace(TrainConfig.from_dict(saved["train_config"]), **overrides)
+        trainer = Trainer(resume_dir, shards or saved["shards"]["train"], model_config, config,
+                          dev_shards or saved["shards"]["dev"], rank, world_size, progress)
+        trainer.resume(allow_plan_change)
+    else:
+        chosen = get_preset(preset)
+        config = dataclasses.replace(chosen.train, **overrides)
+        trainer = Trainer(run_dir, shards, chosen.model, config, dev_shards, rank, world_size, progress)
+        trainer.start_new(pretrained)
+    return trainer, trainer.fit(max_steps=max_steps)
