@@ -4,20 +4,19 @@ network, and the folder of a run's checkpoints (rotation, the newest valid one, 
 Training writes them, inference reads them: both import this module, neither imports the other.
 A checkpoint is MindSpore's format with ds2stream's metadata (JSON under ``META_KEY``: configs,
 label set, the run's position and its batch plan's fingerprint); a zoo checkpoint has none.
-Every file is written to a temporary name, fsynced, renamed and its folder fsynced: a crash leaves
-the old file or the new one, never half of one.
+Every file is written through ``files`` (temporary name, fsync, rename, folder fsync).
 """
 from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 from pathlib import Path
 
 from .data.text import LABELS
 from .failpoints import failpoint
 from .features import FeatureConfig
+from .files import replace_durably
 from .model import ModelConfig, build_model
 
 log = logging.getLogger(__name__)
@@ -28,28 +27,6 @@ CHECKPOINT_FORMAT = 1
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used here: unreadable, or made for another model or label set."""
-
-
-def _fsync(path: Path) -> None:
-    """Flush a file, or a folder's entries (a rename), to the disk."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def replace_durably(tmp: Path, path: Path) -> None:
-    """Rename a complete ``tmp`` over ``path`` so that a crash leaves one or the other, whole."""
-    _fsync(tmp)
-    os.replace(tmp, path)
-    _fsync(path.parent)
-
-
-def write_text_durably(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    replace_durably(tmp, path)
 
 
 def save_checkpoint(cell, path: Path, meta: dict) -> None:

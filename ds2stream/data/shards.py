@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import time
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -24,6 +23,7 @@ import pyarrow.compute  # noqa: F401  (pa.compute)
 
 from ..failpoints import failpoint
 from ..features import FeatureConfig, spectrogram
+from ..files import replace_durably, write_durably
 from .audio import AudioError, encode_flac, is_flac, read_audio
 from .sources import Item, Problem, iter_source
 from .text import LABELS, TextError, normalize
@@ -157,23 +157,12 @@ def _convert_star(args):
 
 # ---------------------------------------------------------------- the shard set on disk
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
-def _write_table_atomic(path: Path, table: pa.Table, schema: pa.Schema) -> None:
-    """An Arrow IPC file written to a temp name, fsynced, then renamed into place."""
+def _write_table_durably(path: Path, table: pa.Table, schema: pa.Schema) -> None:
+    """An Arrow IPC file written to a temporary name, then renamed into place (``files``)."""
     tmp = path.with_name(path.name + ".tmp")
     with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
         writer.write_table(table)
-    with open(tmp, "rb+") as handle:
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    replace_durably(tmp, path)
 
 
 def _sha256(path: Path) -> str:
@@ -275,7 +264,7 @@ class ShardSetWriter:
             schema = shard_schema(self.options)
             table = pa.Table.from_pylist(self._rows, schema=schema)
             path = self.out_dir / shard_name(len(self.shards))
-            _write_table_atomic(path, table, schema)
+            _write_table_durably(path, table, schema)
             failpoint("shard_written")
             durations = table.column("duration").to_numpy()
             self.shards.append({
@@ -290,15 +279,15 @@ class ShardSetWriter:
     def _journal(self) -> None:
         state = {"fingerprint": self.fingerprint(), "shards": self.shards, "problems": self.problems,
                  "filtered": self.filtered, "consumed": self.consumed}
-        _write_atomic(self.out_dir / PROGRESS_JSON, json.dumps(state).encode())
+        write_durably(self.out_dir / PROGRESS_JSON, json.dumps(state))
 
     def finish(self, consumed: int) -> dict:
         """Write the last shard, the length index and index.json; return the summary."""
         self._flush(consumed)
         index = _length_index(self.out_dir, self.shards)
-        _write_table_atomic(self.out_dir / INDEX_ARROW, index, INDEX_SCHEMA)
+        _write_table_durably(self.out_dir / INDEX_ARROW, index, INDEX_SCHEMA)
         summary = _summary(index, self)
-        _write_atomic(self.out_dir / INDEX_JSON, json.dumps(summary, indent=1).encode())
+        write_durably(self.out_dir / INDEX_JSON, json.dumps(summary, indent=1))
         (self.out_dir / PROGRESS_JSON).unlink()
         return summary
 

@@ -6,9 +6,9 @@ Nothing is decoded here: decoding and checks happen in ``shards`` worker process
 
 LibriSpeech layout: ``<root>/<subset>/<speaker>/<chapter>/<speaker>-<chapter>-<utt>.flac`` and
 ``<speaker>-<chapter>.trans.txt`` with lines ``<utt-id> <TEXT>``. A folder input may be at any
-level of it. The zoo's CSV manifest has rows ``wav_path,txt_path`` (no header; a relative path is
-taken relative to the CSV's folder); the text file holds the transcript, the id is the audio file
-name without its extension.
+level of it. The zoo's CSV manifest has rows ``wav_path,txt_path`` (a header row is passed over;
+a relative path is taken relative to the CSV's folder); the text file holds the transcript, the id
+is the audio file name without its extension.
 """
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..checkpoint import write_text_durably
+from ..files import write_durably
 
 
 class MetricsLog:
@@ -38,7 +38,7 @@ class MetricsLog:
             if record.get("global_step", 0) <= global_step:
                 kept.append(line)
         if len(kept) < len(lines):
-            write_text_durably(self.path, "".join(line + "\n" for line in kept))
+            write_durably(self.path, "".join(line + "\n" for line in kept))
         return len(lines) - len(kept)
 
     def discard(self) -> bool:

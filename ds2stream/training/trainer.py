@@ -35,10 +35,10 @@ from ..checkpoint import (
     check_meta,
     load_weights,
     read_checkpoint,
-    write_text_durably,
 )
 from ..data.text import LABELS
 from ..failpoints import failpoint
+from ..files import write_durably
 from ..model import ModelConfig, build_model
 from ..pipeline import BatchMode, BatchSampler, BatchSource, EpochIterator, ShardSet
 from ..runtime import use_graph_mode
@@ -152,7 +152,7 @@ class Trainer:
     def _write_config(self) -> None:
         self.folder.folder.mkdir(parents=True, exist_ok=True)
         config = {**{k: v for k, v in self._meta().items() if k != "state"}, "shards": self.shard_dirs}
-        write_text_durably(self.run_dir / "config.json", json.dumps(config, indent=1))
+        write_durably(self.run_dir / "config.json", json.dumps(config, indent=1))
 
     def save(self) -> Path | None:
         """Rank 0 writes a checkpoint; every rank waits for it, so that a rollback or a resume on
