@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from ds2stream.data.text import BLANK_INDEX, LABELS, NUM_CLASSES, TextError, ctc_min_frames, decode, encode, normalize
+from ds2stream.data.text import (BLANK_INDEX, LABELS, NUM_CLASSES, TextError, ctc_min_frames, decode, encode, normalize,
+                                 write_numbers_out)
 
 
 def test_label_set_is_the_zoos():
@@ -45,6 +46,23 @@ def test_strict_normalize_names_text_and_characters():
     assert normalize("it's fine", strict=True) == "IT'S FINE"
     with pytest.raises(TextError, match=r"\['1', '2'\].*'chapter 12'"):
         normalize("chapter 12", strict=True)
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("chapter 12.", "CHAPTER TWELVE"),
+        ("0, 7, 19, 20, 45, 100, 101, 999", "ZERO SEVEN NINETEEN TWENTY FORTY FIVE ONE HUNDRED ONE HUNDRED ONE "
+                                            "NINE HUNDRED NINETY NINE"),
+        ("1,204,000 men", "ONE MILLION TWO HUNDRED FOUR THOUSAND MEN"),
+        ("in 1868 and 2024", "IN EIGHTEEN SIXTY EIGHT AND TWO THOUSAND TWENTY FOUR"),
+        ("the 21st, 2nd, 3rd, 12th and 40th", "THE TWENTY FIRST SECOND THIRD TWELFTH AND FORTIETH"),
+        ("3.05 m", "THREE POINT ZERO FIVE M"),
+        ("room 7b", "ROOM SEVEN B"),
+    ],
+)
+def test_numbers_are_written_out_before_normalising(raw, expected):
+    assert normalize(write_numbers_out(raw)) == expected
 
 
 def test_encode_decode_round_trip():

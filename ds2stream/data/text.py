@@ -15,6 +15,7 @@ With ``strict=True`` step 3 raises :class:`TextError` naming the text and the ch
 """
 from __future__ import annotations
 
+import re
 import unicodedata
 
 import numpy as np
@@ -64,6 +65,65 @@ def normalize(text: str, strict: bool = False) -> str:
         raise TextError(f"characters outside the label set {outside!r} in transcript {text!r}")
     cleaned = "".join(c if c in ALPHABET else " " for c in folded)
     return " ".join(cleaned.split())
+
+
+_ONES = ("ZERO ONE TWO THREE FOUR FIVE SIX SEVEN EIGHT NINE TEN ELEVEN TWELVE THIRTEEN FOURTEEN FIFTEEN "
+         "SIXTEEN SEVENTEEN EIGHTEEN NINETEEN").split()
+_TENS = "_ _ TWENTY THIRTY FORTY FIFTY SIXTY SEVENTY EIGHTY NINETY".split()
+_SCALES = ((10**12, "TRILLION"), (10**9, "BILLION"), (10**6, "MILLION"), (1000, "THOUSAND"))
+_ORDINAL_ENDINGS = {"ONE": "FIRST", "TWO": "SECOND", "THREE": "THIRD", "FIVE": "FIFTH", "EIGHT": "EIGHTH",
+                    "NINE": "NINTH", "TWELVE": "TWELFTH"}
+# 1,234 | 3.14 | 21st | 1868: digits with thousands commas, a decimal part, an ordinal suffix.
+_NUMBER = re.compile(r"(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d+))?(?:(st|nd|rd|th)\b)?", re.IGNORECASE)
+
+
+def _cardinal(n: int) -> str:
+    if n < 20:
+        return _ONES[n]
+    if n < 100:
+        return _TENS[n // 10] + ("" if n % 10 == 0 else " " + _ONES[n % 10])
+    if n < 1000:
+        return _ONES[n // 100] + " HUNDRED" + ("" if n % 100 == 0 else " " + _cardinal(n % 100))
+    for scale, name in _SCALES:
+        if n >= scale:
+            rest = n % scale
+            return f"{_cardinal(n // scale)} {name}" + ("" if rest == 0 else " " + _cardinal(rest))
+    raise AssertionError(n)
+
+
+def _ordinal(words: str) -> str:
+    head, _, last = words.rpartition(" ")
+    if last in _ORDINAL_ENDINGS:
+        last = _ORDINAL_ENDINGS[last]
+    elif last.endswith("Y"):
+        last = last[:-1] + "IETH"
+    else:
+        last += "TH"
+    return f"{head} {last}".strip()
+
+
+def _number_words(match: re.Match) -> str:
+    digits, decimals, suffix = match.group(1).replace(",", ""), match.group(2), match.group(3)
+    n = int(digits)
+    if len(digits) == 4 and 1100 <= n <= 1999 and n % 100 >= 10 and not decimals and not suffix:
+        words = f"{_cardinal(n // 100)} {_cardinal(n % 100)}"  # a year, as it is read: EIGHTEEN SIXTY EIGHT
+    elif len(digits) > 15:
+        words = " ".join(_ONES[int(d)] for d in digits)  # not a quantity anyone reads out
+    else:
+        words = _cardinal(n)
+    if decimals:
+        words += " POINT " + " ".join(_ONES[int(d)] for d in decimals)
+    elif suffix:
+        words = _ordinal(words)
+    return f" {words} "
+
+
+def write_numbers_out(text: str) -> str:
+    """Spell numbers as words, as LibriSpeech's transcripts have them (``1,204`` -> ``ONE THOUSAND
+    TWO HUNDRED FOUR``, ``21st`` -> ``TWENTY FIRST``, ``3.5`` -> ``THREE POINT FIVE``, a year such as
+    ``1868`` -> ``EIGHTEEN SIXTY EIGHT``). For text that is read aloud from its normalised form (the
+    speech corpus tool): :func:`normalize` alone turns digits into spaces."""
+    return " ".join(_NUMBER.sub(_number_words, text).split())
 
 
 def encode(text: str) -> np.ndarray:
