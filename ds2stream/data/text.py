@@ -126,6 +126,18 @@ def write_numbers_out(text: str) -> str:
     return " ".join(_NUMBER.sub(_number_words, text).split())
 
 
+def read_sentences(path) -> list[str]:
+    """The sentences of a text file, numbers written out and normalised, duplicates dropped, in
+    order: ``<id> <text>`` lines (as ``.trans.txt`` files and the LJ Speech list: taken to have an
+    id when every line's first word holds a digit) or one sentence a line."""
+    with open(path, encoding="utf-8") as lines:
+        lines = [line.strip() for line in lines if line.strip()]
+    has_ids = bool(lines) and all(any(c.isdigit() for c in line.split()[0]) for line in lines)
+    texts = [line.split(maxsplit=1)[1] if has_ids and len(line.split()) > 1 else "" if has_ids else line
+             for line in lines]
+    return list(dict.fromkeys(s for s in (normalize(write_numbers_out(t)) for t in texts) if s))
+
+
 def encode(text: str) -> np.ndarray:
     """Map a normalised transcript to label indices (int32). Raises TextError on other characters."""
     try:
