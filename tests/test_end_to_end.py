@@ -99,3 +99,42 @@ def test_demo_refuses_a_folder_it_did_not_make(tmp_path):
     assert outcome.exit_code == 1 and "not made by `ds2stream demo`" in outcome.output
     assert (tmp_path / "mine.txt").exists()
 
+
+
+def test_beam_search_and_lm_on_the_demo_models_outputs(demo_run, tmp_path):
+    from ds2stream.checkpoint import load_model
+    from ds2stream.inference.decoding import DecoderConfig, make_decoder
+    from ds2stream.inference.evaluate import run_network, score, tune_decoder
+
+    out, result = demo_run
+    network, _ = load_model(result.checkpoint)
+    test_set = ShardSet(out / "shards" / "test")
+    outputs = run_network(network, test_set)
+    greedy = score(test_set, outputs, make_decoder())
+    assert greedy.wer == pytest.approx(result.report.wer)  # the network ran once; decoding apart
+    one = score(test_set, outputs, make_decoder(DecoderConfig("beam", beam_width=1)))
+    assert [r["hyp"] for r in one.results] == [r["hyp"] for r in greedy.results]  # on real outputs
+
+    runner = CliRunner()
+    lm = tmp_path / "digits.arpa"
+    built = runner.invoke(cli, ["lm", str(out / "shards" / "train"), "--order", "1", "--discount-fallback",
+                                "--out", str(lm)])
+    assert built.exit_code == 0, built.output
+    base = DecoderConfig("beam", beam_width=8, lm=str(lm))
+    best, grid = tune_decoder(network, ShardSet(out / "shards" / "dev"), base, alphas=(0.0, 0.5), betas=(0.0, 2.0))
+    assert len(grid) == 4 and (best.alpha, best.beta) in {(a, b) for a, b, _, _ in grid}
+    assert min(row[2] for row in grid) == pytest.approx([r for r in grid if r[:2] == (best.alpha, best.beta)][0][2])
+    guided = score(test_set, outputs, make_decoder(best))
+    assert guided.wer <= greedy.wer + 0.02
+    settings = tmp_path / "decoder.json"
+    settings.write_text(json.dumps(best.to_dict()))
+    exported = runner.invoke(cli, ["export", "--checkpoint", str(result.checkpoint), "--out",
+                                   str(tmp_path / "model.mindir"), "--decoder-config", str(settings)])
+    assert exported.exit_code == 0, exported.output
+    sidecar = json.loads((tmp_path / "model.json").read_text())
+    assert sidecar["decoder"]["lm"] == "model.lm.arpa" and (tmp_path / "model.lm.arpa").is_file()
+    record = test_set.record(0)
+    (tmp_path / "one.flac").write_bytes(record["audio"])
+    by_id = {r["id"]: r["hyp"] for r in guided.results}
+    carried = runner.invoke(cli, ["transcribe", "--model", str(tmp_path / "model.mindir"), str(tmp_path / "one.flac")])
+    assert carried.exit_code == 0 and carried.output.strip().split("\t")[1] == by_id[record["id"]]

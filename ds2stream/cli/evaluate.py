@@ -6,6 +6,7 @@ import click
 
 from ..inference.evaluate import EVAL_MAX_FRAMES
 from .base import cli
+from .decoding import decoder_from, decoder_options
 
 
 @cli.command("eval")
@@ -18,13 +19,26 @@ from .base import cli
               help="Write the report with every utterance as JSON.")
 @click.option("--max-frames", type=click.IntRange(min=1), default=EVAL_MAX_FRAMES, help="Padded frames per batch.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, help="Reader worker processes.")
-def evaluate_command(shards, checkpoint, verbose, json_path, max_frames, workers):
-    """Evaluate CHECKPOINT on SHARDS: corpus WER and CER, greedy decoding, bucketed batches."""
+@decoder_options
+@click.option("--tune-lm", "tune_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Grid-search --alpha and --beta for --lm on SHARDS (a dev set, never the test set) and "
+                   "write the best decoder settings to this JSON, for eval/transcribe/export --decoder-config.")
+def evaluate_command(shards, checkpoint, verbose, json_path, max_frames, workers, tune_path, **decoder):
+    """Evaluate CHECKPOINT on SHARDS: corpus WER and CER, bucketed batches; greedy decoding
+    (the native kernel) unless a beam search, with or without an LM, is asked for."""
     from ..checkpoint import CheckpointError, check_meta, load_model
-    from ..inference.evaluate import evaluate
+    from ..inference.decoding import DecoderConfig, make_decoder
+    from ..inference.evaluate import evaluate, tune_decoder
     from ..pipeline import ShardSet
     from ..runtime import use_graph_mode
 
+    config = decoder_from(**decoder)
+    if tune_path and not (config and config.lm):
+        raise click.ClickException("--tune-lm needs --lm (or a --decoder-config with an LM)")
+    try:
+        make_decoder(config)  # a bad LM or setting fails before the network loads
+    except ValueError as err:
+        raise click.ClickException(str(err)) from None
     use_graph_mode()
     try:
         network, meta = load_model(checkpoint)
@@ -34,15 +48,22 @@ def evaluate_command(shards, checkpoint, verbose, json_path, max_frames, workers
             raise ValueError(f"{shards}: the shard set holds no utterance (see `ds2stream info {shards} --problems`)")
     except (CheckpointError, ValueError) as err:
         raise click.ClickException(str(err)) from None
-    report = evaluate(network, shard_set, max_frames=max_frames, workers=workers)
+    if tune_path:
+        best, _ = tune_decoder(network, shard_set, config or DecoderConfig(), max_frames=max_frames, workers=workers,
+                               log=click.echo)
+        tune_path.write_text(json.dumps(best.to_dict(), indent=1) + "\n")
+        click.echo(f"best: alpha {best.alpha:g}, beta {best.beta:g} (beam width {best.beam_width}) -> {tune_path}")
+        config = best
+    report = evaluate(network, shard_set, max_frames=max_frames, workers=workers, decoder=config)
     if verbose:
         for result in report.results:
             click.echo(f"Ref: {result['ref']}\nHyp: {result['hyp']}\n"
                        f"WER: {result['wer']:.4f}  CER: {result['cer']:.4f}\n")
     click.echo(format_report(report, shards))
     if json_path:
-        json_path.write_text(json.dumps({**report.summary(), "checkpoint": str(checkpoint),
-                                         "shards": str(shards), "utterances_detail": report.results}, indent=1))
+        json_path.write_text(json.dumps({**report.summary(), "checkpoint": str(checkpoint), "shards": str(shards),
+                                         "decoder": (config or DecoderConfig()).to_dict(),
+                                         "utterances_detail": report.results}, indent=1))
 
 
 def format_report(report, shards) -> str:
@@ -54,5 +75,5 @@ def format_report(report, shards) -> str:
         f"CER {s['cer']:.2%} ({report.chars.edits} / {report.chars.reference_length} characters)",
         f"empty hypotheses: {s['empty_hypotheses']}",
         f"time: {s['wall_seconds']:.1f} s, real-time factor {s['real_time_factor']:.4f} "
-        f"(padding {s['padding_ratio']:.1%})",
+        f"(padding {s['padding_ratio']:.1%}; decoding {s['decode_seconds']:.1f} s)",
     ])

@@ -4,6 +4,7 @@ from pathlib import Path
 import click
 
 from .base import cli
+from .decoding import decoder_from, decoder_options
 
 
 @cli.command()
@@ -12,15 +13,18 @@ from .base import cli
               help="MindIR, with variable batch and frames (ONNX: see the README).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="Output file (default: beside the checkpoint, .mindir).")
-def export(checkpoint, file_format, out):
-    """Export CHECKPOINT for inference (plus a .json with its feature config and labels)."""
+@decoder_options
+def export(checkpoint, file_format, out, **decoder):
+    """Export CHECKPOINT for inference (plus a .json with its feature config, labels and, if any
+    decoder option is given, the decoder settings, with a copy of the LM beside it)."""
     from ..checkpoint import CheckpointError
     from ..inference.export import export_model
     from ..runtime import use_graph_mode
 
+    config = decoder_from(**decoder)
     use_graph_mode()
     try:
-        path = export_model(checkpoint, out or checkpoint.with_suffix("." + file_format))
+        path = export_model(checkpoint, out or checkpoint.with_suffix("." + file_format), config)
     except (CheckpointError, ValueError) as err:
         raise click.ClickException(str(err)) from None
     click.echo(str(path))
@@ -30,16 +34,19 @@ def export(checkpoint, file_format, out):
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--model", "model_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A ds2stream checkpoint (.ckpt) or an exported .mindir.")
-def transcribe(files, model_path):
-    """Print the transcript of each audio FILE (flac, wav, ... at any sample rate): FILE<TAB>TEXT."""
+@decoder_options
+def transcribe(files, model_path, **decoder):
+    """Print the transcript of each audio FILE (flac, wav, ... at any sample rate): FILE<TAB>TEXT.
+    Decodes as the options say, else as an exported model's settings say, else greedily."""
     from ..checkpoint import CheckpointError
     from ..data.audio import AudioError
     from ..inference.transcribe import Transcriber
     from ..runtime import use_graph_mode
 
+    config = decoder_from(**decoder)
     use_graph_mode()
     try:
-        transcriber = Transcriber(model_path)
+        transcriber = Transcriber(model_path, config)
     except (CheckpointError, ValueError) as err:
         raise click.ClickException(str(err)) from None
     failed = 0

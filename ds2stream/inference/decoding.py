@@ -1,9 +1,15 @@
-"""CTC greedy decoding: model log-probabilities -> transcripts, through the native kernel.
+"""Model log-probabilities -> transcripts: greedy through the native kernel, or beam search.
 
 ``greedy_decode`` validates and calls ``csrc/ctc_greedy.pyx``; ``greedy_decode_reference`` is the
 pure-Python definition it is tested against. Both take the label set and blank from ``text``.
+``DecoderConfig`` says which decoder (and LM) to use; ``make_decoder`` turns it into a function
+(``beam.py`` holds the beam search, ``lm.py`` the language model).
 """
 from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
 
 import numpy as np
 
@@ -63,3 +69,67 @@ def greedy_decode_reference(log_probs, lengths=None, *, time_major: bool = False
         collapsed = [k for t, k in enumerate(best) if t == 0 or k != best[t - 1]]
         texts.append("".join(labels[k] for k in collapsed if k != blank))
     return texts
+
+
+DECODERS = ("greedy", "beam")
+
+
+@dataclasses.dataclass(frozen=True)
+class DecoderConfig:
+    """How log-probabilities become text: greedy, or beam search with an optional LM. Travels
+    with a model (``--decoder-config`` JSON, the MindIR sidecar) so a model and its decoder
+    stay together."""
+    decoder: str = "greedy"
+    beam_width: int = 32
+    lm: str | None = None  # an ARPA file
+    alpha: float = 0.5  # LM weight
+    beta: float = 1.0  # word bonus (with an LM only)
+
+    def __post_init__(self):
+        if self.decoder not in DECODERS:
+            raise ValueError(f"decoder {self.decoder!r} is not one of {', '.join(DECODERS)}")
+        if self.beam_width < 1:
+            raise ValueError(f"beam width must be at least 1, got {self.beam_width}")
+        if self.lm and self.decoder != "beam":
+            raise ValueError("an LM needs --decoder beam")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "decoder settings") -> "DecoderConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"{source}: unknown decoder settings {unknown}; known: {sorted(known)}")
+        return cls(**data)
+
+    @classmethod
+    def read(cls, path: Path) -> "DecoderConfig":
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise ValueError(f"{path}: not a decoder settings file ({err})") from None
+        config = cls.from_dict(data, str(path))
+        if config.lm and not Path(config.lm).is_absolute():  # relative to the settings file
+            config = dataclasses.replace(config, lm=str((Path(path).parent / config.lm).resolve()))
+        return config
+
+
+def make_decoder(config: DecoderConfig | None = None):
+    """``decode(log_probs (T, C) of one utterance) -> text`` for ``config`` (default: greedy).
+    Reads and checks the LM once."""
+    config = config or DecoderConfig()
+    if config.decoder == "greedy":
+        return lambda log_probs: greedy_decode(np.asarray(log_probs, np.float32)[None])[0]
+    from .beam import BeamSearch
+    from .lm import read_arpa
+
+    if config.lm:
+        lm = read_arpa(Path(config.lm))
+        outside = sorted({c for word in lm.vocabulary - {"<s>", "</s>", "<unk>"} for c in word} - set(LABELS))
+        if outside:
+            raise ValueError(f"{config.lm}: the LM's words hold characters outside the label set {outside!r} "
+                             "(build it from normalised text: `ds2stream lm`)")
+        return BeamSearch(config.beam_width, lm, config.alpha, config.beta).decode
+    return BeamSearch(config.beam_width).decode  # no LM: the acoustics alone, no word bonus either

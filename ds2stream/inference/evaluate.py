@@ -18,7 +18,7 @@ import time
 import Levenshtein
 import numpy as np
 
-from .decoding import greedy_decode
+from .decoding import DecoderConfig, make_decoder
 
 #: Eval batches: a padded-frame budget (40,000 frames = 400 s of audio in a batch; the network is
 #: in eval mode, so no activations are kept for a backward pass) and the number of length buckets.
@@ -94,6 +94,7 @@ class EvalReport:
     wall_seconds: float
     padding_ratio: float
     results: list  # per utterance: id, ref, hyp, wer, cer
+    decode_seconds: float = 0.0  # of wall_seconds, spent turning log-probabilities into text
 
     @property
     def wer(self) -> float:
@@ -111,47 +112,98 @@ class EvalReport:
         return {"wer": self.wer, "cer": self.cer, "utterances": self.utterances,
                 "empty_hypotheses": self.empty_hypotheses, "audio_hours": self.audio_seconds / 3600,
                 "wall_seconds": self.wall_seconds, "real_time_factor": self.real_time_factor,
-                "padding_ratio": self.padding_ratio,
+                "padding_ratio": self.padding_ratio, "decode_seconds": self.decode_seconds,
                 "word_edits": dataclasses.asdict(self.words), "char_edits": dataclasses.asdict(self.chars)}
 
 
-def transcribe_batch(network, features: np.ndarray, lengths: np.ndarray) -> list[str]:
-    """Greedy transcripts of one padded batch (B, 1, bins, T) through the network."""
+def network_log_probs(network, features: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
+    """Per utterance of one padded batch (B, 1, bins, T): its (frames, classes) log-probabilities."""
     from mindspore import Tensor
 
     log_probs, output_lengths = network(Tensor(features), Tensor(lengths.astype(np.int32)))
-    return greedy_decode(log_probs.asnumpy(), output_lengths.asnumpy(), time_major=True)
+    log_probs, output_lengths = log_probs.asnumpy(), output_lengths.asnumpy()
+    return [log_probs[: int(length), b] for b, length in enumerate(output_lengths)]
 
 
-def evaluate(network, shard_set, *, max_frames: int = EVAL_MAX_FRAMES, num_buckets: int = EVAL_NUM_BUCKETS,
-             workers: int = 1) -> EvalReport:
-    """Evaluate ``network`` (a DeepSpeech2 cell) on every utterance of a ``pipeline.ShardSet``.
+@dataclasses.dataclass
+class NetworkOutputs:
+    """A shard set through the network once: what decoding (once, or a grid of LM weights) needs."""
+    positions: list  # shard set rows
+    log_probs: list  # (frames, classes) per row
+    seconds: float
+    padding_ratio: float
 
-    Batches are bucketed (never padded to the zoo's 35 s) and decoded greedily by the native kernel.
-    """
+
+def run_network(network, shard_set, *, max_frames: int = EVAL_MAX_FRAMES, num_buckets: int = EVAL_NUM_BUCKETS,
+                workers: int = 1) -> NetworkOutputs:
+    """Every utterance of ``shard_set`` through ``network`` in bucketed batches (never padded to
+    the zoo's 35 s)."""
     from ..pipeline import BatchSampler, BatchSource, EpochIterator
 
     network.set_train(False)
     sampler = BatchSampler(shard_set.frames, shard_set.num_chars, shard_set.shard, num_buckets=num_buckets,
                            max_frames=max_frames, shuffle=False)
     source = BatchSource(shard_set, sampler, network.config.output_lengths)
-    words, chars, results = ErrorCounts(), ErrorCounts(), []
-    empty, audio_seconds = 0, 0.0
+    positions, outputs = [], []
     started = time.perf_counter()
     epoch = EpochIterator(source, epoch=0, num_workers=workers)
     for _, batch in epoch:
-        hypotheses = transcribe_batch(network, batch["features"], batch["feature_lengths"])
-        for position, hypothesis, real in zip(batch["rows"], hypotheses, batch["mask"]):
-            if not real:
-                continue
-            record_id = shard_set.ids[int(position)].as_py()
-            reference = shard_set.text(int(position))
-            w, c = word_errors(reference, hypothesis), char_errors(reference, hypothesis)
-            words, chars = words + w, chars + c
-            empty += hypothesis == ""
-            audio_seconds += shard_set.num_samples[int(position)] / shard_set.feature_config.sample_rate
-            results.append({"id": record_id, "ref": reference, "hyp": hypothesis, "wer": w.rate, "cer": c.rate})
-    results.sort(key=lambda r: r["id"])
-    return EvalReport(words, chars, len(results), empty, audio_seconds, time.perf_counter() - started,
-                      epoch.report.padding_ratio, results)
+        for position, log_probs, real in zip(batch["rows"], network_log_probs(network, batch["features"],
+                                                                                batch["feature_lengths"]),
+                                             batch["mask"]):
+            if real:
+                positions.append(int(position))
+                outputs.append(log_probs)
+    return NetworkOutputs(positions, outputs, time.perf_counter() - started, epoch.report.padding_ratio)
 
+
+def score(shard_set, outputs: NetworkOutputs, decode) -> EvalReport:
+    """Decode every utterance with ``decode`` and count the errors against the shard set's text."""
+    words, chars, results = ErrorCounts(), ErrorCounts(), []
+    empty, audio_seconds = 0, 0.0
+    started = time.perf_counter()
+    for position, log_probs in zip(outputs.positions, outputs.log_probs):
+        hypothesis = decode(log_probs)
+        reference = shard_set.text(position)
+        w, c = word_errors(reference, hypothesis), char_errors(reference, hypothesis)
+        words, chars = words + w, chars + c
+        empty += hypothesis == ""
+        audio_seconds += shard_set.num_samples[position] / shard_set.feature_config.sample_rate
+        results.append({"id": shard_set.ids[position].as_py(), "ref": reference, "hyp": hypothesis,
+                        "wer": w.rate, "cer": c.rate})
+    results.sort(key=lambda r: r["id"])
+    decode_seconds = time.perf_counter() - started
+    return EvalReport(words, chars, len(results), empty, audio_seconds, outputs.seconds + decode_seconds,
+                      outputs.padding_ratio, results, decode_seconds)
+
+
+def evaluate(network, shard_set, *, max_frames: int = EVAL_MAX_FRAMES, num_buckets: int = EVAL_NUM_BUCKETS,
+             workers: int = 1, decoder: DecoderConfig | None = None) -> EvalReport:
+    """Evaluate ``network`` (a DeepSpeech2 cell) on every utterance of a ``pipeline.ShardSet``,
+    decoding as ``decoder`` says (default: greedy, by the native kernel)."""
+    decode = make_decoder(decoder)  # first: a bad LM fails before the network runs
+    outputs = run_network(network, shard_set, max_frames=max_frames, num_buckets=num_buckets, workers=workers)
+    return score(shard_set, outputs, decode)
+
+
+#: The LM weights ``tune_decoder`` tries by default.
+TUNE_ALPHAS = (0.25, 0.5, 0.75, 1.0, 1.5)
+TUNE_BETAS = (0.0, 1.0, 2.0, 3.0)
+
+
+def tune_decoder(network, shard_set, base: DecoderConfig, alphas=TUNE_ALPHAS, betas=TUNE_BETAS, *,
+                 max_frames: int = EVAL_MAX_FRAMES, workers: int = 1, log=None):
+    """Grid search of the LM weight and word bonus on ``shard_set`` (a dev set): the network runs
+    once, the beam search once per point. Returns (the best config by WER, then CER; the grid as
+    (alpha, beta, wer, cer) rows)."""
+    outputs = run_network(network, shard_set, max_frames=max_frames, workers=workers)
+    grid = []
+    for alpha in alphas:
+        for beta in betas:
+            config = dataclasses.replace(base, decoder="beam", alpha=alpha, beta=beta)
+            report = score(shard_set, outputs, make_decoder(config))
+            grid.append((alpha, beta, report.wer, report.cer))
+            if log:
+                log(f"alpha {alpha:g} beta {beta:g}: WER {report.wer:.2%} CER {report.cer:.2%}")
+    alpha, beta, _, _ = min(grid, key=lambda row: (row[2], row[3], row[0], row[1]))
+    return dataclasses.replace(base, decoder="beam", alpha=alpha, beta=beta), grid

@@ -8,17 +8,22 @@ ds2stream does not offer it.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from ..checkpoint import load_model
 from ..features import FeatureConfig
+from .decoding import DecoderConfig, make_decoder
 
 
-def export_model(checkpoint: Path, out: Path) -> Path:
+def export_model(checkpoint: Path, out: Path, decoder: DecoderConfig | None = None) -> Path:
     """Write the checkpoint's network as MindIR (variable batch and frames), plus ``<out>.json``
-    with the feature config, label set and model config."""
+    with the feature config, label set and model config, and the decoder settings if given (its
+    LM copied beside the model as ``<out>.lm.arpa[.gz]``, so that the files travel together)."""
     import mindspore as ms
 
+    if decoder is not None:
+        make_decoder(decoder)  # a bad LM fails before anything is written
     network, meta = load_model(checkpoint)
     features = FeatureConfig.from_dict(meta["feature_config"])
     inputs = (ms.Tensor(shape=[None, 1, features.num_bins, None], dtype=ms.float32),
@@ -27,5 +32,12 @@ def export_model(checkpoint: Path, out: Path) -> Path:
     ms.export(network, *inputs, file_name=str(stem), file_format="MINDIR")
     written = stem.with_suffix(".mindir")
     sidecar = {k: meta[k] for k in ("labels", "feature_config", "model_config")}
+    if decoder is not None:
+        settings = decoder.to_dict()
+        if decoder.lm:
+            lm_copy = written.with_suffix(".lm" + "".join(Path(decoder.lm).suffixes))
+            shutil.copyfile(decoder.lm, lm_copy)
+            settings["lm"] = lm_copy.name
+        sidecar["decoder"] = settings
     written.with_suffix(".json").write_text(json.dumps(sidecar, indent=1))
     return written

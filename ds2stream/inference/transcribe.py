@@ -1,7 +1,9 @@
 """Audio files -> text, from a ds2stream checkpoint or an exported MindIR file, through the same
-features and the same greedy decoder as ``ds2stream eval`` (``evaluate.transcribe_batch``)."""
+features and the same decoders as ``ds2stream eval`` (``evaluate.network_log_probs``,
+``decoding.make_decoder``). An exported model's sidecar may carry its decoder settings."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -10,16 +12,19 @@ import numpy as np
 from ..checkpoint import check_meta, load_model
 from ..data.audio import read_audio, resample
 from ..features import FeatureConfig, spectrogram
-from .evaluate import transcribe_batch
+from .decoding import DecoderConfig, make_decoder
+from .evaluate import network_log_probs
 
 
 class Transcriber:
     """Audio files -> text, from a ds2stream checkpoint (.ckpt) or an exported MindIR (.mindir)."""
 
-    def __init__(self, model_path: Path):
+    def __init__(self, model_path: Path, decoder: DecoderConfig | None = None):
+        """``decoder``: how to decode (default: what an exported model's sidecar says, else greedy)."""
         import mindspore as ms
 
         model_path = Path(model_path)
+        carried = None
         if model_path.suffix == ".mindir":
             sidecar = model_path.with_suffix(".json")
             if not sidecar.is_file():
@@ -28,6 +33,10 @@ class Transcriber:
                 meta = json.loads(sidecar.read_text())
                 check_meta(meta, model_path)
                 features = FeatureConfig.from_dict(meta["feature_config"])
+                if meta.get("decoder"):
+                    carried = DecoderConfig.from_dict(meta["decoder"], str(sidecar))
+                    if carried.lm:  # stored relative to the sidecar, so that the two move together
+                        carried = dataclasses.replace(carried, lm=str(sidecar.parent / carried.lm))
             except (ValueError, KeyError, TypeError) as err:
                 raise ValueError(f"{sidecar}: not a ds2stream model description ({err})") from None
             try:
@@ -39,21 +48,23 @@ class Transcriber:
         else:
             self.network, meta = load_model(model_path)
         self.features = FeatureConfig.from_dict(meta["feature_config"])
+        self.decoder = decoder or carried or DecoderConfig()
+        self.decode = make_decoder(self.decoder)
 
     def _probe(self, model_path: Path, sidecar: Path, features: FeatureConfig) -> None:
         """Run the MindIR once on silence shaped as the sidecar says: a model exported with another
         feature config fails here, with a message, instead of on the user's first file."""
         try:
-            transcribe_batch(self.network, np.zeros((1, 1, features.num_bins, 64), np.float32), np.array([64]))
+            network_log_probs(self.network, np.zeros((1, 1, features.num_bins, 64), np.float32), np.array([64]))
         except RuntimeError as err:
             raise ValueError(f"{model_path} does not take the {features.num_bins}-bin features that {sidecar.name} "
                              f"describes: the two come from different exports "
                              f"({' '.join(str(err).split('C++ Call Stack')[0].split())[:160]})") from None
 
     def transcribe_samples(self, samples: np.ndarray, rate: int) -> str:
-        """The same features and decoder as ``ds2stream eval`` (``evaluate.transcribe_batch``)."""
+        """The same features and decoder as ``ds2stream eval``."""
         spect = spectrogram(resample(samples, rate, self.features.sample_rate), self.features)
-        return transcribe_batch(self.network, spect[None, None], np.array([spect.shape[1]]))[0]
+        return self.decode(network_log_probs(self.network, spect[None, None], np.array([spect.shape[1]]))[0])
 
     def transcribe_file(self, path: Path) -> str:
         samples, rate = read_audio(path)

@@ -1,0 +1,85 @@
+"""``ds2stream lm`` (a word n-gram LM from text or shard sets) and the decoder options that
+``eval``, ``transcribe`` and ``export`` share."""
+import functools
+from pathlib import Path
+
+import click
+
+from .base import cli
+
+
+def decoder_options(command):
+    """--decoder, --beam-width, --lm, --alpha, --beta, --decoder-config: see ``decoder_from``."""
+    options = [
+        click.option("--decoder", type=click.Choice(["greedy", "beam"]),
+                     help="Default: greedy, or beam with --lm, or what --decoder-config says."),
+        click.option("--beam-width", type=click.IntRange(min=1), help="Prefixes kept per frame (default 32)."),
+        click.option("--lm", "lm_path", type=click.Path(dir_okay=False, path_type=Path),
+                     help="A word n-gram LM (ARPA, from `ds2stream lm` or KenLM's lmplz) for the beam search."),
+        click.option("--alpha", type=float, help="LM weight (default 0.5; `eval --tune-lm` finds one)."),
+        click.option("--beta", type=float, help="Bonus per word (default 1.0)."),
+        click.option("--decoder-config", "decoder_config", type=click.Path(dir_okay=False, path_type=Path),
+                     help="Decoder settings JSON (from `eval --tune-lm`); the options above override it."),
+    ]
+    return functools.reduce(lambda f, option: option(f), reversed(options), command)
+
+
+def decoder_from(decoder, beam_width, lm_path, alpha, beta, decoder_config):
+    """The DecoderConfig the options ask for, or None when none was given (the default applies:
+    greedy, or what an exported model carries). Raises click.ClickException on a bad value."""
+    import dataclasses
+
+    from ..inference.decoding import DecoderConfig
+
+    given = {k: v for k, v in (("decoder", decoder), ("beam_width", beam_width), ("alpha", alpha),
+                               ("beta", beta)) if v is not None}
+    if lm_path is not None:
+        if not lm_path.is_file():
+            raise click.ClickException(f"--lm {lm_path}: no such file")
+        given["lm"] = str(lm_path)
+        given.setdefault("decoder", "beam")
+    if decoder_config is None and not given:
+        return None
+    try:
+        base = DecoderConfig.read(decoder_config) if decoder_config else DecoderConfig()
+        if given.get("decoder") == "greedy":
+            given.setdefault("lm", None)
+        elif any(k in given for k in ("beam_width", "alpha", "beta")):
+            given.setdefault("decoder", "beam")
+        return dataclasses.replace(base, **given)
+    except ValueError as err:
+        raise click.ClickException(str(err)) from None
+
+
+@cli.command("lm")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--order", type=click.IntRange(min=1, max=9), default=4, help="n of the n-grams.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="ARPA file to write (.arpa, or .arpa.gz).")
+@click.option("--discount-fallback", is_flag=True,
+              help="Use fixed discounts (0.5, 1, 1.5) where the text is too small to estimate them (as lmplz).")
+def lm_command(inputs, order, out, discount_fallback):
+    """Build a word n-gram LM (interpolated modified Kneser-Ney) from INPUTS: text files (one
+    sentence a line, or `<id> <text>` lines as .trans.txt files) or shard sets (their transcripts).
+    Text is normalised as transcripts are (numbers written out)."""
+    from ..data.text import read_sentences
+    from ..inference.lm import LMError, build_lm, write_arpa
+    from ..pipeline import ShardSet
+
+    sentences = []
+    for path in inputs:
+        try:
+            if path.is_dir():
+                shard_set = ShardSet(path)
+                sentences += [shard_set.text(i) for i in range(len(shard_set))]
+            else:
+                sentences += read_sentences(path)
+        except (ValueError, OSError) as err:
+            raise click.ClickException(f"{path}: {err}") from None
+    try:
+        lm = build_lm((s.split() for s in sentences), order, discount_fallback=discount_fallback)
+        write_arpa(lm, out)
+    except LMError as err:
+        raise click.ClickException(str(err)) from None
+    counts = ", ".join(f"{sum(len(g) == n for g in lm.prob)} {n}-grams" for n in range(1, order + 1))
+    click.echo(f"{out}: {len(sentences)} sentences, {len(lm.vocabulary) - 3} words; {counts}")

@@ -1,0 +1,151 @@
+"""CTC prefix beam search over characters, with a word n-gram LM by shallow fusion.
+
+No lexicon: any character sequence is a hypothesis; the LM scores each word when it ends (at a
+space, and at the end of the utterance, with </s>), as DeepSpeech's and PaddleSpeech's decoders
+do. A prefix's score is
+
+    log p_ctc(prefix | audio) + alpha * ln p_lm(words) + beta * len(words)
+
+where p_ctc sums over every alignment of the prefix (blank-ending and not, kept apart). Per
+frame only the characters that hold ``prune`` of the frame's probability mass (at most
+``max_candidates`` of them) are tried: CTC outputs are peaky, so this loses nothing measurable
+and makes the search cost scale with the beam, not with the label set.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..data.text import BLANK_INDEX, LABELS
+from .lm import NGramLM
+
+LN10 = math.log(10)
+NEG_INF = float("-inf")
+
+
+def _log_add(a: float, b: float) -> float:
+    if a < b:
+        a, b = b, a
+    if b == NEG_INF:
+        return a
+    return a + math.log1p(math.exp(b - a))
+
+
+class _Prefix:
+    __slots__ = ("blank", "non_blank", "lm_score", "words", "partial")
+
+    def __init__(self, blank=NEG_INF, non_blank=NEG_INF, lm_score=0.0, words=(), partial=""):
+        self.blank, self.non_blank = blank, non_blank
+        self.lm_score, self.words, self.partial = lm_score, words, partial
+
+    def acoustic(self) -> float:
+        return _log_add(self.blank, self.non_blank)
+
+
+class BeamSearch:
+    """Decode (T, C) log-probabilities of one utterance; see the module docstring."""
+
+    def __init__(self, beam_width: int = 32, lm: NGramLM | None = None, alpha: float = 0.5, beta: float = 0.0,
+                 labels: str = LABELS, blank: int = BLANK_INDEX, prune: float = 0.999, max_candidates: int = 8):
+        if beam_width < 1:
+            raise ValueError(f"beam width must be at least 1, got {beam_width}")
+        self.beam_width, self.lm, self.alpha, self.beta = beam_width, lm, alpha, beta
+        self.labels, self.blank, self.prune, self.max_candidates = labels, blank, prune, max_candidates
+        self.space = labels.index(" ")
+        self._word_cache: dict[tuple, float] = {}
+
+    def _word_score(self, context: tuple, word: str) -> float:
+        """alpha * ln p(word | context) + beta, cached (the same words recur across prefixes)."""
+        key = (context, word)
+        score = self._word_cache.get(key)
+        if score is None:
+            if self.lm is None:
+                score = self.beta
+            else:
+                score = self.alpha * self.lm.log10_prob(context, word) * LN10 + self.beta
+            self._word_cache[key] = score
+        return score
+
+    def _context(self, words: tuple) -> tuple:
+        order = self.lm.order if self.lm else 1
+        return (("<s>",) + words)[-(order - 1):] if order > 1 else ()
+
+    def decode(self, log_probs: np.ndarray) -> str:
+        log_probs = np.asarray(log_probs, dtype=np.float64)
+        if log_probs.ndim != 2 or log_probs.shape[1] != len(self.labels):
+            raise ValueError(f"log_probs must be (frames, {len(self.labels)}), got {log_probs.shape}")
+        if np.isnan(log_probs).any():
+            raise ValueError("log-probs hold NaN")
+        # The characters tried per frame, all frames at once: the most probable first, until they
+        # hold `prune` of the frame's mass.
+        order = np.argsort(-log_probs, axis=1, kind="stable")[:, : self.max_candidates]
+        top = np.take_along_axis(log_probs, order, axis=1)
+        mass = np.cumsum(np.exp(top), axis=1)
+        keep = np.minimum((mass < self.prune * np.exp(log_probs).sum(axis=1, keepdims=True)).sum(axis=1) + 1,
+                          order.shape[1])
+        beams = {"": _Prefix(blank=0.0)}
+        for t in range(log_probs.shape[0]):
+            candidates = list(zip(order[t, : keep[t]].tolist(), top[t, : keep[t]].tolist()))
+            next_beams: dict[str, _Prefix] = {}
+
+            def entry(text, parent, words=None, lm_score=None, partial=None):
+                found = next_beams.get(text)
+                if found is None:
+                    found = next_beams[text] = _Prefix(
+                        lm_score=parent.lm_score if lm_score is None else lm_score,
+                        words=parent.words if words is None else words,
+                        partial=parent.partial if partial is None else partial)
+                return found
+
+            for text, prefix in beams.items():
+                total = prefix.acoustic()
+                last = text[-1] if text else None
+                for c, logp in candidates:
+                    if c == self.blank:
+                        e = entry(text, prefix)
+                        e.blank = _log_add(e.blank, total + logp)
+                        continue
+                    char = self.labels[c]
+                    if char == last:
+                        e = entry(text, prefix)  # the repeat collapses into the same prefix
+                        e.non_blank = _log_add(e.non_blank, prefix.non_blank + logp)
+                        if prefix.blank == NEG_INF:
+                            continue
+                        source = prefix.blank  # a blank between: the character again
+                    else:
+                        source = total
+                    if c == self.space:
+                        if not prefix.partial:  # a space with no word before it adds nothing
+                            e = entry(text, prefix)
+                            e.non_blank = _log_add(e.non_blank, source + logp)
+                            continue
+                        words = prefix.words + (prefix.partial,)
+                        score = prefix.lm_score + self._word_score(self._context(prefix.words), prefix.partial)
+                        e = entry(text + char, prefix, words=words, lm_score=score, partial="")
+                    else:
+                        e = entry(text + char, prefix, partial=prefix.partial + char)
+                    e.non_blank = _log_add(e.non_blank, source + logp)
+            ranked = sorted(next_beams.items(), key=lambda item: (-(item[1].acoustic() + item[1].lm_score), item[0]))
+            beams = dict(ranked[: self.beam_width])
+        return max(beams.items(), key=lambda item: (self._final_score(item[1]), item[0]))[0].strip()
+
+    def _final_score(self, prefix: _Prefix) -> float:
+        score = prefix.acoustic() + prefix.lm_score
+        words = prefix.words
+        if prefix.partial:
+            score += self._word_score(self._context(words), prefix.partial)
+            words = words + (prefix.partial,)
+        if self.lm is not None:
+            score += self.alpha * self.lm.log10_prob(self._context(words), "</s>") * LN10
+        return score
+
+
+def beam_decode(log_probs, lengths=None, *, time_major: bool = False, search: BeamSearch) -> list[str]:
+    """Decode a batch (as :func:`decoding.greedy_decode` takes it) with ``search``."""
+    log_probs = np.asarray(log_probs)
+    if time_major:
+        log_probs = log_probs.transpose(1, 0, 2)
+    if lengths is None:
+        lengths = [log_probs.shape[1]] * log_probs.shape[0]
+    return [search.decode(log_probs[b, : int(length)]) for b, length in enumerate(lengths)]

@@ -1,0 +1,79 @@
+"""CTC prefix beam search: it finds what greedy misses, an LM moves it toward words it knows, it is
+deterministic, and its settings travel as JSON."""
+import json
+
+import numpy as np
+import pytest
+
+from ds2stream.data.text import BLANK_INDEX, LABELS
+from ds2stream.inference.beam import BeamSearch
+from ds2stream.inference.decoding import DecoderConfig, greedy_decode, make_decoder
+from ds2stream.inference.lm import build_lm, write_arpa
+
+
+def frames(*columns: dict) -> np.ndarray:
+    """(T, C) log-probabilities: each frame's listed characters get their probability, the blank
+    the rest ("_" names the blank)."""
+    out = np.full((len(columns), len(LABELS)), 1e-6)
+    for t, column in enumerate(columns):
+        for char, p in column.items():
+            out[t, BLANK_INDEX if char == "_" else LABELS.index(char)] = p
+        out[t, BLANK_INDEX] += max(0.0, 1.0 - out[t].sum())
+    return np.log(out / out.sum(axis=1, keepdims=True))
+
+
+def spell(text: str, confusions: dict | None = None) -> np.ndarray:
+    """A clean alignment of ``text`` (each character, then a blank), with optional confusions:
+    {position: {char: p, ...}} for the character at that position."""
+    columns = []
+    for i, char in enumerate(text):
+        columns.append((confusions or {}).get(i, {char: 0.95}))
+        columns.append({"_": 0.95})
+    return frames(*columns)
+
+
+def test_the_beam_sums_alignments_that_greedy_cannot():
+    # Two frames, "A" 0.4 and blank 0.6 in each: the best path is blank-blank (""), 0.36, but
+    # "A" has three alignments (AA, A_, _A) worth 0.64.
+    log_probs = frames({"A": 0.4}, {"A": 0.4})
+    assert greedy_decode(log_probs[None].astype(np.float32)) == [""]
+    assert BeamSearch(beam_width=4).decode(log_probs) == "A"
+
+
+def test_the_lm_moves_a_hypothesis_to_the_words_it_knows(tmp_path):
+    # "THE CAT SAT": the acoustics lean to CAD (0.55 against 0.4).
+    log_probs = spell("THE CAT SAT", {6: {"D": 0.55, "T": 0.4}})
+    assert greedy_decode(log_probs[None].astype(np.float32)) == ["THE CAD SAT"]
+    assert BeamSearch(beam_width=16).decode(log_probs) == "THE CAD SAT"
+    text = [s.split() for s in ("THE CAT SAT", "THE CAT RAN", "A CAT SAT DOWN", "THE DOG SAT", "THE DOG RAN")] * 3
+    write_arpa(build_lm(text, 2, discount_fallback=True), tmp_path / "lm.arpa")
+    decode = make_decoder(DecoderConfig("beam", beam_width=16, lm=str(tmp_path / "lm.arpa"), alpha=1.0, beta=1.0))
+    assert decode(log_probs) == "THE CAT SAT"
+    # the LM only weighs: with weight 0 the acoustics decide again
+    plain = make_decoder(DecoderConfig("beam", beam_width=16, lm=str(tmp_path / "lm.arpa"), alpha=0.0, beta=0.0))
+    assert plain(log_probs) == "THE CAD SAT"
+
+
+def test_width_one_without_lm_is_greedy_on_clean_alignments_and_decoding_is_deterministic():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        text = " ".join("".join(rng.choice(list("ABCDEFGHIJKLMNOPQRSTUVWXYZ'"), rng.integers(1, 8)))
+                        for _ in range(rng.integers(1, 6)))
+        log_probs = spell(text)
+        assert BeamSearch(beam_width=1).decode(log_probs) == greedy_decode(log_probs[None].astype(np.float32))[0]
+    noisy = np.log(rng.dirichlet(np.full(len(LABELS), 0.3), size=120))
+    first = [BeamSearch(beam_width=w).decode(noisy) for w in (1, 8, 64)]
+    assert first == [BeamSearch(beam_width=w).decode(noisy) for w in (1, 8, 64)]
+
+
+def test_decoder_settings_travel_as_json(tmp_path):
+    write_arpa(build_lm([["A", "B"], ["B"]] * 3, 2, discount_fallback=True), tmp_path / "lm.arpa")
+    settings = tmp_path / "decoder.json"
+    settings.write_text(json.dumps({"decoder": "beam", "beam_width": 8, "lm": "lm.arpa", "alpha": 0.7, "beta": 2.0}))
+    config = DecoderConfig.read(settings)
+    assert config.lm == str(tmp_path / "lm.arpa") and config.alpha == 0.7  # relative to the settings file
+    settings.write_text(json.dumps({"decoder": "beam", "width": 8}))
+    with pytest.raises(ValueError, match=r"decoder.json: unknown decoder settings \['width'\]"):
+        DecoderConfig.read(settings)
+    with pytest.raises(ValueError, match="beam width must be at least 1, got 0"):
+        DecoderConfig("beam", beam_width=0)
