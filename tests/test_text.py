@@ -1,8 +1,18 @@
 import numpy as np
 import pytest
 
-from ds2stream.data.text import (BLANK_INDEX, LABELS, NUM_CLASSES, TextError, ctc_min_frames, decode, encode, normalize,
-                                 write_numbers_out)
+from ds2stream.data.text import (
+    BLANK_INDEX,
+    LABELS,
+    NUM_CLASSES,
+    TextError,
+    ctc_min_frames,
+    decode,
+    encode,
+    normalize,
+    read_sentences,
+    write_numbers_out,
+)
 
 
 def test_label_set_is_the_zoos():
@@ -92,3 +102,12 @@ def test_ctc_needs_a_blank_between_equal_neighbours():
         log_probs = ms.Tensor(np.full((frames, 1, NUM_CLASSES), -np.log(NUM_CLASSES), np.float32))
         loss = ctc(log_probs, labels, ms.Tensor([frames], ms.int32), ms.Tensor([5], ms.int32)).asnumpy()
         assert np.isfinite(loss).all() == finite
+
+
+def test_read_sentences_takes_ids_when_every_line_has_one(tmp_path):
+    with_ids = tmp_path / "a.trans.txt"
+    with_ids.write_text("84-121-0000 Chapter 12, in 1868.\n84-121-0001 GO  home\n\n84-121-0002 go home\n")
+    assert read_sentences(with_ids) == ["CHAPTER TWELVE IN EIGHTEEN SIXTY EIGHT", "GO HOME"]  # the repeat once
+    plain = tmp_path / "b.txt"
+    plain.write_text("The 2 ships left.\nThey came back\n")
+    assert read_sentences(plain) == ["THE TWO SHIPS LEFT", "THEY CAME BACK"]  # "The" is no id
