@@ -140,12 +140,3 @@ class BeamSearch:
             score += self.alpha * self.lm.log10_prob(self._context(words), "</s>") * LN10
         return score
 
-
-def beam_decode(log_probs, lengths=None, *, time_major: bool = False, search: BeamSearch) -> list[str]:
-    """Decode a batch (as :func:`decoding.greedy_decode` takes it) with ``search``."""
-    log_probs = np.asarray(log_probs)
-    if time_major:
-        log_probs = log_probs.transpose(1, 0, 2)
-    if lengths is None:
-        lengths = [log_probs.shape[1]] * log_probs.shape[0]
-    return [search.decode(log_probs[b, : int(length)]) for b, length in enumerate(lengths)]
