@@ -30,7 +30,7 @@ def test_zoo_preset_has_the_zoos_parameter_names_shapes_and_count():
     assert config.rnn_input_size == 1312
 
 
-@pytest.mark.parametrize("name", ["tiny", "small", "fast"])
+@pytest.mark.parametrize("name", ["tiny", "small", "fast", "lean"])
 def test_output_lengths_and_parameter_count_come_from_the_conv_table(name):
     config = PRESETS[name].model
     network = build_model(config)
