@@ -187,7 +187,7 @@ def evaluate(network, shard_set, *, max_frames: int = EVAL_MAX_FRAMES, num_bucke
 
 
 #: The LM weights ``tune_decoder`` tries by default.
-TUNE_ALPHAS = (0.25, 0.5, 0.75, 1.0, 1.5)
+TUNE_ALPHAS = (0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
 TUNE_BETAS = (0.0, 1.0, 2.0, 3.0)
 
 
