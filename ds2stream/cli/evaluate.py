@@ -27,7 +27,7 @@ def evaluate_command(shards, checkpoint, verbose, json_path, max_frames, workers
     """Evaluate CHECKPOINT on SHARDS: corpus WER and CER, bucketed batches; greedy decoding
     (the native kernel) unless a beam search, with or without an LM, is asked for."""
     from ..checkpoint import CheckpointError, check_meta, load_model
-    from ..inference.decoding import DecoderConfig, make_decoder
+    from ..inference.decoding import DecoderConfig, make_decoder, read_lm
     from ..inference.evaluate import evaluate, tune_decoder
     from ..pipeline import ShardSet
     from ..runtime import use_graph_mode
@@ -35,8 +35,9 @@ def evaluate_command(shards, checkpoint, verbose, json_path, max_frames, workers
     config = decoder_from(**decoder)
     if tune_path and not (config and config.lm):
         raise click.ClickException("--tune-lm needs --lm (or a --decoder-config with an LM)")
-    try:
-        make_decoder(config)  # a bad LM or setting fails before the network loads
+    try:  # a bad LM or setting fails before the network loads; the LM is read once
+        lm = read_lm(config.lm) if config and config.lm else None
+        decode = make_decoder(config, lm)
     except ValueError as err:
         raise click.ClickException(str(err)) from None
     use_graph_mode()
@@ -49,12 +50,12 @@ def evaluate_command(shards, checkpoint, verbose, json_path, max_frames, workers
     except (CheckpointError, ValueError) as err:
         raise click.ClickException(str(err)) from None
     if tune_path:
-        best, _ = tune_decoder(network, shard_set, config or DecoderConfig(), max_frames=max_frames, workers=workers,
-                               log=click.echo)
+        best, _ = tune_decoder(network, shard_set, config, max_frames=max_frames, workers=workers,
+                               log=click.echo, lm=lm)
         tune_path.write_text(json.dumps(best.to_dict(), indent=1) + "\n")
         click.echo(f"best: alpha {best.alpha:g}, beta {best.beta:g} (beam width {best.beam_width}) -> {tune_path}")
-        config = best
-    report = evaluate(network, shard_set, max_frames=max_frames, workers=workers, decoder=config)
+        config, decode = best, make_decoder(best, lm)
+    report = evaluate(network, shard_set, max_frames=max_frames, workers=workers, decode=decode)
     if verbose:
         for result in report.results:
             click.echo(f"Ref: {result['ref']}\nHyp: {result['hyp']}\n"

@@ -97,12 +97,17 @@ class DecoderConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict, source: str = "decoder settings") -> "DecoderConfig":
+    def from_dict(cls, data: dict, source: Path) -> "DecoderConfig":
+        """Settings read from ``source`` (a JSON file or a sidecar): an LM path in them is relative
+        to that file, so that the two move together."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"{source}: unknown decoder settings {unknown}; known: {sorted(known)}")
-        return cls(**data)
+        config = cls(**data)
+        if config.lm and not Path(config.lm).is_absolute():
+            config = dataclasses.replace(config, lm=str((Path(source).parent / config.lm).resolve()))
+        return config
 
     @classmethod
     def read(cls, path: Path) -> "DecoderConfig":
@@ -110,26 +115,29 @@ class DecoderConfig:
             data = json.loads(Path(path).read_text())
         except (OSError, json.JSONDecodeError) as err:
             raise ValueError(f"{path}: not a decoder settings file ({err})") from None
-        config = cls.from_dict(data, str(path))
-        if config.lm and not Path(config.lm).is_absolute():  # relative to the settings file
-            config = dataclasses.replace(config, lm=str((Path(path).parent / config.lm).resolve()))
-        return config
+        return cls.from_dict(data, path)
 
 
-def make_decoder(config: DecoderConfig | None = None):
+def read_lm(path):
+    """An ARPA LM (``lm.NGramLM``), checked against the label set: a one-line ValueError naming the file otherwise."""
+    from .lm import read_arpa
+
+    lm = read_arpa(Path(path))
+    outside = sorted({c for word in lm.vocabulary - {"<s>", "</s>", "<unk>"} for c in word} - set(LABELS))
+    if outside:
+        raise ValueError(f"{path}: the LM's words hold characters outside the label set {outside!r} "
+                         "(build it from normalised text: `ds2stream lm`)")
+    return lm
+
+
+def make_decoder(config: DecoderConfig | None = None, lm=None):
     """``decode(log_probs (T, C) of one utterance) -> text`` for ``config`` (default: greedy).
-    Reads and checks the LM once."""
+    Reads and checks the config's LM, unless ``lm`` (from :func:`read_lm`) is that LM already read."""
     config = config or DecoderConfig()
     if config.decoder == "greedy":
         return lambda log_probs: greedy_decode(np.asarray(log_probs, np.float32)[None])[0]
     from .beam import BeamSearch
-    from .lm import read_arpa
 
     if config.lm:
-        lm = read_arpa(Path(config.lm))
-        outside = sorted({c for word in lm.vocabulary - {"<s>", "</s>", "<unk>"} for c in word} - set(LABELS))
-        if outside:
-            raise ValueError(f"{config.lm}: the LM's words hold characters outside the label set {outside!r} "
-                             "(build it from normalised text: `ds2stream lm`)")
-        return BeamSearch(config.beam_width, lm, config.alpha, config.beta).decode
+        return BeamSearch(config.beam_width, lm or read_lm(config.lm), config.alpha, config.beta).decode
     return BeamSearch(config.beam_width).decode  # no LM: the acoustics alone, no word bonus either

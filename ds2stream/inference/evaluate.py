@@ -18,7 +18,7 @@ import time
 import Levenshtein
 import numpy as np
 
-from .decoding import DecoderConfig, make_decoder
+from .decoding import DecoderConfig, make_decoder, read_lm
 
 #: Eval batches: a padded-frame budget (40,000 frames = 400 s of audio in a batch; the network is
 #: in eval mode, so no activations are kept for a backward pass) and the number of length buckets.
@@ -178,10 +178,10 @@ def score(shard_set, outputs: NetworkOutputs, decode) -> EvalReport:
 
 
 def evaluate(network, shard_set, *, max_frames: int = EVAL_MAX_FRAMES, num_buckets: int = EVAL_NUM_BUCKETS,
-             workers: int = 1, decoder: DecoderConfig | None = None) -> EvalReport:
+             workers: int = 1, decode=None) -> EvalReport:
     """Evaluate ``network`` (a DeepSpeech2 cell) on every utterance of a ``pipeline.ShardSet``,
-    decoding as ``decoder`` says (default: greedy, by the native kernel)."""
-    decode = make_decoder(decoder)  # first: a bad LM fails before the network runs
+    decoding with ``decode`` (from ``decoding.make_decoder``; default: greedy, the native kernel)."""
+    decode = decode or make_decoder()
     outputs = run_network(network, shard_set, max_frames=max_frames, num_buckets=num_buckets, workers=workers)
     return score(shard_set, outputs, decode)
 
@@ -192,16 +192,17 @@ TUNE_BETAS = (0.0, 1.0, 2.0, 3.0)
 
 
 def tune_decoder(network, shard_set, base: DecoderConfig, alphas=TUNE_ALPHAS, betas=TUNE_BETAS, *,
-                 max_frames: int = EVAL_MAX_FRAMES, workers: int = 1, log=None):
+                 max_frames: int = EVAL_MAX_FRAMES, workers: int = 1, log=None, lm=None):
     """Grid search of the LM weight and word bonus on ``shard_set`` (a dev set): the network runs
     once, the beam search once per point. Returns (the best config by WER, then CER; the grid as
-    (alpha, beta, wer, cer) rows)."""
+    (alpha, beta, wer, cer) rows). ``lm``: ``base.lm`` already read (else read here, once)."""
+    lm = lm or (read_lm(base.lm) if base.lm else None)
     outputs = run_network(network, shard_set, max_frames=max_frames, workers=workers)
     grid = []
     for alpha in alphas:
         for beta in betas:
             config = dataclasses.replace(base, decoder="beam", alpha=alpha, beta=beta)
-            report = score(shard_set, outputs, make_decoder(config))
+            report = score(shard_set, outputs, make_decoder(config, lm))
             grid.append((alpha, beta, report.wer, report.cer))
             if log:
                 log(f"alpha {alpha:g} beta {beta:g}: WER {report.wer:.2%} CER {report.cer:.2%}")

@@ -3,7 +3,6 @@ features and the same decoders as ``ds2stream eval`` (``evaluate.network_log_pro
 ``decoding.make_decoder``). An exported model's sidecar may carry its decoder settings."""
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -34,9 +33,7 @@ class Transcriber:
                 check_meta(meta, model_path)
                 features = FeatureConfig.from_dict(meta["feature_config"])
                 if meta.get("decoder"):
-                    carried = DecoderConfig.from_dict(meta["decoder"], str(sidecar))
-                    if carried.lm:  # stored relative to the sidecar, so that the two move together
-                        carried = dataclasses.replace(carried, lm=str(sidecar.parent / carried.lm))
+                    carried = DecoderConfig.from_dict(meta["decoder"], sidecar)
             except (ValueError, KeyError, TypeError) as err:
                 raise ValueError(f"{sidecar}: not a ds2stream model description ({err})") from None
             try:
