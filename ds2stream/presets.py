@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 
 from .model import ZOO_CONV, Activation, ConvLayer, ModelConfig
+from .pipeline.augment import STANDARD_AUGMENT
 from .training.config import TrainConfig
 
 
@@ -35,16 +36,16 @@ _IMPROVED = {"activation": Activation.HARDTANH, "mask_padding": True, "rnn_batch
 PRESETS = {
     "zoo": Preset("zoo", ModelConfig(), TrainConfig(learning_rate=3e-4, max_frames=10000)),
     "small": Preset("small", ModelConfig(rnn_layers=3, rnn_hidden=512, **_IMPROVED),
-                    TrainConfig(learning_rate=5e-4, max_frames=20000)),
+                    TrainConfig(learning_rate=5e-4, max_frames=20000, augment=STANDARD_AUGMENT)),
     "fast": Preset("fast", ModelConfig(
         conv=(ZOO_CONV[0], ConvLayer(32, (21, 11), (2, 2), (10, 5))),
         rnn_layers=3, rnn_hidden=512, **_IMPROVED),
-        TrainConfig(learning_rate=5e-4, max_frames=20000)),
+        TrainConfig(learning_rate=5e-4, max_frames=20000, augment=STANDARD_AUGMENT)),
     "lean": Preset("lean", ModelConfig(
         conv=(dataclasses.replace(ZOO_CONV[0], channels=16), ConvLayer(16, (21, 11), (2, 2), (10, 5))),
         rnn_layers=3, rnn_hidden=256, **_IMPROVED),
         TrainConfig(epochs=4, learning_rate=8e-4, warmup_steps=100, lr_decay_per_epoch=0.8, max_frames=8000,
-                    checkpoint_every=100)),
+                    checkpoint_every=100, augment=STANDARD_AUGMENT)),
     "tiny": Preset("tiny", ModelConfig(
         conv=tuple(dataclasses.replace(layer, channels=8) for layer in ZOO_CONV),
         rnn_layers=2, rnn_hidden=160, **_IMPROVED),

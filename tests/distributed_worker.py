@@ -37,18 +37,17 @@ def reference(shards: Path, run_dir: Path, out: Path, steps: int, world_size: in
     from mindspore import Tensor
 
     from ds2stream.model import ModelConfig
-    from ds2stream.pipeline import BatchSource
     from ds2stream.runtime import use_graph_mode
     from ds2stream.training.config import TrainConfig
-    from ds2stream.training.trainer import Trainer, make_sampler
+    from ds2stream.training.trainer import Trainer, make_source
 
     use_graph_mode()
     saved = json.loads((run_dir / "config.json").read_text())  # the distributed run's own configs
     config = TrainConfig.from_dict(saved["train_config"])
     trainer = Trainer(out / "reference-run", shards, ModelConfig.from_dict(saved["model_config"]), config,
                       progress=False)
-    sources = [BatchSource(trainer.shards, make_sampler(trainer.shards, trainer.model_config, config, rank, world_size),
-                           trainer.model_config.output_lengths) for rank in range(world_size)]
+    sources = [make_source(trainer.shards, trainer.model_config, config, rank, world_size)
+               for rank in range(world_size)]
     steps_per_epoch = len(sources[0].sampler)
     trainer.network.set_train(True)
     step_cell = trainer.step_cell

@@ -24,7 +24,10 @@ WORKER = Path(__file__).with_name("distributed_worker.py")
 # Epoch 0 of the sample's test split in 7 global batches of 3 shapes; its last two give the ranks
 # unequal real rows (1/0: rank 1 holds filler rows only, then 9/8).
 STEPS = 7
-OVERRIDES = {"max_frames": 1600, "num_buckets": 3, "checkpoint_every": 100, "warmup_steps": 2}
+# Augmentation on, but not speed perturbation (which would change the plan described above): each
+# rank must draw every utterance's volume, noise and masks as the single process does.
+OVERRIDES = {"max_frames": 1600, "num_buckets": 3, "checkpoint_every": 100, "warmup_steps": 2,
+             "augment": {"volume_db": 6.0, "noise_prob": 0.5, "freq_masks": 2, "time_masks_per_second": 0.5}}
 # Measured here: 0, bit for bit (two-term sums do not depend on their order). Room for an MCCL that
 # sums in chunks: far below one Adam step (LR 2e-3).
 TOLERANCE = 1e-6

@@ -41,16 +41,30 @@ from .base import cli
 @click.option("--allow-plan-change", is_flag=True,
               help="With --resume: go on even though --seed, --max-frames, --num-buckets, --max-duration, the "
                    "number of ranks or the shard set differ from the run's (at the same fraction of the epoch).")
+@click.option("--augment/--no-augment", default=None,
+              help="Every augmentation on (the preset's rates, or the standard ones: speeds 0.9/1.0/1.1, "
+                   "volume +-6 dB, noise on 30 %% at 10-30 dB SNR, SpecAugment) or off. Default: the preset's "
+                   "(on in small, fast, lean; off in zoo and tiny).")
+@click.option("--speed-perturb/--no-speed-perturb", default=None, help="Speed perturbation 0.9/1.0/1.1 on or off.")
+@click.option("--volume-perturb/--no-volume-perturb", default=None, help="Volume perturbation on or off.")
+@click.option("--spec-augment/--no-spec-augment", default=None, help="SpecAugment's masks on or off.")
+@click.option("--noise", "noise_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Mix noise from this folder of audio files (any length, any rate) instead of synthetic "
+                   "coloured noise; switches noise on.")
+@click.option("--noise-prob", type=click.FloatRange(0, 1), help="Share of utterances mixed with noise (0: off).")
 @click.option("--pynative", is_flag=True, help="PyNative mode instead of graph mode (debugging; 4-8x slower).")
 def train(shards, dev_shards, preset, run_dir, resume_dir, bucketed, epochs, learning_rate, max_frames,
           num_buckets, max_duration, checkpoint_every, keep_last, workers, seed, max_steps, pretrained, distributed,
-          allow_plan_change, pynative):
+          allow_plan_change, augment, speed_perturb, volume_perturb, spec_augment, noise_dir, noise_prob, pynative):
     """Train DeepSpeech2 on a shard set, in graph mode with bucketed shapes.
 
     Start a run with --shards and --out, or continue one with --resume RUN_DIR (the same next batch
     and, after the same steps, the same parameters as a run that never stopped). A resume that
-    would change the batch plan (--seed, --max-frames, --num-buckets, --max-duration, ranks, shards)
-    is refused unless --allow-plan-change.
+    would change the batch plan (--seed, --max-frames, --num-buckets, --max-duration, speed
+    perturbation, ranks, shards) is refused unless --allow-plan-change.
+
+    Augmentation runs in the reader's workers; what an utterance gets in an epoch depends only on
+    (seed, epoch, utterance), so resumed and distributed runs see the same data.
     """
     from ..training.trainer import run_training
 
@@ -63,9 +77,12 @@ def train(shards, dev_shards, preset, run_dir, resume_dir, bucketed, epochs, lea
                  "keep_last": keep_last,
                  "workers": workers, "seed": seed, "batch_mode": None if bucketed else "unbucketed"}
     overrides = {k: v for k, v in overrides.items() if v is not None}
+    augment_switches = {"everything": augment, "speed": speed_perturb, "volume": volume_perturb,
+                        "spec_augment": spec_augment, "noise_dir": noise_dir, "noise_prob": noise_prob}
     try:
         _, record = run_training(run_dir=run_dir, resume_dir=resume_dir, shards=shards, dev_shards=dev_shards,
-                                 preset=preset, overrides=overrides, pretrained=pretrained,
+                                 preset=preset, overrides=overrides, augment_switches=augment_switches,
+                                 pretrained=pretrained,
                                  distributed=distributed, graph=not pynative, max_steps=max_steps,
                                  allow_plan_change=allow_plan_change)
     except ValueError as err:

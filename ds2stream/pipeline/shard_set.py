@@ -72,6 +72,11 @@ class ShardSet:
         """The normalised transcript of one utterance (reads only the text column)."""
         return self._table(int(self.shard[position])).column("text")[int(self.row[position])].as_py()
 
+    def samples(self, position: int) -> tuple[np.ndarray, str]:
+        """(int16 samples, normalised text) of one utterance."""
+        record = self.record(position)
+        return decode_samples(record, self.summary["audio_format"]), record["text"]
+
     def features(self, position: int) -> tuple[np.ndarray, str]:
         """(spectrogram (num_bins, frames) float32, normalised text) of one utterance."""
         record = self.record(position)

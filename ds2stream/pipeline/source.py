@@ -20,6 +20,7 @@ from typing import Callable
 import numpy as np
 
 from ..data.text import BLANK_INDEX, encode
+from .augment import Augmenter
 from .sampler import BatchSampler
 from .shard_set import ShardSet
 
@@ -27,10 +28,15 @@ BATCH_COLUMNS = ["features", "feature_lengths", "output_lengths", "labels", "lab
 
 
 class BatchSource:
-    """Random-access source for GeneratorDataset: item i is batch ``start_step + i`` of the plan."""
+    """Random-access source for GeneratorDataset: item i is batch ``start_step + i`` of the plan.
 
-    def __init__(self, shard_set: ShardSet, sampler: BatchSampler, output_lengths: Callable | None = None):
-        self.shard_set, self.sampler = shard_set, sampler
+    :param augmenter: training augmentation (``augment.Augmenter``), applied per utterance with
+        the speed factor the plan gives it; None (evaluation): the features as stored or computed.
+    """
+
+    def __init__(self, shard_set: ShardSet, sampler: BatchSampler, output_lengths: Callable | None = None,
+                 augmenter: Augmenter | None = None):
+        self.shard_set, self.sampler, self.augmenter = shard_set, sampler, augmenter
         self.output_lengths = output_lengths or (lambda frames: frames)
         self.set_epoch(0)
 
@@ -54,7 +60,9 @@ class BatchSource:
         feature_lengths = np.zeros(len(rows), dtype=np.int32)
         label_lengths = np.zeros(len(rows), dtype=np.int32)
         for j, position in enumerate(rows):
-            spect, text = self.shard_set.features(int(position))
+            spect, text = self.utterance(int(position), float(self.plan.speeds[step][j]))
+            if spect.shape[1] > frames:
+                raise AssertionError(f"utterance {position}: {spect.shape[1]} frames in a batch of {frames}")
             features[j, 0, :, :spect.shape[1]] = spect
             feature_lengths[j] = spect.shape[1]
             labels[j, :len(text)] = encode(text)
@@ -62,6 +70,17 @@ class BatchSource:
         output_lengths = np.asarray(self.output_lengths(feature_lengths), dtype=np.int32)
         return (features, feature_lengths, output_lengths, labels, label_lengths, mask,
                 np.asarray(rows, dtype=np.int64))
+
+    def utterance(self, position: int, speed: float) -> tuple[np.ndarray, str]:
+        """(spectrogram, text) of one utterance, augmented when training asks for it."""
+        if self.augmenter is None:
+            return self.shard_set.features(position)
+        rng = self.augmenter.rng(self.epoch, position)
+        if self.augmenter.config.waveform:
+            samples, text = self.shard_set.samples(position)
+            return self.augmenter.features(samples, None, speed, rng), text
+        spect, text = self.shard_set.features(position)
+        return self.augmenter.features(None, spect, speed, rng), text
 
 
 def make_dataset(source: BatchSource, num_workers: int = 1):

@@ -4,11 +4,13 @@ from __future__ import annotations
 import dataclasses
 
 from .._config import config_from_dict
+from ..pipeline.augment import AugmentConfig
 
 #: The TrainConfig fields that decide which utterances form each batch, in which order (with the
-#: number of ranks and the shard set's content): a resume that changes one would not continue the
-#: run it claims to continue, so it is refused unless asked for (``--allow-plan-change``).
-PLAN_FIELDS = ("seed", "num_buckets", "max_frames", "batch_mode", "sortagrad", "max_duration")
+#: number of ranks and the shard set's content; ``speeds`` is ``augment.speeds``): a resume that
+#: changes one would not continue the run it claims to continue, so it is refused unless asked
+#: for (``--allow-plan-change``).
+PLAN_FIELDS = ("seed", "num_buckets", "max_frames", "batch_mode", "sortagrad", "max_duration", "speeds")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,8 +32,11 @@ class TrainConfig:
     workers: int = 1  # reader worker processes
     batch_mode: str = "bucketed"  # or "unbucketed" (pipeline.BatchMode)
     max_duration: float | None = None  # seconds; longer utterances are left out (counted)
+    augment: AugmentConfig = AugmentConfig()  # in the reader's workers; off unless a preset or a flag says
 
     def __post_init__(self):
+        if isinstance(self.augment, dict):  # read back from config.json or a checkpoint
+            object.__setattr__(self, "augment", AugmentConfig.from_dict(self.augment))
         if self.keep_last < 0:
             raise ValueError(f"keep_last must be a count of checkpoints, or 0 to keep every one; got {self.keep_last}")
         if self.max_duration is not None and self.max_duration <= 0:

@@ -40,7 +40,8 @@ from ..data.text import LABELS
 from ..failpoints import failpoint
 from ..files import write_durably
 from ..model import ModelConfig, build_model
-from ..pipeline import BatchMode, BatchSampler, BatchSource, EpochIterator, ShardSet
+from ..pipeline import Augmenter, BatchMode, BatchSampler, BatchSource, EpochIterator, ShardSet
+from ..pipeline.augment import speed_samples, switch
 from ..runtime import use_graph_mode
 from .config import PLAN_FIELDS, TrainConfig
 from .distributed import barrier, init_distributed, require_shared_run_dir
@@ -66,10 +67,21 @@ def make_sampler(shards: ShardSet, model_config: ModelConfig, config: TrainConfi
     if config.max_duration is not None:
         fc = shards.feature_config
         longest = int(fc.num_frames(int(config.max_duration * fc.sample_rate)))
+    speeds = config.augment.speeds
+    speed_frames = [shards.feature_config.num_frames(speed_samples(shards.num_samples, f)) for f in speeds]
     return BatchSampler(shards.frames, shards.num_chars, shards.shard, mode=config.batch_mode,
                         num_buckets=config.num_buckets, seed=config.seed, rank=rank, world_size=world_size,
                         sortagrad=config.sortagrad, output_lengths=model_config.output_lengths,
-                        ctc_lengths=shards.ctc_lengths, max_utterance_frames=longest, **sizing)
+                        ctc_lengths=shards.ctc_lengths, max_utterance_frames=longest, speeds=speeds,
+                        speed_frames=speed_frames, **sizing)
+
+
+def make_source(shards: ShardSet, model_config: ModelConfig, config: TrainConfig, rank: int = 0,
+                world_size: int = 1) -> BatchSource:
+    """Rank ``rank``'s training batches, augmented as ``config.augment`` says."""
+    augmenter = Augmenter(config.augment, shards.feature_config, config.seed) if config.augment.enabled else None
+    return BatchSource(shards, make_sampler(shards, model_config, config, rank, world_size),
+                       model_config.output_lengths, augmenter)
 
 
 def resume_position(step: int, saved_steps_per_epoch: int | None, steps_per_epoch: int) -> int:
@@ -122,9 +134,9 @@ class Trainer:
         ms.set_seed(config.seed)
         self.network = build_model(self.model_config)
         self.step_cell = build_train_step(self.network, config, world_size=world_size)
-        self.sampler = make_sampler(self.shards, self.model_config, config, rank, world_size)
-        self.source = BatchSource(self.shards, self.sampler, self.model_config.output_lengths)
-        self.steps_per_epoch = len(self.sampler)
+        self.source = make_source(self.shards, self.model_config, config, rank, world_size)
+        self.sampler = self.source.sampler
+        self.steps_per_epoch = len(self.sampler)  # epoch 0's (with speed perturbation others differ by a few)
         self.state = RunState()
         self.guard = StepGuard(self.network, config.guard_patience)
         self.folder = CheckpointFolder(self.run_dir, config.keep_last)
@@ -140,7 +152,8 @@ class Trainer:
 
     def plan_fingerprint(self) -> dict:
         """What decides the batches of every epoch: a resume must not change it unnoticed."""
-        return {**{name: getattr(self.config, name) for name in PLAN_FIELDS}, "world_size": self.world_size,
+        settings = {**dataclasses.asdict(self.config), "speeds": list(self.config.augment.speeds)}
+        return {**{name: settings[name] for name in PLAN_FIELDS}, "world_size": self.world_size,
                 "shard_set": self.shards.content_id}
 
     def _meta(self) -> dict:
@@ -291,7 +304,7 @@ class Trainer:
         for epoch in range(self.state.epoch, self.config.epochs):
             self.state.epoch = epoch
             epoch_iter = EpochIterator(self.source, epoch, self.config.workers, start_step=self.state.step)
-            bar = tqdm(total=self.steps_per_epoch, initial=self.state.step, desc=f"epoch {epoch}",
+            bar = tqdm(total=epoch_iter.report.batches, initial=self.state.step, desc=f"epoch {epoch}",
                        disable=not (self.progress and self.is_writer), dynamic_ncols=True)
             epoch_started, audio_seconds, losses = time.perf_counter(), 0.0, []
             for step, batch in epoch_iter:
@@ -383,13 +396,18 @@ class Trainer:
 
 
 def run_training(*, run_dir: Path | None, resume_dir: Path | None, shards: Path | None, dev_shards: Path | None,
-                 preset: str, overrides: dict, pretrained: Path | None = None, distributed: bool = False,
+                 preset: str, overrides: dict, augment_switches: dict | None = None,
+                 pretrained: Path | None = None, distributed: bool = False,
                  graph: bool = True, max_steps: int | None = None, progress: bool = True,
                  allow_plan_change: bool = False) -> tuple[Trainer, dict]:
     """What ``ds2stream train`` does: a new run from a preset, or the resumption of a run (with the
     settings it was last run with, then ``overrides``). Returns the trainer (after training) and
-    its last record."""
+    its last record. ``augment_switches``: ``augment.switch``'s arguments, applied to the run's
+    augmentation (the preset's, or the resumed run's)."""
     from ..presets import get_preset
+
+    def with_switches(config: TrainConfig) -> TrainConfig:
+        return dataclasses.replace(config, augment=switch(config.augment, **(augment_switches or {})))
 
     use_graph_mode(graph)
     rank, world_size = init_distributed() if distributed else (0, 1)
@@ -400,13 +418,13 @@ def run_training(*, run_dir: Path | None, resume_dir: Path | None, shards: Path 
             raise ValueError(f"{resume_dir}: not a run directory (no config.json){shared}")
         saved = json.loads(config_path.read_text())
         model_config = ModelConfig.from_dict(saved["model_config"])
-        config = dataclasses.replace(TrainConfig.from_dict(saved["train_config"]), **overrides)
+        config = with_switches(dataclasses.replace(TrainConfig.from_dict(saved["train_config"]), **overrides))
         trainer = Trainer(resume_dir, shards or saved["shards"]["train"], model_config, config,
                           dev_shards or saved["shards"]["dev"], rank, world_size, progress)
         trainer.resume(allow_plan_change)
     else:
         chosen = get_preset(preset)
-        config = dataclasses.replace(chosen.train, **overrides)
+        config = with_switches(dataclasses.replace(chosen.train, **overrides))
         trainer = Trainer(run_dir, shards, chosen.model, config, dev_shards, rank, world_size, progress)
         trainer.start_new(pretrained)
     return trainer, trainer.fit(max_steps=max_steps)

@@ -1,0 +1,234 @@
+"""Data augmentation in the reader's workers: speed, volume and noise on the waveform, SpecAugment
+on the spectrogram. Training only: evaluation never builds an ``Augmenter``.
+
+Every random draw for utterance ``u`` in epoch ``e`` comes from a generator seeded with
+``(seed, e, u)``: the same batches come out on any rank, in any worker, after any resume, and two
+ranks never share a stream (an utterance belongs to one rank per epoch). The speed factor is the
+exception: it changes an utterance's length, so the sampler draws it when it plans the epoch
+(``speed_choices``) and buckets the utterance by its perturbed length; the plan carries it.
+
+Order, as in Lhotse's and ESPnet's LibriSpeech recipes: speed -> volume -> noise -> features ->
+SpecAugment.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from pathlib import Path
+
+import numpy as np
+
+from .._config import config_from_dict
+from ..features import INT16_SCALE, FeatureConfig, spectrogram
+
+#: Separates the augmentation's per-utterance streams from the sampler's ([seed, epoch] and
+#: [seed, epoch, 1]) and the speed draw ([seed, epoch, SPEED_STREAM]).
+UTTERANCE_STREAM = 3
+SPEED_STREAM = 2
+NOISE_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentConfig:
+    """Which transforms run and how strongly; all off by default. Saved with the TrainConfig."""
+
+    speeds: tuple = ()  # speed factors, one drawn uniformly per utterance per epoch; () = off
+    volume_db: float = 0.0  # gain drawn uniformly in [-volume_db, +volume_db] dB; 0 = off
+    noise_prob: float = 0.0  # share of utterances mixed with noise; 0 = off
+    snr_db: tuple = (10.0, 30.0)  # the mix's signal-to-noise ratio, drawn uniformly in this range
+    noise_dir: str | None = None  # a folder of audio files; None: synthetic coloured noise
+    freq_masks: int = 0  # SpecAugment: frequency masks per utterance; 0 = off
+    freq_mask_bins: int = 27  # the widest frequency mask
+    time_masks_per_second: float = 0.0  # SpecAugment: time masks per second of audio (rounded); 0 = off
+    time_mask_fraction: float = 0.04  # the widest time mask, as a share of the utterance ...
+    time_mask_frames: int = 40  # ... and in frames
+
+    def __post_init__(self):
+        object.__setattr__(self, "speeds", tuple(float(s) for s in self.speeds))
+        object.__setattr__(self, "snr_db", tuple(float(s) for s in self.snr_db))
+        if any(not 0.5 <= s <= 2.0 for s in self.speeds):
+            raise ValueError(f"speed factors must lie in [0.5, 2], got {self.speeds}")
+        if self.volume_db < 0:
+            raise ValueError(f"volume_db is a range in dB, must be >= 0, got {self.volume_db}")
+        if not 0.0 <= self.noise_prob <= 1.0:
+            raise ValueError(f"noise_prob must lie in [0, 1], got {self.noise_prob}")
+        if len(self.snr_db) != 2 or self.snr_db[0] > self.snr_db[1]:
+            raise ValueError(f"snr_db must be (low, high) dB, got {self.snr_db}")
+        if self.noise_dir is not None and not Path(self.noise_dir).is_dir():
+            raise ValueError(f"noise folder {self.noise_dir} does not exist")
+        if min(self.freq_masks, self.freq_mask_bins, self.time_mask_frames) < 0 or self.time_masks_per_second < 0 \
+                or not 0 <= self.time_mask_fraction <= 1:
+            raise ValueError(f"SpecAugment sizes must be >= 0 (and the time mask fraction <= 1): {self}")
+
+    @property
+    def waveform(self) -> bool:
+        """Whether any transform needs the samples (not stored features)."""
+        return bool(self.speeds) or self.volume_db > 0 or self.noise_prob > 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.waveform or self.freq_masks > 0 or self.time_masks_per_second > 0
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "AugmentConfig":
+        return config_from_dict(cls, data)
+
+
+#: The rates of the presets that augment (the LibriSpeech recipes' usual ones: Kaldi's 0.9/1.0/1.1
+#: speeds, 2 frequency masks of up to 27 bins, Park et al.'s adaptive time masks).
+STANDARD_AUGMENT = AugmentConfig(speeds=(0.9, 1.0, 1.1), volume_db=6.0, noise_prob=0.3, snr_db=(10.0, 30.0),
+                         freq_masks=2, freq_mask_bins=27, time_masks_per_second=0.5)
+
+
+def speed_samples(num_samples, factor: float):
+    """Samples after speed perturbation by ``factor`` (an int or an integer array): the one rule
+    that the sampler plans with and ``perturb_speed`` keeps to."""
+    return np.rint(np.asarray(num_samples) / factor).astype(np.int64)
+
+
+def speed_choices(num_speeds: int, seed: int, epoch: int, count: int) -> np.ndarray:
+    """Which of ``num_speeds`` factors each of ``count`` utterances gets in ``epoch`` (uniform)."""
+    return np.random.default_rng([seed, epoch, SPEED_STREAM]).integers(num_speeds, size=count)
+
+
+def perturb_speed(samples: np.ndarray, factor: float) -> np.ndarray:
+    """Play ``samples`` (float) ``factor`` times faster, pitch and tempo together (Kaldi's speed
+    perturbation): resampled by libsoxr to rate / factor and read at the old rate. Exactly
+    ``speed_samples`` long (libsoxr's length may differ by a sample)."""
+    if factor == 1.0:
+        return samples
+    import soxr
+
+    out = soxr.resample(samples, 1.0, 1.0 / factor, quality="HQ")
+    target = int(speed_samples(len(samples), factor))
+    return out[:target] if len(out) >= target else np.pad(out, (0, target - len(out)))
+
+
+def coloured_noise(rng: np.random.Generator, num_samples: int) -> np.ndarray:
+    """White, pink or brown noise (power falling as 1/f^0, 1/f^1, 1/f^2), unit RMS."""
+    exponent = rng.choice([0.0, 1.0, 2.0])
+    spectrum = rng.standard_normal(num_samples // 2 + 1) + 1j * rng.standard_normal(num_samples // 2 + 1)
+    frequency = np.arange(num_samples // 2 + 1, dtype=np.float64)
+    frequency[0] = 1.0
+    noise = np.fft.irfft(spectrum / frequency ** (exponent / 2), n=num_samples)
+    return noise / max(float(np.sqrt(np.mean(noise ** 2))), 1e-12)
+
+
+@functools.lru_cache(maxsize=4)
+def load_noise(folder: str, sample_rate: int) -> tuple:
+    """Every audio file under ``folder`` as float samples at ``sample_rate``: read once per process."""
+    from ..data.audio import AudioError, read_audio, resample
+
+    files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in NOISE_SUFFIXES)
+    if not files:
+        raise ValueError(f"noise folder {folder}: no audio files ({', '.join(NOISE_SUFFIXES)})")
+    clips = []
+    for path in files:
+        try:
+            samples, rate = read_audio(path)
+        except AudioError as err:
+            raise ValueError(f"noise folder {folder}: {err}") from None
+        clips.append(resample(samples, rate, sample_rate).astype(np.float32) / np.float32(INT16_SCALE))
+    return tuple(clips)
+
+
+def mix_at_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
+    """``speech + g * noise`` with g such that the power ratio is ``snr_db``; scaled down as a whole
+    if it would leave [-1, 1] (a mix never clips)."""
+    speech_power = float(np.mean(speech.astype(np.float64) ** 2))
+    noise_power = max(float(np.mean(noise.astype(np.float64) ** 2)), 1e-20)
+    gain = np.sqrt(speech_power / (noise_power * 10 ** (snr_db / 10)))
+    mixed = speech + np.float32(gain) * noise.astype(np.float32)
+    peak = float(np.max(np.abs(mixed)))
+    return mixed / np.float32(peak) if peak > 1.0 else mixed
+
+
+def spec_augment(spect: np.ndarray, config: AugmentConfig, rng: np.random.Generator,
+                 frames_per_second: float) -> np.ndarray:
+    """Frequency and time masks on a (bins, frames) spectrogram, in place, filled with its mean
+    (0 for normalised features). The number of time masks grows with the utterance
+    (``time_masks_per_second``) and each is at most ``time_mask_fraction`` of it (Park et al.,
+    "SpecAugment on large scale datasets", 2020), so short and long utterances lose a similar share."""
+    bins, frames = spect.shape
+    fill = spect.mean()
+    for _ in range(config.freq_masks):
+        width = int(rng.integers(0, min(config.freq_mask_bins, bins) + 1))
+        start = int(rng.integers(0, bins - width + 1))
+        spect[start:start + width] = fill
+    count = int(round(config.time_masks_per_second * frames / frames_per_second))
+    widest = min(config.time_mask_frames, int(config.time_mask_fraction * frames))
+    for _ in range(count):
+        width = int(rng.integers(0, widest + 1))
+        start = int(rng.integers(0, frames - width + 1))
+        spect[:, start:start + width] = fill
+    return spect
+
+
+class Augmenter:
+    """Augmented features of one utterance: ``features(samples, speed, rng)``; lives in the workers."""
+
+    def __init__(self, config: AugmentConfig, feature_config: FeatureConfig, seed: int):
+        self.config, self.feature_config, self.seed = config, feature_config, seed
+        if config.noise_dir is not None and config.noise_prob > 0:
+            load_noise(config.noise_dir, feature_config.sample_rate)  # a bad folder fails here, not in a worker
+
+    def rng(self, epoch: int, position: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, epoch, position, UTTERANCE_STREAM])
+
+    def waveform(self, samples: np.ndarray, speed: float, rng: np.random.Generator) -> np.ndarray:
+        """Speed, volume and noise on int16 samples; float32 in [-1, 1] back."""
+        config = self.config
+        audio = perturb_speed(samples.astype(np.float32) / np.float32(INT16_SCALE), speed)
+        if config.volume_db > 0:
+            audio = audio * np.float32(10 ** (rng.uniform(-config.volume_db, config.volume_db) / 20))
+        if config.noise_prob > 0 and rng.random() < config.noise_prob:
+            audio = mix_at_snr(audio, self._noise(rng, len(audio)), rng.uniform(*config.snr_db))
+        peak = float(np.max(np.abs(audio))) if len(audio) else 0.0
+        return audio / np.float32(peak) if peak > 1.0 else audio
+
+    def _noise(self, rng: np.random.Generator, num_samples: int) -> np.ndarray:
+        if self.config.noise_dir is None:
+            return coloured_noise(rng, num_samples)
+        clips = load_noise(self.config.noise_dir, self.feature_config.sample_rate)
+        clip = clips[int(rng.integers(len(clips)))]
+        start = int(rng.integers(len(clip)))
+        return np.resize(np.roll(clip, -start), num_samples)  # looped when shorter than the speech
+
+    def features(self, samples: np.ndarray | None, spect: np.ndarray | None, speed: float,
+                 rng: np.random.Generator) -> np.ndarray:
+        """The augmented spectrogram from ``samples`` (when a waveform transform is on) or from the
+        stored ``spect``."""
+        if self.config.waveform:
+            spect = spectrogram(self.waveform(samples, speed, rng), self.feature_config)
+        frames_per_second = self.feature_config.sample_rate / self.feature_config.hop_length
+        return spec_augment(spect, self.config, rng, frames_per_second)
+
+
+def switch(config: AugmentConfig, *, everything: bool | None = None, speed: bool | None = None,
+           volume: bool | None = None, noise: bool | None = None, spec_augment: bool | None = None,
+           noise_dir: str | None = None, noise_prob: float | None = None) -> AugmentConfig:
+    """``config`` with transforms switched on (at ``STANDARD_AUGMENT``'s rates, unless already on)
+    or off; None leaves a transform as it is. ``everything`` first, then each transform; a noise
+    folder switches noise on."""
+    standard, changes = STANDARD_AUGMENT, {}
+    if everything is not None:
+        config = (config if config.enabled else standard) if everything else AugmentConfig()
+    if speed is not None:
+        changes["speeds"] = (config.speeds or standard.speeds) if speed else ()
+    if volume is not None:
+        changes["volume_db"] = (config.volume_db or standard.volume_db) if volume else 0.0
+    if noise_dir is not None:
+        changes["noise_dir"], noise = str(noise_dir), True if noise is None else noise
+    if noise is not None:
+        changes["noise_prob"] = (config.noise_prob or standard.noise_prob) if noise else 0.0
+    if noise_prob is not None:
+        changes["noise_prob"] = noise_prob
+    if spec_augment is not None:
+        on = spec_augment
+        changes["freq_masks"] = (config.freq_masks or standard.freq_masks) if on else 0
+        changes["time_masks_per_second"] = (config.time_masks_per_second or standard.time_masks_per_second) \
+            if on else 0.0
+    return dataclasses.replace(config, **changes)

@@ -1,0 +1,202 @@
+"""Augmentation in the reader: speed, volume, noise, SpecAugment; planned lengths; determinism."""
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import soundfile
+from click.testing import CliRunner
+
+from ds2stream.cli import cli
+from ds2stream.data.audio import read_audio
+from ds2stream.data.shards import ShardOptions, write_shard_set
+from ds2stream.features import FeatureConfig, spectrogram
+from ds2stream.pipeline import STANDARD_AUGMENT, AugmentConfig, Augmenter, BatchSampler, EpochIterator, ShardSet
+from ds2stream.pipeline.augment import mix_at_snr, perturb_speed, spec_augment, speed_samples, switch
+from ds2stream.presets import PRESETS
+from ds2stream.training.trainer import make_source
+
+TINY = PRESETS["tiny"]
+AUGMENTED = dataclasses.replace(TINY.train, max_frames=2500, num_buckets=3, augment=STANDARD_AUGMENT)
+FC = FeatureConfig()
+
+
+@pytest.fixture(scope="module")
+def shard_set(tmp_path_factory, sample_dir):
+    out = tmp_path_factory.mktemp("augment") / "shards"
+    write_shard_set([sample_dir / "test"], out, ShardOptions(shard_size_mb=0.3), jobs=2)
+    return ShardSet(out)
+
+
+@pytest.fixture(scope="module")
+def speech(sample_flacs):
+    """Four real recordings joined: ~2 s of speech as float in [-1, 1]."""
+    samples = np.concatenate([read_audio(path)[0] for path in sample_flacs[:4]])
+    return samples.astype(np.float32) / 32767
+
+
+def dominant_hz(audio, rate=16000):
+    return np.argmax(np.abs(np.fft.rfft(audio))) * rate / len(audio)
+
+
+# ---------------------------------------------------------------- waveform transforms
+
+@pytest.mark.parametrize("factor", [0.9, 1.1])
+def test_speed_perturbation_scales_duration_and_pitch_together(speech, factor):
+    out = perturb_speed(speech, factor)
+    assert len(out) == speed_samples(len(speech), factor) == round(len(speech) / factor)
+    tone = np.sin(2 * np.pi * 440 * np.arange(16000) / 16000).astype(np.float32)
+    assert dominant_hz(perturb_speed(tone, factor)) == pytest.approx(440 * factor, abs=2)
+    # Played back at the other speed it is the same speech again (a resampling, not a time stretch).
+    back = perturb_speed(out, 1 / factor)[:len(speech)]
+    middle = slice(1000, len(speech) - 1000)
+    assert np.corrcoef(back[middle], speech[middle])[0, 1] > 0.99
+
+
+def test_noise_is_mixed_at_the_snr_asked_and_a_mix_never_clips(speech):
+    rng = np.random.default_rng(0)
+    noise = rng.standard_normal(len(speech)).astype(np.float32)
+    quiet = speech * 0.1
+    for snr in (0.0, 10.0, 25.0):
+        mixed = mix_at_snr(quiet, noise, snr)
+        added = mixed - quiet
+        measured = 10 * np.log10(np.mean(quiet.astype(np.float64) ** 2) / np.mean(added.astype(np.float64) ** 2))
+        assert measured == pytest.approx(snr, abs=0.01)
+    loud = speech / np.abs(speech).max()  # at full scale: any noise would clip
+    mixed = mix_at_snr(loud, noise, 0.0)
+    assert np.abs(mixed).max() <= 1.0
+    augmenter = Augmenter(AugmentConfig(volume_db=20.0, noise_prob=1.0, snr_db=(0.0, 0.0)), FC, seed=0)
+    for utterance in range(20):  # gains up to +20 dB on full-scale speech, then noise at 0 dB
+        out = augmenter.waveform((loud * 32767).astype(np.int16), 1.0, augmenter.rng(0, utterance))
+        assert np.abs(out).max() <= 1.0 and np.isfinite(out).all()
+
+
+def test_noise_comes_from_the_folder_given_at_any_rate(speech, tmp_path, sample_flacs):
+    folder = tmp_path / "noise"
+    folder.mkdir()
+    hum = (0.3 * np.sin(2 * np.pi * 50 * np.arange(4000) / 8000)).astype(np.float32)  # 0.5 s of 50 Hz, 8 kHz
+    soundfile.write(folder / "hum.wav", hum, 8000)
+    augmenter = Augmenter(AugmentConfig(noise_prob=1.0, snr_db=(0.0, 0.0), noise_dir=str(folder)), FC, seed=0)
+    samples = (speech * 32767).astype(np.int16)
+    added = augmenter.waveform(samples, 1.0, augmenter.rng(0, 0)) - speech
+    assert dominant_hz(added) == pytest.approx(50, abs=1)  # resampled to 16 kHz, looped over 2 s
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "broken.flac").write_bytes(b"fLaC not really")
+    with pytest.raises(ValueError, match="broken.flac"):  # when the run starts, not in a reader worker
+        Augmenter(AugmentConfig(noise_prob=1.0, noise_dir=str(broken)), FC, seed=1)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match=f"noise folder {empty}: no audio files"):
+        Augmenter(AugmentConfig(noise_prob=1.0, noise_dir=str(empty)), FC, seed=0)
+    with pytest.raises(ValueError, match="does not exist"):
+        AugmentConfig(noise_dir=str(tmp_path / "missing"))
+
+
+def test_spec_augment_fills_masks_with_the_mean_and_masks_long_utterances_more(speech):
+    config = AugmentConfig(freq_masks=2, time_masks_per_second=0.5)
+    short = spectrogram(speech[:16000], FC)
+    long = spectrogram(np.tile(speech, 10), FC)  # ~20 s
+    shares = {}
+    for name, spect in (("short", short), ("long", long)):
+        masked_frames = []
+        for seed in range(30):
+            out = spec_augment(spect.copy(), config, np.random.default_rng(seed), 100.0)
+            assert out.shape == spect.shape
+            changed = out != spect
+            assert np.allclose(out[changed], spect.mean(), atol=1e-6)  # 0 after normalisation
+            columns = changed.all(axis=0)
+            count = round(0.5 * spect.shape[1] / 100)
+            assert columns.sum() <= count * min(40, int(0.04 * spect.shape[1]))
+            rows = changed.all(axis=1)
+            assert rows.sum() <= 2 * 27
+            masked_frames.append(columns.sum())
+        shares[name] = np.mean(masked_frames)
+    # 1 s: one mask of at most 4 frames; 20 s: ten of up to 40. A similar share of each, not the same count.
+    assert 0 < shares["short"] and shares["long"] > 5 * shares["short"]
+    assert shares["long"] / long.shape[1] < 0.25 and shares["short"] / short.shape[1] < 0.25
+
+
+# ---------------------------------------------------------------- plans with perturbed lengths
+
+def test_speed_perturbed_plans_bucket_by_the_new_length_and_fall_back_when_ctc_cannot_fit():
+    rng = np.random.default_rng(0)
+    frames = rng.integers(100, 1500, 2000)
+    chars = frames // 5
+    chars[:50] = frames[:50] // 2 - 2  # fit at 1.0 and 0.9, not at 1.1 (output = frames // 2)
+    speeds = (0.9, 1.0, 1.1)
+    speed_frames = [np.rint(frames / f).astype(np.int64) for f in speeds]
+    sampler = BatchSampler(frames, chars, np.arange(2000) // 100, max_frames=8000, num_buckets=8,
+                           output_lengths=lambda f: np.asarray(f) // 2, speeds=speeds, speed_frames=speed_frames)
+    assert sum(sampler.dropped.values()) == 0
+    shapes = set()
+    for epoch in range(4):
+        plan = sampler.plan(epoch)
+        lengths, _, factors = sampler.epoch_lengths(epoch)
+        real = np.concatenate([rows[mask > 0] for rows, mask in zip(plan.rows, plan.masks)])
+        assert sorted(real) == list(range(2000))  # every utterance once
+        for rows, batch_frames, label_pad, row_speeds in zip(plan.rows, plan.frames, plan.label_pad, plan.speeds):
+            assert batch_frames >= lengths[rows].max() and label_pad >= chars[rows].max()
+            assert np.array_equal(row_speeds, factors[rows])
+            shapes.add((len(rows), int(batch_frames)))
+        assert set(np.unique(factors[50:])) == set(speeds)
+        assert (factors[:50] != 1.1).all()  # 1.1 falls back to 1.0 where the transcript would not fit
+        assert (lengths // 2 >= chars).all()
+    assert len(shapes) <= 8  # the same buckets every epoch: one graph each
+    assert not np.array_equal(sampler.epoch_lengths(1)[2], sampler.epoch_lengths(2)[2])
+    ranks = [BatchSampler(frames, chars, np.arange(2000) // 100, max_frames=8000, num_buckets=8, rank=r, world_size=2,
+                          output_lengths=lambda f: np.asarray(f) // 2, speeds=speeds, speed_frames=speed_frames)
+             for r in range(2)]
+    for rank in ranks:  # the ranks agree on every utterance's factor
+        assert np.array_equal(rank.epoch_lengths(3)[2], sampler.epoch_lengths(3)[2])
+
+
+# ---------------------------------------------------------------- determinism through the reader
+
+def test_augmented_batches_depend_only_on_seed_epoch_and_utterance(shard_set):
+    model = dataclasses.replace(TINY.model, num_bins=161)
+    one = make_source(shard_set, model, AUGMENTED)
+    again = make_source(shard_set, model, AUGMENTED)
+    plain = make_source(shard_set, model, dataclasses.replace(AUGMENTED, augment=AugmentConfig()))
+    one.set_epoch(1)
+    again.set_epoch(1)
+    through_workers = [batch for _, batch in EpochIterator(again, epoch=1, num_workers=2)]
+    for step in (0, 5):
+        batch = one.batch(step)
+        assert np.array_equal(batch[0], through_workers[step]["features"])  # any worker process, same arrays
+        planned = one.sampler.epoch_lengths(1)[0][batch[6]]
+        assert np.array_equal(batch[1], planned)  # the lengths the plan bucketed by
+    one.set_epoch(2)
+    assert not np.array_equal(one.batch(0)[0], through_workers[0]["features"])
+    # One utterance, seen by rank 1 of 2: the same features a single process gives it in that epoch.
+    rank1 = make_source(shard_set, model, AUGMENTED, rank=1, world_size=2)
+    rank1.set_epoch(1)
+    features, lengths, *_, mask, rows = rank1.batch(0)
+    position, speed = int(rows[0]), float(rank1.plan.speeds[0][0])
+    one.set_epoch(1)
+    alone, _ = one.utterance(position, speed)
+    assert np.array_equal(features[0, 0, :, :lengths[0]], alone)
+    clean, _ = plain.utterance(position, 1.0)
+    assert alone.shape != clean.shape or not np.array_equal(alone, clean)
+
+
+def test_switches_and_the_cli_record_augmentation_in_the_run(shard_set, tmp_path):
+    assert not PRESETS["tiny"].train.augment.enabled and not PRESETS["zoo"].train.augment.enabled
+    assert all(PRESETS[name].train.augment == STANDARD_AUGMENT for name in ("small", "fast", "lean"))
+    off = AugmentConfig()
+    assert switch(off, everything=True) == STANDARD_AUGMENT and switch(STANDARD_AUGMENT, everything=False) == off
+    only_speed = switch(off, speed=True)
+    assert only_speed.speeds == STANDARD_AUGMENT.speeds and only_speed.enabled and only_speed.freq_masks == 0
+    folder = tmp_path / "noise"
+    folder.mkdir()
+    soundfile.write(folder / "n.wav", np.zeros(800, np.float32) + 0.1, 16000)
+    result = CliRunner().invoke(cli, ["train", "--shards", str(shard_set.dir), "--out", str(tmp_path / "run"),
+                                      "--preset", "tiny", "--augment", "--no-spec-augment", "--noise", str(folder),
+                                      "--max-steps", "1"])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())["train_config"]["augment"]
+    assert saved["speeds"] == [0.9, 1.0, 1.1] and saved["noise_dir"] == str(folder)
+    assert saved["freq_masks"] == 0 and saved["noise_prob"] == STANDARD_AUGMENT.noise_prob
+    result = CliRunner().invoke(cli, ["train", "--resume", str(tmp_path / "run"), "--no-speed-perturb",
+                                      "--max-steps", "2"])
+    assert result.exit_code == 1 and "speeds [0.9, 1.0, 1.1] -> []" in result.output
