@@ -20,6 +20,39 @@ from ds2stream.demo import run_demo
 from ds2stream.presets import PRESETS
 
 
+def demo_scores(label: str, preset: str, train_config, epochs: int | None = None) -> dict:
+    """Train ``preset``'s model with ``train_config`` on the bundled sample (run_demo) and score it."""
+    with tempfile.TemporaryDirectory() as work:
+        started = time.perf_counter()
+        result = run_demo(Path(work) / label, preset=preset, epochs=epochs, train_config=train_config,
+                          progress=False, log=lambda line: print(f"[{label}] {line}", flush=True))
+        metrics = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+        epochs_done = [m for m in metrics if m.get("event") == "epoch_end"]
+        scores = {
+            "test_wer": result.report.wer, "test_cer": result.report.cer,
+            "checkpoint": result.checkpoint.name,
+            "best_dev_wer": min(m["dev_wer"] for m in epochs_done),
+            "epochs": len(epochs_done),
+            "train_seconds": result.stage_seconds["train"],
+            "train_audio_seconds_per_second": sum(m["audio_seconds"] for m in epochs_done)
+            / sum(m["seconds"] for m in epochs_done),
+            "total_seconds": time.perf_counter() - started,
+        }
+    print(json.dumps({label: scores}), flush=True)
+    return scores
+
+
+def write_table(results: dict, heading: str, out: Path | None) -> None:
+    """Save ``results`` (label -> demo_scores) as JSON and print them as a table."""
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=1))
+    print(f"\n{heading:13s} {'test WER':>9s} {'test CER':>9s} {'best dev WER':>13s} {'train s':>8s} {'audio-s/s':>10s}")
+    for label, r in results.items():
+        print(f"{label:13s} {r['test_wer']:9.2%} {r['test_cer']:9.2%} {r['best_dev_wer']:13.2%} "
+              f"{r['train_seconds']:8.0f} {r['train_audio_seconds_per_second']:10.1f}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--presets", nargs="+", default=["tiny", "fast"], choices=sorted(PRESETS))
@@ -27,31 +60,8 @@ def main():
     parser.add_argument("--out", type=Path, default=Path("bench/out/accuracy.json"))
     args = parser.parse_args()
     recipe = PRESETS["tiny"].train
-    results = {}
-    for name in args.presets:
-        with tempfile.TemporaryDirectory() as work:
-            started = time.perf_counter()
-            result = run_demo(Path(work) / name, preset=name, epochs=args.epochs, train_config=recipe,
-                              progress=False, log=lambda line, name=name: print(f"[{name}] {line}", flush=True))
-            metrics = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
-            epochs = [m for m in metrics if m.get("event") == "epoch_end"]
-            results[name] = {
-                "test_wer": result.report.wer, "test_cer": result.report.cer,
-                "checkpoint": result.checkpoint.name,
-                "best_dev_wer": min(m["dev_wer"] for m in epochs),
-                "epochs": len(epochs),
-                "train_seconds": result.stage_seconds["train"],
-                "train_audio_seconds_per_second": sum(m["audio_seconds"] for m in epochs)
-                / sum(m["seconds"] for m in epochs),
-                "total_seconds": time.perf_counter() - started,
-            }
-        print(json.dumps({name: results[name]}), flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=1))
-    print(f"\n{'preset':8s} {'test WER':>9s} {'test CER':>9s} {'train s':>8s} {'audio-s/s':>10s}")
-    for name, r in results.items():
-        print(f"{name:8s} {r['test_wer']:9.2%} {r['test_cer']:9.2%} {r['train_seconds']:8.0f} "
-              f"{r['train_audio_seconds_per_second']:10.1f}")
+    results = {name: demo_scores(name, name, recipe, args.epochs) for name in args.presets}
+    write_table(results, "preset", args.out)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ from click.testing import CliRunner
 
 from ds2stream.cli import cli
 from ds2stream.data.audio import read_audio
-from ds2stream.data.shards import ShardOptions, write_shard_set
 from ds2stream.features import FeatureConfig, spectrogram
 from ds2stream.pipeline import STANDARD_AUGMENT, AugmentConfig, Augmenter, BatchSampler, EpochIterator, ShardSet
 from ds2stream.pipeline.augment import mix_at_snr, perturb_speed, spec_augment, speed_samples, switch
@@ -22,10 +21,8 @@ FC = FeatureConfig()
 
 
 @pytest.fixture(scope="module")
-def shard_set(tmp_path_factory, sample_dir):
-    out = tmp_path_factory.mktemp("augment") / "shards"
-    write_shard_set([sample_dir / "test"], out, ShardOptions(shard_size_mb=0.3), jobs=2)
-    return ShardSet(out)
+def shard_set(sample_test_shards):
+    return ShardSet(sample_test_shards)
 
 
 @pytest.fixture(scope="module")

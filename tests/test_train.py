@@ -30,10 +30,8 @@ def graph_mode():
 
 
 @pytest.fixture(scope="module")
-def shard_dir(tmp_path_factory, sample_dir):
-    out = tmp_path_factory.mktemp("train") / "shards"
-    write_shard_set([sample_dir / "test"], out, ShardOptions(shard_size_mb=0.3), jobs=2)
-    return out
+def shard_dir(sample_test_shards):
+    return sample_test_shards
 
 
 def read_metrics(run_dir):
