@@ -14,6 +14,10 @@
              capped at AVX2). Its accuracy per CPU-hour against the others: issue #12's bench.
 ``tiny``  -- 8-channel convs and 2 bidirectional LSTM-160 layers: trains in minutes on the
              bundled sample (spoken digits) and in the tests.
+
+Augmentation (``pipeline.augment.STANDARD_AUGMENT``: speed, volume, noise, SpecAugment) is on in
+``small``, ``fast`` and ``lean``; off in ``zoo`` (the seed's recipe, which had none) and ``tiny``
+(measured on the bundled sample: README, "Augmentation").
 """
 from __future__ import annotations
 

@@ -40,7 +40,8 @@ from .base import cli
                    "--distributed ...` (the run directory must be shared by every rank).")
 @click.option("--allow-plan-change", is_flag=True,
               help="With --resume: go on even though --seed, --max-frames, --num-buckets, --max-duration, the "
-                   "number of ranks or the shard set differ from the run's (at the same fraction of the epoch).")
+                   "speed perturbation, the number of ranks or the shard set differ from the run's (at the same "
+                   "fraction of the epoch).")
 @click.option("--augment/--no-augment", default=None,
               help="Every augmentation on (the preset's rates, or the standard ones: speeds 0.9/1.0/1.1, "
                    "volume +-6 dB, noise on 30 %% at 10-30 dB SNR, SpecAugment) or off. Default: the preset's "

@@ -221,7 +221,7 @@ def switch(config: AugmentConfig, *, everything: bool | None = None, speed: bool
     if volume is not None:
         changes["volume_db"] = (config.volume_db or standard.volume_db) if volume else 0.0
     if noise_dir is not None:
-        changes["noise_dir"], noise = str(noise_dir), True if noise is None else noise
+        changes["noise_dir"], noise = str(Path(noise_dir).resolve()), True if noise is None else noise
     if noise is not None:
         changes["noise_prob"] = (config.noise_prob or standard.noise_prob) if noise else 0.0
     if noise_prob is not None:
