@@ -1,4 +1,4 @@
-"""Shard set -> padded batches for MindSpore, with length bucketing. Three parts, apart as in Lhotse:
+"""Shard set -> padded batches for MindSpore, with length bucketing, in parts apart as in Lhotse:
 
   ``buckets``    the bucket rule: padded lengths, bucket edges, rows per batch from a frame budget;
   ``sampler``    ``BatchSampler``: an epoch's batches from the length index alone, per rank, resumable;
