@@ -4,6 +4,7 @@ from pathlib import Path
 
 import click
 
+from ..pipeline.augment import STANDARD_AUGMENT
 from ..presets import PRESETS
 from .base import cli
 
@@ -43,10 +44,12 @@ from .base import cli
                    "speed perturbation, the number of ranks or the shard set differ from the run's (at the same "
                    "fraction of the epoch).")
 @click.option("--augment/--no-augment", default=None,
-              help="Every augmentation on (the preset's rates, or the standard ones: speeds 0.9/1.0/1.1, "
-                   "volume +-6 dB, noise on 30 %% at 10-30 dB SNR, SpecAugment) or off. Default: the preset's "
-                   "(on in small, fast, lean; off in zoo and tiny).")
-@click.option("--speed-perturb/--no-speed-perturb", default=None, help="Speed perturbation 0.9/1.0/1.1 on or off.")
+              help="Every augmentation on (the preset's rates, or the standard ones: speeds "
+                   f"{'/'.join(map(str, STANDARD_AUGMENT.speeds))}, volume +-{STANDARD_AUGMENT.volume_db:g} dB, noise "
+                   f"on {STANDARD_AUGMENT.noise_prob:.0%} at {STANDARD_AUGMENT.snr_db[0]:g}-"
+                   f"{STANDARD_AUGMENT.snr_db[1]:g} dB SNR, SpecAugment) or off. Default: the preset's "
+                   f"(on in {', '.join(n for n, p in PRESETS.items() if p.train.augment.enabled)}).")
+@click.option("--speed-perturb/--no-speed-perturb", default=None, help="Speed perturbation on or off.")
 @click.option("--volume-perturb/--no-volume-perturb", default=None, help="Volume perturbation on or off.")
 @click.option("--spec-augment/--no-spec-augment", default=None, help="SpecAugment's masks on or off.")
 @click.option("--noise", "noise_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
