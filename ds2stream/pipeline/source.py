@@ -62,7 +62,8 @@ class BatchSource:
         for j, position in enumerate(rows):
             spect, text = self.utterance(int(position), float(self.plan.speeds[step][j]))
             if spect.shape[1] > frames:
-                raise AssertionError(f"utterance {position}: {spect.shape[1]} frames in a batch of {frames}")
+                raise RuntimeError(f"utterance {position}: {spect.shape[1]} frames in a batch planned for {frames} "
+                                   f"(the plan's lengths and the augmentation disagree: a bug)")
             features[j, 0, :, :spect.shape[1]] = spect
             feature_lengths[j] = spect.shape[1]
             labels[j, :len(text)] = encode(text)
