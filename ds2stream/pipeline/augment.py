@@ -168,7 +168,8 @@ def spec_augment(spect: np.ndarray, config: AugmentConfig, rng: np.random.Genera
 
 
 class Augmenter:
-    """Augmented features of one utterance: ``features(samples, speed, rng)``; lives in the workers."""
+    """Augmented features of one utterance (``features``), with its draws from ``rng(epoch, position)``;
+    built in the main process (a bad noise folder fails there) and pickled into the reader's workers."""
 
     def __init__(self, config: AugmentConfig, feature_config: FeatureConfig, seed: int):
         self.config, self.feature_config, self.seed = config, feature_config, seed
