@@ -271,3 +271,20 @@ def test_train_cli_trains_on_librispeech_lengths_and_leaves_out_longer_than_max_
     assert epoch["dropped"]["longer_than_max_duration"] == 1  # the 35 s one
     assert len(steps) == 3 and all(r["loss"] is not None for r in steps)
     assert sorted(r["shape"][3] for r in steps)[-1] == 2456 and sorted(r["shape"][0] for r in steps) == [1, 1, 1]
+
+
+def test_max_minutes_stops_with_a_checkpoint_and_the_run_resumes_to_its_end(shard_dir, tmp_path):
+    runner, run = CliRunner(), tmp_path / "run"
+    result = runner.invoke(cli, ["train", "--shards", str(shard_dir), "--out", str(run), "--preset", "tiny",
+                                 "--epochs", "1", "--max-frames", "2500", "--num-buckets", "2",
+                                 "--max-minutes", "0.000001"])  # any step takes longer: stop after the first
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout.strip().splitlines()[-1])
+    assert record["event"] == "max_minutes" and record["global_step"] == 1 and record["step_seconds"] > 0
+    assert (run / "checkpoints" / "step-00000001.ckpt").is_file()
+    result = runner.invoke(cli, ["train", "--resume", str(run)])
+    assert result.exit_code == 0, result.output
+    records = read_metrics(run)
+    steps = [r["global_step"] for r in records if "event" not in r]
+    assert len(steps) > 1 and steps == list(range(1, len(steps) + 1))
+    assert records[-2]["event"] == "epoch_end" and records[-2]["global_step"] == steps[-1]

@@ -33,6 +33,9 @@ from .base import cli
 @click.option("--workers", type=click.IntRange(min=1), help="Reader worker processes.")
 @click.option("--seed", type=int, help="Seed of initialisation and batch order.")
 @click.option("--max-steps", type=click.IntRange(min=1), help="Stop (with a checkpoint) after this many steps.")
+@click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True),
+              help="Stop (with a checkpoint) once this command's training steps have taken this many minutes "
+                   "(dev evaluation and checkpoint writes not counted; a resume starts the count afresh).")
 @click.option("--pretrained", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Start from these weights (a ds2stream or zoo checkpoint of the same model; Adam state "
                    "is not carried over).")
@@ -58,7 +61,7 @@ from .base import cli
 @click.option("--noise-prob", type=click.FloatRange(0, 1), help="Share of utterances mixed with noise (0: off).")
 @click.option("--pynative", is_flag=True, help="PyNative mode instead of graph mode (debugging; 4-8x slower).")
 def train(shards, dev_shards, preset, run_dir, resume_dir, bucketed, epochs, learning_rate, max_frames,
-          num_buckets, max_duration, checkpoint_every, keep_last, workers, seed, max_steps, pretrained, distributed,
+          num_buckets, max_duration, checkpoint_every, keep_last, workers, seed, max_steps, max_minutes, pretrained, distributed,
           allow_plan_change, augment, speed_perturb, volume_perturb, spec_augment, noise_dir, noise_prob, pynative):
     """Train DeepSpeech2 on a shard set, in graph mode with bucketed shapes.
 
@@ -87,7 +90,7 @@ def train(shards, dev_shards, preset, run_dir, resume_dir, bucketed, epochs, lea
         _, record = run_training(run_dir=run_dir, resume_dir=resume_dir, shards=shards, dev_shards=dev_shards,
                                  preset=preset, overrides=overrides, augment_switches=augment_switches,
                                  pretrained=pretrained,
-                                 distributed=distributed, graph=not pynative, max_steps=max_steps,
+                                 distributed=distributed, graph=not pynative, max_steps=max_steps, max_minutes=max_minutes,
                                  allow_plan_change=allow_plan_change)
     except ValueError as err:
         raise click.ClickException(str(err)) from None

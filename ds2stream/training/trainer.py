@@ -294,13 +294,16 @@ class Trainer:
         return result
 
     # -- the loop
-    def fit(self, on_epoch_end=None, max_steps: int | None = None) -> dict:
-        """Train to ``config.epochs`` (or until ``max_steps`` global steps, then checkpoint);
-        returns the last epoch's record."""
+    def fit(self, on_epoch_end=None, max_steps: int | None = None, max_minutes: float | None = None) -> dict:
+        """Train to ``config.epochs``, or until ``max_steps`` global steps or until this call's
+        steps have taken ``max_minutes`` (the summed step times, which time-to-accuracy is measured
+        in: dev evaluation and checkpoint writes not counted), then checkpoint; returns the last
+        epoch's record, or the event that stopped it."""
         from tqdm import tqdm
 
         self.network.set_train(True)
         record: dict = {}
+        step_seconds = 0.0
         for epoch in range(self.state.epoch, self.config.epochs):
             self.state.epoch = epoch
             epoch_iter = EpochIterator(self.source, epoch, self.config.workers, start_step=self.state.step)
@@ -308,7 +311,8 @@ class Trainer:
                        disable=not (self.progress and self.is_writer), dynamic_ncols=True)
             epoch_started, audio_seconds, losses = time.perf_counter(), 0.0, []
             for step, batch in epoch_iter:
-                result, audio = self._step(epoch, step, batch)
+                result, audio, seconds = self._step(epoch, step, batch)
+                step_seconds += seconds
                 if result.finite:
                     losses.append(result.loss)
                     audio_seconds += audio
@@ -317,10 +321,12 @@ class Trainer:
                 bar.update()
                 if self.state.global_step % self.config.checkpoint_every == 0:
                     self.save()
-                if max_steps is not None and self.state.global_step >= max_steps:
+                stop = ("max_steps" if max_steps is not None and self.state.global_step >= max_steps else
+                        "max_minutes" if max_minutes is not None and step_seconds >= 60 * max_minutes else None)
+                if stop:
                     bar.close()
                     self.save()
-                    return {"event": "max_steps", "global_step": self.state.global_step}
+                    return {"event": stop, "global_step": self.state.global_step, "step_seconds": step_seconds}
             bar.close()
             record = self._end_epoch(epoch, epoch_iter.report, time.perf_counter() - epoch_started,
                                      audio_seconds, losses)
@@ -328,9 +334,9 @@ class Trainer:
                 on_epoch_end(record)
         return record
 
-    def _step(self, epoch: int, step: int, batch: dict) -> tuple[StepResult, float]:
+    def _step(self, epoch: int, step: int, batch: dict) -> tuple[StepResult, float, float]:
         """One batch of the loop: the step, its metric line, and the guard's verdict acted on.
-        Returns the result and the seconds of real audio the batch held."""
+        Returns the result, the seconds of real audio the batch held and the step's seconds."""
         started = time.perf_counter()
         result = self.train_step(batch)
         seconds = time.perf_counter() - started
@@ -349,7 +355,7 @@ class Trainer:
                             * self.state.lr_scale, "step_seconds": seconds, "audio_seconds": audio,
                             "shape": list(batch["features"].shape)})
         failpoint("step_logged")
-        return result, audio
+        return result, audio, seconds
 
     def _log_failed_step(self, epoch: int, step: int, batch: dict, result: StepResult) -> None:
         ids = [self.shards.ids[int(r)].as_py() for r, m in zip(batch["rows"], batch["mask"]) if m]
@@ -398,8 +404,8 @@ class Trainer:
 def run_training(*, run_dir: Path | None, resume_dir: Path | None, shards: Path | None, dev_shards: Path | None,
                  preset: str, overrides: dict, augment_switches: dict | None = None,
                  pretrained: Path | None = None, distributed: bool = False,
-                 graph: bool = True, max_steps: int | None = None, progress: bool = True,
-                 allow_plan_change: bool = False) -> tuple[Trainer, dict]:
+                 graph: bool = True, max_steps: int | None = None, max_minutes: float | None = None,
+                 progress: bool = True, allow_plan_change: bool = False) -> tuple[Trainer, dict]:
     """What ``ds2stream train`` does: a new run from a preset, or the resumption of a run (with the
     settings it was last run with, then ``overrides``). Returns the trainer (after training) and
     its last record. ``augment_switches``: ``augment.switch``'s arguments, applied to the run's
@@ -427,4 +433,4 @@ def run_training(*, run_dir: Path | None, resume_dir: Path | None, shards: Path 
         config = with_switches(dataclasses.replace(chosen.train, **overrides))
         trainer = Trainer(run_dir, shards, chosen.model, config, dev_shards, rank, world_size, progress)
         trainer.start_new(pretrained)
-    return trainer, trainer.fit(max_steps=max_steps)
+    return trainer, trainer.fit(max_steps=max_steps, max_minutes=max_minutes)
