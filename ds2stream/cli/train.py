@@ -61,8 +61,9 @@ from .base import cli
 @click.option("--noise-prob", type=click.FloatRange(0, 1), help="Share of utterances mixed with noise (0: off).")
 @click.option("--pynative", is_flag=True, help="PyNative mode instead of graph mode (debugging; 4-8x slower).")
 def train(shards, dev_shards, preset, run_dir, resume_dir, bucketed, epochs, learning_rate, max_frames,
-          num_buckets, max_duration, checkpoint_every, keep_last, workers, seed, max_steps, max_minutes, pretrained, distributed,
-          allow_plan_change, augment, speed_perturb, volume_perturb, spec_augment, noise_dir, noise_prob, pynative):
+          num_buckets, max_duration, checkpoint_every, keep_last, workers, seed, max_steps, max_minutes, pretrained,
+          distributed, allow_plan_change, augment, speed_perturb, volume_perturb, spec_augment, noise_dir, noise_prob,
+          pynative):
     """Train DeepSpeech2 on a shard set, in graph mode with bucketed shapes.
 
     Start a run with --shards and --out, or continue one with --resume RUN_DIR (the same next batch
@@ -89,9 +90,8 @@ def train(shards, dev_shards, preset, run_dir, resume_dir, bucketed, epochs, lea
     try:
         _, record = run_training(run_dir=run_dir, resume_dir=resume_dir, shards=shards, dev_shards=dev_shards,
                                  preset=preset, overrides=overrides, augment_switches=augment_switches,
-                                 pretrained=pretrained,
-                                 distributed=distributed, graph=not pynative, max_steps=max_steps, max_minutes=max_minutes,
-                                 allow_plan_change=allow_plan_change)
+                                 pretrained=pretrained, distributed=distributed, graph=not pynative,
+                                 max_steps=max_steps, max_minutes=max_minutes, allow_plan_change=allow_plan_change)
     except ValueError as err:
         raise click.ClickException(str(err)) from None
     if record:
