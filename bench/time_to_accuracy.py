@@ -4,7 +4,7 @@
 Training time is the sum of the step times in the run's metrics.jsonl up to the checkpoint's
 global step (the compiled steps, data waits included; dev evaluation and checkpoint writes are
 not). Run it after training, never beside it: the evaluation takes the same cores. Keep every
-checkpoint with `ds2stream train --keep-last 0`.
+checkpoint with `ds2stream train --keep-last 0`. bench/presets.py runs it for every preset.
 
     python bench/time_to_accuracy.py RUN_DIR --shards SHARDS/test [--out bench/out/tta.json]
 """
@@ -15,6 +15,47 @@ from pathlib import Path
 THRESHOLDS = (0.40, 0.25, 0.15)  # CER
 
 
+def training_seconds(run_dir: Path) -> dict[int, float]:
+    """Global step -> summed step seconds up to it (a step logged twice after a resume counts once)."""
+    step_seconds = {}
+    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        if "step_seconds" in record and "event" not in record:
+            step_seconds[record["global_step"]] = record["step_seconds"]
+    total, at = 0.0, {}
+    for step in sorted(step_seconds):
+        total += step_seconds[step]
+        at[step] = total
+    return at
+
+
+def evaluate_run(run_dir: Path, shards: Path) -> list[dict]:
+    """Every kept checkpoint of the run: its step, epoch, training minutes and test WER/CER."""
+    from ds2stream.checkpoint import load_model
+    from ds2stream.inference.evaluate import evaluate
+    from ds2stream.pipeline import ShardSet
+
+    seconds_at = training_seconds(run_dir)
+    shard_set = ShardSet(shards)
+    points = []
+    for checkpoint in sorted((run_dir / "checkpoints").glob("step-*.ckpt")):
+        network, meta = load_model(checkpoint)
+        step = meta["state"]["global_step"]
+        report = evaluate(network, shard_set)
+        points.append({"checkpoint": checkpoint.name, "global_step": step, "epoch": meta["state"]["epoch"],
+                       "train_minutes": seconds_at[step] / 60, "wer": report.wer, "cer": report.cer,
+                       "eval_seconds": report.wall_seconds})
+        print(f"{run_dir.name}/{checkpoint.name}: step {step}, {points[-1]['train_minutes']:.1f} min of training, "
+              f"WER {report.wer:.2%}, CER {report.cer:.2%}", flush=True)
+    return points
+
+
+def minutes_to_reach(points: list[dict], cer: float) -> float | None:
+    """Training minutes of the first checkpoint at or below this CER (None: never reached)."""
+    return next((p["train_minutes"] for p in sorted(points, key=lambda p: p["train_minutes"]) if p["cer"] <= cer),
+                None)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("run_dir", type=Path)
@@ -22,32 +63,14 @@ def main():
     parser.add_argument("--out", type=Path, help="JSON with every point")
     args = parser.parse_args()
 
-    from ds2stream.checkpoint import load_model
-    from ds2stream.inference.evaluate import evaluate
-    from ds2stream.pipeline import ShardSet
     from ds2stream.runtime import quiet_framework_logs, use_graph_mode
 
     quiet_framework_logs(False)
     use_graph_mode()
-    records = [json.loads(line) for line in (args.run_dir / "metrics.jsonl").read_text().splitlines()]
-    seconds_at, total = {}, 0.0
-    for record in records:
-        if "step_seconds" in record:
-            total += record["step_seconds"]
-            seconds_at[record["global_step"]] = total
-    shard_set = ShardSet(args.shards)
-    points = []
-    for checkpoint in sorted((args.run_dir / "checkpoints").glob("step-*.ckpt")):
-        network, meta = load_model(checkpoint)
-        step = meta["state"]["global_step"]
-        report = evaluate(network, shard_set)
-        points.append({"checkpoint": checkpoint.name, "global_step": step, "epoch": meta["state"]["epoch"],
-                       "train_minutes": seconds_at.get(step, total) / 60, "wer": report.wer, "cer": report.cer})
-        print(f"{checkpoint.name}: step {step}, {points[-1]['train_minutes']:.1f} min of training, "
-              f"WER {report.wer:.2%}, CER {report.cer:.2%}", flush=True)
+    points = evaluate_run(args.run_dir, args.shards)
     for threshold in THRESHOLDS:
-        reached = [p["train_minutes"] for p in points if p["cer"] <= threshold]
-        print(f"CER <= {threshold:.0%}: " + (f"after {reached[0]:.1f} min of training" if reached else "not reached"))
+        reached = minutes_to_reach(points, threshold)
+        print(f"CER <= {threshold:.0%}: " + (f"after {reached:.1f} min of training" if reached else "not reached"))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"run": str(args.run_dir), "shards": str(args.shards), "points": points},

@@ -1,0 +1,178 @@
+"""Time to accuracy of every preset under one training budget: the question behind "one epoch takes
+50 hours" is how much CPU time a given accuracy costs.
+
+Each preset trains with its recipe (RECIPES) for --budget minutes of training steps (`ds2stream
+train --max-minutes`: compiled steps and data waits counted, dev evaluation and checkpoint writes
+not), one after the other, never side by side, each in its own process (its peak resident memory
+is measured) with its log beside its run directory; then every checkpoint it kept is evaluated on
+the held-out voices (greedy, bench/time_to_accuracy.py). `--budget-of lean=60` gives one preset a
+longer budget; `--continue lean=RUN_DIR` continues an earlier run of the same recipe (the LR decays
+per epoch of steps, so a longer run is the shorter one continued). Results go to --out as each
+preset finishes, and a re-run skips presets already there. `--report` prints the table and draws
+the plot from that file.
+
+    python bench/presets.py --train shards/train --dev shards/dev --test shards/test --runs runs/presets \
+        [--presets zoo fast small lean] [--budget 30] [--budget-of lean=60] [--out bench/out/presets.json]
+    python bench/presets.py --report bench/out/presets.json [--plot docs/presets.png]
+"""
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+from time_to_accuracy import THRESHOLDS, evaluate_run, minutes_to_reach, training_seconds
+
+#: Per preset, what differs from its own defaults. Every run sets `epochs` high enough that the
+#: budget ends it; that changes nothing else, as the LR decays per epoch of steps, not per run.
+RECIPES = {
+    # The seed's recipe: every batch 8 utterances padded to 1,250 frames, the zoo's LR and warm-up
+    # (500 steps), no augmentation. Its steps are long: a checkpoint every 10.
+    "zoo": {"batch_mode": "fixed", "checkpoint_every": 10},
+    # fast and small as lean found best for a budget of minutes: 8,000-frame batches (more updates)
+    # and a 100-step warm-up (their 500 would be most of a 30-minute run); their own LR, augmentation.
+    "fast": {"max_frames": 8000, "warmup_steps": 100, "checkpoint_every": 20},
+    "small": {"max_frames": 8000, "warmup_steps": 100, "checkpoint_every": 10},
+    "lean": {},  # the preset as it is: 8,000-frame batches, 100 warm-up steps, augmentation
+    "tiny": {},
+}
+
+
+def cpu_summary() -> str:
+    """The CPU every figure is from: model name, cores, and the vector extensions that matter here."""
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    flags = set(fields.get("flags", "").split())
+    vector = [f for f in ("avx2", "avx512f", "avx512_vnni", "amx_tile") if f in flags]
+    return (f"{fields.get('model name', platform.processor())} (family {fields.get('cpu family', '?')} model "
+            f"{fields.get('model', '?')}), {os.cpu_count()} cores, {' '.join(vector)}")
+
+
+def train_one(spec: dict) -> None:
+    """In the child process: one preset's run for its budget."""
+    from ds2stream.runtime import quiet_framework_logs
+    from ds2stream.training.trainer import run_training
+
+    quiet_framework_logs(False)
+    continued = spec.get("continue")
+    run_training(run_dir=None if continued else Path(spec["run_dir"]),
+                 resume_dir=Path(continued) if continued else None,
+                 shards=Path(spec["train"]), dev_shards=Path(spec["dev"]), preset=spec["preset"],
+                 overrides={**RECIPES[spec["preset"]], "epochs": 1000, "keep_last": 0},
+                 max_minutes=spec["minutes"], progress=True)
+
+
+def run_preset(args, preset: str) -> dict:
+    budget = dict(args.budget_of).get(preset, args.budget)
+    continued = dict(args.continue_run).get(preset)
+    run_dir = Path(continued) if continued else args.runs / preset
+    minutes = budget
+    if continued:  # its minutes so far count against the budget
+        minutes -= max(training_seconds(run_dir).values(), default=0.0) / 60
+    elif run_dir.exists():
+        raise SystemExit(f"{run_dir} exists: remove it, or give --continue {preset}={run_dir}")
+    spec = {"preset": preset, "run_dir": str(run_dir), "continue": continued and str(continued),
+            "train": str(args.train), "dev": str(args.dev), "minutes": minutes}
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    log_path = run_dir.parent / f"{run_dir.name}.log"
+    print(f"{preset}: {minutes:.1f} min of training into {run_dir} (log: {log_path})", flush=True)
+    with open(log_path, "a") as log:
+        child = subprocess.Popen([sys.executable, __file__, "--train-one", json.dumps(spec)],
+                                 stdout=log, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(child.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{preset}: training failed, see {log_path}")
+    points = evaluate_run(run_dir, args.test)
+    return {"preset": preset, "recipe": RECIPES[preset], "budget_minutes": budget, "run_dir": str(run_dir),
+            "peak_rss_gb": usage.ru_maxrss / 2**20, "points": points}
+
+
+def report(results: dict, plot: Path | None) -> None:
+    """The markdown table (minutes to each CER, CER at the budget's end) and the curves."""
+    heads = " | ".join(f"min to CER ≤ {t:.0%}" for t in THRESHOLDS)
+    print(f"| preset | budget (min) | {heads} | test CER / WER at the end | best test CER | peak RSS |")
+    print("|---|---:|" + "---:|" * len(THRESHOLDS) + "---:|---:|---:|")
+    for name, result in results.items():
+        points = sorted(result["points"], key=lambda p: p["train_minutes"])
+        reach = " | ".join(f"{m:.1f}" if (m := minutes_to_reach(points, t)) is not None else "not reached"
+                           for t in THRESHOLDS)
+        end, best = points[-1], min(points, key=lambda p: p["cer"])
+        print(f"| `{name}` | {result['budget_minutes']:g} | {reach} | {end['cer']:.1%} / {end['wer']:.1%} "
+              f"(at {end['train_minutes']:.1f} min, step {end['global_step']}) | {best['cer']:.1%} "
+              f"| {result['peak_rss_gb']:.1f} GB |")
+    if plot is None:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 4.2))
+    for name, result in results.items():
+        points = sorted(result["points"], key=lambda p: p["train_minutes"])
+        axis.plot([p["train_minutes"] for p in points], [100 * p["cer"] for p in points], marker="o",
+                  markersize=3, label=name)
+    for threshold in THRESHOLDS:
+        axis.axhline(100 * threshold, color="grey", linewidth=0.5, linestyle=":")
+    axis.set_xlabel("training minutes (summed step times, 2 cores)")
+    axis.set_ylabel("test CER, unseen voices, greedy (%)")
+    axis.set_ylim(0, 105)
+    axis.grid(alpha=0.3)
+    axis.legend()
+    figure.tight_layout()
+    plot.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(plot, dpi=110)
+    print(f"plot: {plot}")
+
+
+def pairs(text: str) -> tuple[str, str]:
+    name, _, value = text.partition("=")
+    if name not in RECIPES or not value:
+        raise argparse.ArgumentTypeError(f"expected PRESET=VALUE with a preset of {', '.join(RECIPES)}: {text!r}")
+    return name, value
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--train-one", help=argparse.SUPPRESS)
+    parser.add_argument("--train", type=Path)
+    parser.add_argument("--dev", type=Path)
+    parser.add_argument("--test", type=Path, help="held-out voices")
+    parser.add_argument("--runs", type=Path, default=Path("runs/presets"))
+    parser.add_argument("--presets", nargs="+", default=["zoo", "fast", "small", "lean"], choices=list(RECIPES))
+    parser.add_argument("--budget", type=float, default=30.0, help="minutes of training steps per preset")
+    parser.add_argument("--budget-of", type=pairs, action="append", default=[], metavar="PRESET=MINUTES")
+    parser.add_argument("--continue", dest="continue_run", type=pairs, action="append", default=[],
+                        metavar="PRESET=RUN_DIR")
+    parser.add_argument("--out", type=Path, default=Path("bench/out/presets.json"))
+    parser.add_argument("--report", type=Path, metavar="JSON", help="print the table (and --plot) of a result file")
+    parser.add_argument("--plot", type=Path)
+    args = parser.parse_args()
+    if args.train_one:
+        return train_one(json.loads(args.train_one))
+    if args.report:
+        return report(json.loads(args.report.read_text())["presets"], args.plot)
+    if not (args.train and args.dev and args.test):
+        parser.error("--train, --dev and --test are needed to run the bench")
+    args.budget_of = [(name, float(value)) for name, value in args.budget_of]
+    from ds2stream.runtime import quiet_framework_logs, use_graph_mode
+
+    quiet_framework_logs(False)
+    use_graph_mode()
+    results = json.loads(args.out.read_text())["presets"] if args.out.exists() else {}
+    for preset in args.presets:
+        if preset in results:
+            print(f"{preset}: already in {args.out}, skipped")
+            continue
+        results[preset] = run_preset(args, preset)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"cpu": cpu_summary(), "machine": platform.node(), "test": str(args.test),
+                                        "presets": results}, indent=1))
+    report(results, args.plot)
+
+
+if __name__ == "__main__":
+    main()
