@@ -39,8 +39,9 @@ def shard(inputs, out_dir, audio_format, features, shard_size, min_duration, max
     """
     from tqdm import tqdm
 
+    from ..data.inputs import count_hint
     from ..data.shards import Filtered, ShardOptions, write_shard_set
-    from ..data.sources import Problem, count_hint
+    from ..data.sources import Problem
 
     try:
         counts = [count_hint(path) for path in inputs]

@@ -25,7 +25,8 @@ from ..failpoints import failpoint
 from ..features import FeatureConfig, spectrogram
 from ..files import replace_durably, write_durably
 from .audio import AudioError, encode_flac, is_flac, read_audio
-from .sources import Item, Problem, iter_source
+from .inputs import iter_source
+from .sources import Item, Problem
 from .text import LABELS, TextError, normalize
 
 FORMAT_VERSION = 1
@@ -110,7 +111,8 @@ def convert(item: Item, options: ShardOptions):
         else:
             with open(item.audio_path, "rb") as handle:
                 data = handle.read()
-        samples, rate = read_audio(data, name=item.origin, max_seconds=MAX_UTTERANCE_SECONDS)
+        samples, rate = read_audio(data, name=item.origin, max_seconds=MAX_UTTERANCE_SECONDS, span=item.span,
+                                   channel=item.channel)
     except AudioError as err:
         return Problem(err.kind, item.origin, str(err))
     except OSError as err:
@@ -138,7 +140,8 @@ def convert(item: Item, options: ShardOptions):
     if options.audio_format == "pcm16":
         audio = samples.astype("<i2").tobytes()
     else:
-        audio = bytes(data) if is_flac(data) else encode_flac(samples, rate)
+        whole = item.span is None and item.channel is None
+        audio = bytes(data) if whole and is_flac(data) else encode_flac(samples, rate)
     row = {
         "id": item.id, "speaker_id": item.speaker_id, "chapter_id": item.chapter_id,
         "text": text, "num_samples": len(samples), "sample_rate": rate,

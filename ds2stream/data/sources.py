@@ -1,4 +1,5 @@
-"""Where utterances come from: LibriSpeech folders, LibriSpeech .tar.gz archives, zoo CSV manifests.
+"""Where utterances come from: LibriSpeech folders, LibriSpeech .tar.gz archives, zoo CSV manifests
+(``hf_parquet`` and ``lhotse`` read the other tools' formats; ``inputs`` picks the reader).
 
 Each source yields, in a deterministic order, either a :class:`SourceItem` (transcript and where
 its audio is) or a :class:`Problem` (something that cannot become an utterance, named by file).
@@ -29,13 +30,16 @@ _LIBRISPEECH_ID = re.compile(r"^(\d+)-(\d+)-(\d+)$")
 
 @dataclasses.dataclass(frozen=True)
 class SourceItem:
-    """One utterance before decoding. Exactly one of audio_path / audio_bytes is set."""
+    """One utterance before decoding. Exactly one of audio_path / audio_bytes is set; ``span`` and
+    ``channel`` pick a part of it (a Lhotse supervision in a longer or multi-channel recording)."""
 
     id: str
     transcript: str  # as found, not yet normalised
-    origin: str  # the audio's file (or archive:member) for messages
+    origin: str  # the audio's file (or archive:member, or manifest:line) for messages
     audio_path: str | None = None
     audio_bytes: bytes | None = None
+    span: tuple[float, float] | None = None  # (start, duration) seconds; None: the whole file
+    channel: int | None = None  # None: the file must be mono
 
     @property
     def speaker_id(self) -> int:
@@ -71,6 +75,10 @@ PROBLEM_KINDS = {
     "duplicate_id": "utterance id already taken by an earlier utterance (or an earlier transcript line)",
     "id_mismatch": "utterance id whose speaker or chapter differs from the folders it lies in",
     "too_long": "audio far longer than an utterance (an unsegmented recording)",
+    "span": "supervision whose time span lies outside its recording",
+    "manifest_row": "parquet row or Lhotse manifest entry without a field an utterance needs, or of a kind "
+                    "ds2stream does not read",
+    "unreadable_manifest": "parquet file or Lhotse manifest that is truncated or unreadable",
 }
 
 Item = Union[SourceItem, Problem]
@@ -80,43 +88,6 @@ def _id_part(utt_id: str, group: int) -> int:
     """Speaker (1) or chapter (2) of a LibriSpeech id; -1 when the id has another form."""
     match = _LIBRISPEECH_ID.match(utt_id)
     return int(match.group(group)) if match else -1
-
-
-def input_kind(path: Path) -> str:
-    """'folder', 'archive' or 'csv'; ValueError naming the path otherwise."""
-    if path.is_dir():
-        return "folder"
-    if not path.exists():
-        raise ValueError(f"{path}: no such file or folder")
-    name = path.name.lower()
-    if name.endswith(ARCHIVE_SUFFIXES):
-        return "archive"
-    if name.endswith(".csv"):
-        return "csv"
-    raise ValueError(
-        f"{path}: not a LibriSpeech folder, .tar.gz archive or .csv manifest"
-    )
-
-
-def iter_source(path: Path) -> Iterator[Item]:
-    kind = input_kind(path)
-    if kind == "folder":
-        return iter_folder(path)
-    if kind == "archive":
-        return iter_archive(path)
-    return iter_csv(path)
-
-
-def count_hint(path: Path) -> int | None:
-    """How many items a source will yield, when that is cheap to know (for a progress bar's ETA);
-    None for an archive, which is only read once, as a stream."""
-    kind = input_kind(path)
-    if kind == "folder":
-        return sum(1 for _, _, files in os.walk(path) for f in files if f.lower().endswith(AUDIO_EXTENSIONS))
-    if kind == "csv":
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            return sum(1 for line in handle if line.strip())
-    return None
 
 
 def parse_transcripts(lines, origin: str, texts: dict[str, str] | None = None) -> tuple[dict[str, str], list[Problem]]:

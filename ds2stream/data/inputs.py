@@ -1,0 +1,54 @@
+"""Which source reads an input of ``ds2stream shard``: a LibriSpeech folder or archive, a zoo CSV
+manifest, a Hugging Face parquet file or a Lhotse manifest."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator
+
+from .hf_parquet import PARQUET_SUFFIX, iter_parquet, parquet_rows
+from .lhotse import check_manifest, count_entries, is_manifest, iter_lhotse
+from .sources import ARCHIVE_SUFFIXES, AUDIO_EXTENSIONS, Item, iter_archive, iter_csv, iter_folder
+
+
+def input_kind(path: Path) -> str:
+    """'folder', 'archive', 'csv', 'parquet' or 'lhotse'; ValueError naming the path otherwise (and
+    for a parquet file or manifest that ds2stream cannot read as an input)."""
+    if path.is_dir():
+        return "folder"
+    if not path.exists():
+        raise ValueError(f"{path}: no such file or folder")
+    name = path.name.lower()
+    if name.endswith(ARCHIVE_SUFFIXES):
+        return "archive"
+    if name.endswith(".csv"):
+        return "csv"
+    if name.endswith(PARQUET_SUFFIX):
+        return "parquet"
+    if is_manifest(path):
+        check_manifest(path)
+        return "lhotse"
+    raise ValueError(f"{path}: not a LibriSpeech folder, .tar.gz archive, zoo .csv manifest, Hugging Face "
+                     f".parquet file or Lhotse .jsonl(.gz) manifest")
+
+
+def iter_source(path: Path) -> Iterator[Item]:
+    kind = input_kind(path)
+    return {"folder": iter_folder, "archive": iter_archive, "csv": iter_csv, "parquet": iter_parquet,
+            "lhotse": iter_lhotse}[kind](path)
+
+
+def count_hint(path: Path) -> int | None:
+    """How many items a source will yield, when that is cheap to know (for a progress bar's ETA);
+    None for an archive, which is only read once, as a stream, and for cuts (several per line)."""
+    kind = input_kind(path)
+    if kind == "folder":
+        return sum(1 for _, _, files in os.walk(path) for f in files if f.lower().endswith(AUDIO_EXTENSIONS))
+    if kind == "csv":
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return sum(1 for line in handle if line.strip())
+    if kind == "parquet":
+        return parquet_rows(path)
+    if kind == "lhotse":
+        return count_entries(path)
+    return None
