@@ -7,6 +7,7 @@ import soundfile
 from click.testing import CliRunner
 
 from ds2stream.cli import cli
+from ds2stream.data.shards import audio_bytes
 from ds2stream.demo import run_demo
 from ds2stream.pipeline import ShardSet, decode_samples
 
@@ -56,7 +57,7 @@ def test_export_then_transcribe_gives_the_text_eval_gives(demo_run, tmp_path):
     for position in range(0, 300, 37):
         record = shard_set.record(position)
         path = tmp_path / f"{record['id']}.flac"
-        path.write_bytes(record["audio"])
+        path.write_bytes(audio_bytes(record))
         files.append((path, by_id[record["id"]]))
     # the same audio as wav at 8 kHz: resampled to 16 kHz on the way in
     samples = decode_samples(shard_set.record(0), "flac")
@@ -134,7 +135,7 @@ def test_beam_search_and_lm_on_the_demo_models_outputs(demo_run, tmp_path):
     sidecar = json.loads((tmp_path / "model.json").read_text())
     assert sidecar["decoder"]["lm"] == "model.lm.arpa" and (tmp_path / "model.lm.arpa").is_file()
     record = test_set.record(0)
-    (tmp_path / "one.flac").write_bytes(record["audio"])
+    (tmp_path / "one.flac").write_bytes(audio_bytes(record))
     by_id = {r["id"]: r["hyp"] for r in guided.results}
     carried = runner.invoke(cli, ["transcribe", "--model", str(tmp_path / "model.mindir"), str(tmp_path / "one.flac")])
     assert carried.exit_code == 0 and carried.output.strip().split("\t")[1] == by_id[record["id"]]

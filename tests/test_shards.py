@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from ds2stream.cli import cli
 from ds2stream.data.audio import read_audio
-from ds2stream.data.shards import ShardOptions, load_index, read_shard, write_shard_set
+from ds2stream.data.shards import ShardOptions, audio_bytes, load_index, read_shard, write_shard_set
 from ds2stream.data.sources import parse_transcripts
 from ds2stream.data.zoo import prepare_zoo_manifest
 from ds2stream.features import spectrogram
@@ -53,7 +53,7 @@ def test_folder_round_trip_keeps_every_utterance_byte_for_byte(corpus, tmp_path)
     assert {r["id"] for r in rows} == set(source)
     for row in rows:
         flac, text = source[row["id"]]
-        assert row["audio"] == flac and row["text"] == text
+        assert audio_bytes(row) == flac and row["text"] == text
         samples, rate = read_audio(flac)
         assert row["num_samples"] == len(samples) and row["sample_rate"] == rate == 16000
         assert row["speaker_id"] == int(row["id"].split("-")[0])
@@ -98,8 +98,8 @@ def test_zoo_csv_manifest_of_wav_files(corpus, tmp_path):
     assert summary["utterances"] == len(source) == len(rows)
     for utt_id, (flac, text) in source.items():
         assert rows[utt_id]["text"] == text  # the zoo wrote lower case; normalised back
-        assert rows[utt_id]["audio"][:4] == b"fLaC"  # wav re-encoded losslessly
-        np.testing.assert_array_equal(read_audio(rows[utt_id]["audio"])[0], read_audio(flac)[0])
+        assert audio_bytes(rows[utt_id])[:4] == b"fLaC"  # wav re-encoded losslessly
+        np.testing.assert_array_equal(read_audio(audio_bytes(rows[utt_id]))[0], read_audio(flac)[0])
 
 
 def test_same_input_gives_identical_shards(corpus, tmp_path):
@@ -114,7 +114,7 @@ def test_pcm16_and_features(corpus, tmp_path):
     speaker = corpus / "dev-clean" / "9101"
     write_shard_set([speaker], tmp_path / "pcm", ShardOptions(audio_format="pcm16", with_features=True))
     for row in all_rows(tmp_path / "pcm"):
-        samples = np.frombuffer(row["audio"], dtype="<i2")
+        samples = np.frombuffer(audio_bytes(row), dtype="<i2")
         assert len(samples) == row["num_samples"]
         features = np.frombuffer(row["features"], dtype=np.float16).reshape(161, row["num_frames"])
         np.testing.assert_allclose(features, spectrogram(samples), atol=2e-2, rtol=2e-3)
@@ -207,7 +207,7 @@ def test_truncated_archive_keeps_what_came_before(corpus, tmp_path):
     assert 60 < summary["utterances"] < 180
     source = source_utterances(corpus)
     for row in all_rows(tmp_path / "s"):
-        assert row["audio"] == source[row["id"]][0]
+        assert audio_bytes(row) == source[row["id"]][0]
 
 
 def test_csv_rows_pointing_at_missing_files(corpus, tmp_path):

@@ -1,7 +1,9 @@
 """Arrow shard sets: writing them from sources, resuming, the length index, reading them back.
 
 A shard set is a folder:
-  ``shard-000000.arrow`` ...  Arrow IPC files (memory-mappable), one row per utterance, ``SCHEMA``;
+  ``shard-000000.arrow`` ...  Arrow IPC streams (memory-mappable), one row per utterance, ``SCHEMA``,
+                              which Hugging Face ``datasets`` opens in place as an audio dataset
+                              (``Dataset.from_file``: the schema's ``huggingface`` metadata);
   ``index.arrow``             the length index: one small row per utterance (shard, row, lengths);
   ``index.json``              the summary: shards with checksums, duration histogram, speakers,
                               feature config, label set, problems and filtered counts.
@@ -29,7 +31,9 @@ from .inputs import iter_source
 from .sources import Item, Problem
 from .text import LABELS, TextError, normalize
 
-FORMAT_VERSION = 1
+#: 2: shards are IPC streams (1: IPC files) and ``audio`` is a struct of bytes and path (1: bytes).
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)
 INDEX_JSON = "index.json"
 INDEX_ARROW = "index.arrow"
 PROGRESS_JSON = "progress.json"
@@ -38,6 +42,9 @@ AUDIO_FORMATS = ("flac", "pcm16")
 #: utterances are at most 35 s, and a file of many minutes is a recording not yet cut into
 #: utterances, whose single training batch would not fit in memory.
 MAX_UTTERANCE_SECONDS = 600.0
+
+#: Hugging Face's Audio layout: the encoded file and a name for it.
+AUDIO_TYPE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 
 #: One row per utterance. Field names follow the Hugging Face LibriSpeech loader where it has them.
 SCHEMA = pa.schema([
@@ -48,7 +55,8 @@ SCHEMA = pa.schema([
     ("num_samples", pa.int64()),
     ("sample_rate", pa.int32()),
     ("duration", pa.float64()),  # seconds
-    ("audio", pa.binary()),  # FLAC file bytes, or raw int16 little-endian with --audio pcm16
+    # bytes: the FLAC file, or raw int16 little-endian with --audio pcm16; path: "<id>.flac" (None for pcm16)
+    ("audio", AUDIO_TYPE),
 ])
 #: Added with --features: the spectrogram as float16, row-major (num_bins, num_frames).
 FEATURE_FIELDS = [("features", pa.binary()), ("num_frames", pa.int32())]
@@ -145,7 +153,8 @@ def convert(item: Item, options: ShardOptions):
     row = {
         "id": item.id, "speaker_id": item.speaker_id, "chapter_id": item.chapter_id,
         "text": text, "num_samples": len(samples), "sample_rate": rate,
-        "duration": duration, "audio": audio,
+        "duration": duration,
+        "audio": {"bytes": audio, "path": f"{item.id}.flac" if options.audio_format == "flac" else None},
     }
     if options.with_features:
         features = spectrogram(samples, config)
@@ -160,10 +169,10 @@ def _convert_star(args):
 
 # ---------------------------------------------------------------- the shard set on disk
 
-def _write_table_durably(path: Path, table: pa.Table, schema: pa.Schema) -> None:
-    """An Arrow IPC file written to a temporary name, then renamed into place (``files``)."""
+def _write_table_durably(path: Path, table: pa.Table, schema: pa.Schema, stream: bool = False) -> None:
+    """An Arrow IPC file (or stream) written to a temporary name, then renamed into place (``files``)."""
     tmp = path.with_name(path.name + ".tmp")
-    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
+    with pa.OSFile(str(tmp), "wb") as sink, (pa.ipc.new_stream if stream else pa.ipc.new_file)(sink, schema) as writer:
         writer.write_table(table)
     replace_durably(tmp, path)
 
@@ -186,7 +195,25 @@ def shard_schema(options: ShardOptions) -> pa.Schema:
         "ds2stream.feature_config": json.dumps(options.feature_config.to_dict()),
         "ds2stream.labels": LABELS,
         "ds2stream.audio_format": options.audio_format,
+        "huggingface": json.dumps({"info": {"features": hf_features(schema, options)}}),
     })
+
+
+def hf_features(schema: pa.Schema, options: ShardOptions) -> dict:
+    """The columns as Hugging Face ``datasets`` features: ``audio`` is its Audio feature when it holds
+    FLAC files (raw pcm16 is not a file it decodes: a struct of bytes and path then)."""
+    names = {pa.string(): "string", pa.int64(): "int64", pa.int32(): "int32", pa.float64(): "float64",
+             pa.binary(): "binary"}
+    features = {}
+    for field in schema:
+        if field.name == "audio":
+            features["audio"] = ({"sampling_rate": options.feature_config.sample_rate, "_type": "Audio"}
+                                 if options.audio_format == "flac" else
+                                 {"bytes": {"dtype": "binary", "_type": "Value"},
+                                  "path": {"dtype": "string", "_type": "Value"}})
+        else:
+            features[field.name] = {"dtype": names[field.type], "_type": "Value"}
+    return features
 
 
 @dataclasses.dataclass
@@ -258,7 +285,7 @@ class ShardSetWriter:
         else:
             self.seen_ids.add(result["id"])
             self._rows.append(result)
-            self._bytes += len(result["audio"]) + len(result.get("features", b""))
+            self._bytes += len(result["audio"]["bytes"]) + len(result.get("features", b""))
             if self._bytes >= self.options.shard_size_mb * 1e6:
                 self._flush(position + 1)
 
@@ -267,7 +294,7 @@ class ShardSetWriter:
             schema = shard_schema(self.options)
             table = pa.Table.from_pylist(self._rows, schema=schema)
             path = self.out_dir / shard_name(len(self.shards))
-            _write_table_durably(path, table, schema)
+            _write_table_durably(path, table, schema, stream=True)
             failpoint("shard_written")
             durations = table.column("duration").to_numpy()
             self.shards.append({
@@ -396,10 +423,19 @@ def write_shard_set(inputs: Iterable[Path], out_dir: Path, options: ShardOptions
 # ---------------------------------------------------------------- reading
 
 def read_shard(path: Path, columns: list[str] | None = None) -> pa.Table:
-    """A shard as a memory-mapped Arrow table (no copy of the audio)."""
+    """A shard (an IPC stream, or a format-1 IPC file) as a memory-mapped Arrow table (no copy of
+    the audio)."""
     with pa.memory_map(str(path), "r") as source:
-        table = pa.ipc.open_file(source).read_all()
+        is_file = source.read(6) == b"ARROW1"  # the IPC file format's magic; a stream has none
+        source.seek(0)
+        table = (pa.ipc.open_file(source) if is_file else pa.ipc.open_stream(source)).read_all()
     return table.select(columns) if columns else table
+
+
+def audio_bytes(record: dict) -> bytes:
+    """The stored audio of a shard row (format 2 keeps it in ``audio.bytes``, as Hugging Face does)."""
+    audio = record["audio"]
+    return audio["bytes"] if isinstance(audio, dict) else audio
 
 
 def load_index(shard_dir: Path) -> tuple[dict, pa.Table]:
@@ -411,9 +447,9 @@ def load_index(shard_dir: Path) -> tuple[dict, pa.Table]:
             if (shard_dir / PROGRESS_JSON).exists() else ""
         raise ValueError(f"{shard_dir}: not a complete shard set, no {INDEX_JSON}{hint}")
     summary = json.loads(summary_path.read_text())
-    if summary.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{shard_dir}: shard format {summary.get('format_version')}, "
-                         f"this ds2stream reads format {FORMAT_VERSION}; shard the data again")
+    if summary.get("format_version") not in READABLE_FORMATS:
+        raise ValueError(f"{shard_dir}: shard format {summary.get('format_version')}, this ds2stream reads "
+                         f"formats {', '.join(map(str, READABLE_FORMATS))}; shard the data again")
     with pa.memory_map(str(shard_dir / INDEX_ARROW), "r") as source:
         index = pa.ipc.open_file(source).read_all()
     return summary, index

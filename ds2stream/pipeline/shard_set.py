@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.shards import load_index, read_shard
+from ..data.shards import audio_bytes, load_index, read_shard
 from ..data.text import LABELS, ctc_min_frames
 from ..features import FeatureConfig, spectrogram
 
@@ -90,7 +90,7 @@ class ShardSet:
 
 def decode_samples(record: dict, audio_format: str) -> np.ndarray:
     if audio_format == "pcm16":
-        return np.frombuffer(record["audio"], dtype="<i2")
+        return np.frombuffer(audio_bytes(record), dtype="<i2")
     from ..data.audio import read_audio
 
-    return read_audio(record["audio"], name=record["id"])[0]
+    return read_audio(audio_bytes(record), name=record["id"])[0]

@@ -1,0 +1,190 @@
+"""Inputs made by other tools: Hugging Face parquet files and Lhotse manifests become the same
+utterances as the LibriSpeech folders they describe; and shards that Hugging Face `datasets` opens
+in place as an audio dataset."""
+import gzip
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import soundfile
+from click.testing import CliRunner
+
+from ds2stream.cli import cli
+from ds2stream.data.audio import read_audio
+from ds2stream.data.shards import ShardOptions, audio_bytes, load_index, read_shard, write_shard_set
+from ds2stream.data.sources import SourceItem, iter_folder
+from ds2stream.failpoints import ENV as KILL_AT
+from ds2stream.testing import librispeech_tree
+
+RATE = 16000
+#: openslr/librispeech_asr's parquet schema.
+HF_SCHEMA = pa.schema([("file", pa.string()), ("audio", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
+                       ("text", pa.string()), ("speaker_id", pa.int64()), ("chapter_id", pa.int64()),
+                       ("id", pa.string())])
+
+
+def rows_by_id(shard_dir):
+    summary, _ = load_index(shard_dir)
+    return {row["id"]: row for info in summary["shards"] for row in read_shard(shard_dir / info["file"]).to_pylist()}
+
+
+def hf_rows(corpus):
+    """The rows of Hugging Face's LibriSpeech parquet files for a LibriSpeech tree."""
+    rows = []
+    for item in iter_folder(corpus):
+        assert isinstance(item, SourceItem)
+        with open(item.audio_path, "rb") as handle:
+            rows.append({"file": item.audio_path, "audio": {"bytes": handle.read(), "path": f"{item.id}.flac"},
+                         "text": item.transcript, "speaker_id": item.speaker_id, "chapter_id": item.chapter_id,
+                         "id": item.id})
+    return rows
+
+
+def test_hf_parquet_shards_as_its_folder_does_with_the_flac_bytes_as_they_are(sample_dir, tmp_path):
+    corpus = librispeech_tree(sample_dir / "dev", tmp_path / "ls", per_chapter=6)
+    rows = hf_rows(corpus)
+    flac = rows[0]["audio"]["bytes"]
+    (tmp_path / "beside.flac").write_bytes(flac)
+    bad = [
+        {"id": "9-9-1", "audio": {"bytes": None, "path": None}, "text": "NINE"},  # missing_audio
+        {"id": "9-9-2", "audio": {"bytes": b"RIFF0000WAVEjunk", "path": "2.wav"}, "text": "NINE"},  # unreadable
+        {"id": None, "audio": {"bytes": flac, "path": "x.flac"}, "text": "NINE"},  # manifest_row
+        {"id": "9-9-3", "audio": {"bytes": flac, "path": "3.flac"}, "text": "N1NE"},  # text
+        {"id": "9-9-4", "audio": {"bytes": None, "path": "beside.flac"}, "text": "FOUR"},  # read from the path
+    ]
+    pq.write_table(pa.Table.from_pylist(rows + bad, schema=HF_SCHEMA), tmp_path / "dev.parquet", row_group_size=8)
+
+    result = CliRunner().invoke(cli, ["shard", str(tmp_path / "dev.parquet"), "--out", str(tmp_path / "hf"),
+                                      "--strict", "--shard-size", "0.05"])
+    assert result.exit_code == 1 and "4 problems (--strict)" in result.output
+    summary, _ = load_index(tmp_path / "hf")
+    assert summary["problem_counts"] == {"missing_audio": 1, "unreadable_audio": 1, "manifest_row": 1, "text": 1}
+    assert all("dev.parquet:row" in p["message"] for p in summary["problems"])
+    from_parquet = rows_by_id(tmp_path / "hf")
+    write_shard_set([corpus], tmp_path / "folder", ShardOptions(shard_size_mb=0.05))
+    from_folder = rows_by_id(tmp_path / "folder")
+    assert from_parquet.pop("9-9-4")["text"] == "FOUR"
+    assert from_parquet.keys() == from_folder.keys() and len(from_folder) == len(rows)
+    for utt_id, row in from_folder.items():
+        assert audio_bytes(from_parquet[utt_id]) == audio_bytes(row)  # the FLAC file, byte for byte
+        assert from_parquet[utt_id]["text"] == row["text"] and from_parquet[utt_id]["speaker_id"] == row["speaker_id"]
+
+
+def test_hf_parquet_shard_killed_after_its_first_shard_finishes_with_the_same_bytes(sample_dir, tmp_path):
+    corpus = librispeech_tree(sample_dir / "dev", tmp_path / "ls", per_chapter=6)
+    pq.write_table(pa.Table.from_pylist(hf_rows(corpus), schema=HF_SCHEMA), tmp_path / "dev.parquet",
+                   row_group_size=8)
+    command = [sys.executable, "-m", "ds2stream.cli", "shard", str(tmp_path / "dev.parquet"), "--out",
+               str(tmp_path / "killed"), "--shard-size", "0.05", "--jobs", "2"]
+    env = {k: v for k, v in os.environ.items() if k != KILL_AT}
+    assert subprocess.run(command, env={**env, KILL_AT: "shard_written:1"}, capture_output=True).returncode == -9
+    assert subprocess.run(command, env=env, capture_output=True).returncode == 0
+    reference = write_shard_set([tmp_path / "dev.parquet"], tmp_path / "whole", ShardOptions(shard_size_mb=0.05))
+    resumed = load_index(tmp_path / "killed")[0]
+    assert len(reference["shards"]) > 1
+    assert [s["sha256"] for s in resumed["shards"]] == [s["sha256"] for s in reference["shards"]]
+
+
+def write_jsonl_gz(path, entries):
+    with gzip.open(path, "wt", encoding="utf-8") as handle:
+        for entry in entries:
+            handle.write(json.dumps(entry) + "\n")
+
+
+def recording(recording_id, source, num_samples, channels=(0,), kind="file"):
+    return {"id": recording_id, "sources": [{"type": kind, "channels": list(channels), "source": source}],
+            "sampling_rate": RATE, "num_samples": num_samples, "duration": num_samples / RATE,
+            "channel_ids": list(channels)}
+
+
+def supervision(sup_id, recording_id, start, samples, channel=0, text="ONE TWO"):
+    return {"id": sup_id, "recording_id": recording_id, "start": start, "duration": samples / RATE,
+            "channel": channel, "text": text, "speaker": "s1"}
+
+
+def test_lhotse_supervisions_and_cuts_are_cut_exactly_from_long_and_two_channel_recordings(sample_flacs, tmp_path,
+                                                                                             monkeypatch):
+    a, b, c = (read_audio(path)[0] for path in sample_flacs[:3])
+    gap = np.zeros(RATE // 5, dtype=np.int16)
+    long = np.concatenate([gap, a, gap, b, gap])  # one recording, two utterances in it
+    soundfile.write(tmp_path / "long.flac", long, RATE)
+    width = max(len(a), len(c))
+    two = np.stack([np.pad(a, (0, width - len(a))), np.pad(c, (0, width - len(c)))], axis=1)
+    soundfile.write(tmp_path / "two.wav", two, RATE, subtype="PCM_16")  # speaker a left, speaker c right
+    (tmp_path / "whole.flac").write_bytes(sample_flacs[2].read_bytes())
+    b_start = (2 * len(gap) + len(a)) / RATE
+    recordings = [recording("long", "long.flac", len(long)), recording("two", "two.wav", width, (0, 1)),
+                  recording("whole", "whole.flac", len(c)), recording("unheard", "whole.flac", len(c)),
+                  recording("web", "https://example.org/x.flac", len(c), kind="url")]
+    supervisions = [supervision("long-a", "long", len(gap) / RATE, len(a)),
+                    supervision("long-b", "long", b_start, len(b)),
+                    supervision("two-left", "two", 0.0, len(a), channel=0),
+                    supervision("two-right", "two", 0.0, len(c), channel=1),
+                    supervision("whole-c", "whole", 0.0, len(c)),
+                    supervision("past-end", "long", len(long) / RATE - 0.1, RATE),  # span
+                    supervision("lost", "nowhere", 0.0, RATE),  # missing_audio
+                    supervision("web-x", "web", 0.0, RATE)]  # manifest_row; "unheard": missing_transcript
+    write_jsonl_gz(tmp_path / "demo_recordings_dev.jsonl.gz", recordings)
+    write_jsonl_gz(tmp_path / "demo_supervisions_dev.jsonl.gz", supervisions)
+    expected = {"long-a": a, "long-b": b, "two-left": a, "two-right": c, "whole-c": c}
+
+    monkeypatch.chdir(tmp_path.parent)  # relative paths: from the manifest's folder when not from here
+    summary = write_shard_set([tmp_path / "demo_supervisions_dev.jsonl.gz"], tmp_path / "sup")
+    assert summary["problem_counts"] == {"span": 1, "missing_audio": 1, "manifest_row": 1, "missing_transcript": 1}
+    rows = rows_by_id(tmp_path / "sup")
+    assert rows.keys() == expected.keys()
+    for utt_id, samples in expected.items():
+        np.testing.assert_array_equal(read_audio(audio_bytes(rows[utt_id]))[0], samples, err_msg=utt_id)
+    assert audio_bytes(rows["whole-c"]) == sample_flacs[2].read_bytes()  # a whole file is kept as it is
+
+    # The same as cuts: a window of the long recording (supervision starts count from the cut's).
+    cut_start = len(gap) / 2 / RATE
+    cuts = [{"id": "cut-long", "start": cut_start, "duration": len(long) / RATE - cut_start, "channel": 0,
+             "type": "MonoCut", "recording": recordings[0],
+             "supervisions": [{**s, "start": s["start"] - cut_start} for s in supervisions[:2]]},
+            {"id": "cut-two", "start": 0.0, "duration": width / RATE, "channel": [0, 1], "type": "MultiCut",
+             "recording": recordings[1], "supervisions": supervisions[2:4]},
+            {"id": "mix", "type": "MixedCut", "tracks": []},  # manifest_row
+            {"id": "empty", "start": 0.0, "duration": 1.0, "channel": 0, "type": "MonoCut",
+             "recording": recordings[2], "supervisions": []}]  # missing_transcript
+    write_jsonl_gz(tmp_path / "demo_cuts_dev.jsonl.gz", cuts)
+    summary = write_shard_set([tmp_path / "demo_cuts_dev.jsonl.gz"], tmp_path / "cuts")
+    assert summary["problem_counts"] == {"manifest_row": 1, "missing_transcript": 1}
+    rows = rows_by_id(tmp_path / "cuts")
+    assert rows.keys() == {"long-a", "long-b", "two-left", "two-right"}
+    for utt_id, row in rows.items():
+        np.testing.assert_array_equal(read_audio(audio_bytes(row))[0], expected[utt_id], err_msg=utt_id)
+
+
+def test_a_recordings_manifest_alone_or_a_supervisions_manifest_without_one_is_refused_by_name(tmp_path):
+    write_jsonl_gz(tmp_path / "x_recordings_a.jsonl.gz", [recording("r", "r.flac", RATE)])
+    write_jsonl_gz(tmp_path / "x_supervisions_b.jsonl.gz", [supervision("s", "r", 0.0, RATE)])
+    runner = CliRunner()
+    result = runner.invoke(cli, ["shard", str(tmp_path / "x_recordings_a.jsonl.gz"), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "has no transcripts; give its supervisions manifest" in result.output
+    result = runner.invoke(cli, ["shard", str(tmp_path / "x_supervisions_b.jsonl.gz"), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "x_recordings_b.jsonl.gz" in result.output
+    (tmp_path / "bad.parquet").write_bytes(b"PAR1 not really")
+    result = runner.invoke(cli, ["shard", str(tmp_path / "bad.parquet"), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "bad.parquet: not a readable parquet file" in result.output
+
+
+def test_hugging_face_datasets_opens_a_shard_in_place_as_an_audio_dataset(sample_test_shards):
+    import datasets
+
+    summary, _ = load_index(sample_test_shards)
+    shard = sample_test_shards / summary["shards"][0]["file"]
+    dataset = datasets.Dataset.from_file(str(shard))
+    assert dataset.cache_files == [{"filename": str(shard)}]  # memory-mapped where it lies, not copied
+    assert dataset.features["audio"] == datasets.Audio(sampling_rate=RATE)
+    stored = read_shard(shard).to_pylist()
+    table = dataset.with_format("arrow")[:]
+    assert table.num_rows == len(stored) == summary["shards"][0]["rows"]
+    assert table.column("id").to_pylist() == [row["id"] for row in stored]
+    for got, row in zip(table.column("audio").to_pylist(), stored):
+        assert got["bytes"] == audio_bytes(row) and got["path"] == f"{row['id']}.flac"
+        assert read_audio(got["bytes"])[0].shape[0] == row["num_samples"]
