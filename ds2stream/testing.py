@@ -255,3 +255,53 @@ def fuzzed_corpus(clips_dir: Path, root: Path, scale: int = 1, seed: int = 0) ->
         del good[utt_id]
     bad["id_mismatch"] = 5 * n
     return corpus, good, bad
+
+
+def hf_librispeech_rows(corpus: Path) -> list[dict]:
+    """The rows Hugging Face's LibriSpeech parquet files (openslr/librispeech_asr) hold for a
+    LibriSpeech tree: the FLAC bytes, the transcript as found, ids."""
+    from .data.sources import SourceItem, iter_folder
+
+    rows = []
+    for item in iter_folder(Path(corpus)):
+        if isinstance(item, SourceItem):
+            rows.append({"file": item.audio_path, "audio": {"bytes": Path(item.audio_path).read_bytes(),
+                                                            "path": f"{item.id}.flac"},
+                         "text": item.transcript, "speaker_id": item.speaker_id, "chapter_id": item.chapter_id,
+                         "id": item.id})
+    return rows
+
+
+def write_hf_parquet(rows: list[dict], path: Path, row_group_size: int = 64) -> Path:
+    """Rows (``hf_librispeech_rows``, or made by hand) as a parquet file of Hugging Face's schema."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([("file", pa.string()),
+                        ("audio", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
+                        ("text", pa.string()), ("speaker_id", pa.int64()), ("chapter_id", pa.int64()),
+                        ("id", pa.string())])
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path, row_group_size=row_group_size)
+    return path
+
+
+def format_1_copy(shard_dir: Path, out: Path) -> Path:
+    """A copy of a shard set as ds2stream wrote it before format 2 (IPC files, audio as bytes)."""
+    import json
+    import os
+
+    import pyarrow as pa
+
+    from .data.shards import read_shard
+
+    shutil.copytree(shard_dir, out)
+    summary = json.loads((out / "index.json").read_text())
+    for info in summary["shards"]:
+        table = read_shard(out / info["file"])
+        audio = table.column("audio").combine_chunks().field("bytes")
+        table = table.set_column(table.schema.get_field_index("audio"), "audio", audio)
+        with pa.OSFile(str(out / "file.tmp"), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table)
+        os.replace(out / "file.tmp", out / info["file"])  # never written over the mapped file
+    (out / "index.json").write_text(json.dumps({**summary, "format_version": 1}))
+    return out

@@ -8,23 +8,16 @@ import subprocess
 import sys
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import soundfile
 from click.testing import CliRunner
 
 from ds2stream.cli import cli
 from ds2stream.data.audio import read_audio
 from ds2stream.data.shards import ShardOptions, audio_bytes, load_index, read_shard, write_shard_set
-from ds2stream.data.sources import SourceItem, iter_folder
 from ds2stream.failpoints import ENV as KILL_AT
-from ds2stream.testing import librispeech_tree
+from ds2stream.testing import hf_librispeech_rows, librispeech_tree, write_hf_parquet
 
 RATE = 16000
-#: openslr/librispeech_asr's parquet schema.
-HF_SCHEMA = pa.schema([("file", pa.string()), ("audio", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
-                       ("text", pa.string()), ("speaker_id", pa.int64()), ("chapter_id", pa.int64()),
-                       ("id", pa.string())])
 
 
 def rows_by_id(shard_dir):
@@ -32,21 +25,9 @@ def rows_by_id(shard_dir):
     return {row["id"]: row for info in summary["shards"] for row in read_shard(shard_dir / info["file"]).to_pylist()}
 
 
-def hf_rows(corpus):
-    """The rows of Hugging Face's LibriSpeech parquet files for a LibriSpeech tree."""
-    rows = []
-    for item in iter_folder(corpus):
-        assert isinstance(item, SourceItem)
-        with open(item.audio_path, "rb") as handle:
-            rows.append({"file": item.audio_path, "audio": {"bytes": handle.read(), "path": f"{item.id}.flac"},
-                         "text": item.transcript, "speaker_id": item.speaker_id, "chapter_id": item.chapter_id,
-                         "id": item.id})
-    return rows
-
-
 def test_hf_parquet_shards_as_its_folder_does_with_the_flac_bytes_as_they_are(sample_dir, tmp_path):
     corpus = librispeech_tree(sample_dir / "dev", tmp_path / "ls", per_chapter=6)
-    rows = hf_rows(corpus)
+    rows = hf_librispeech_rows(corpus)
     flac = rows[0]["audio"]["bytes"]
     (tmp_path / "beside.flac").write_bytes(flac)
     bad = [
@@ -56,7 +37,7 @@ def test_hf_parquet_shards_as_its_folder_does_with_the_flac_bytes_as_they_are(sa
         {"id": "9-9-3", "audio": {"bytes": flac, "path": "3.flac"}, "text": "N1NE"},  # text
         {"id": "9-9-4", "audio": {"bytes": None, "path": "beside.flac"}, "text": "FOUR"},  # read from the path
     ]
-    pq.write_table(pa.Table.from_pylist(rows + bad, schema=HF_SCHEMA), tmp_path / "dev.parquet", row_group_size=8)
+    write_hf_parquet(rows + bad, tmp_path / "dev.parquet", row_group_size=8)
 
     result = CliRunner().invoke(cli, ["shard", str(tmp_path / "dev.parquet"), "--out", str(tmp_path / "hf"),
                                       "--strict", "--shard-size", "0.05"])
@@ -76,8 +57,7 @@ def test_hf_parquet_shards_as_its_folder_does_with_the_flac_bytes_as_they_are(sa
 
 def test_hf_parquet_shard_killed_after_its_first_shard_finishes_with_the_same_bytes(sample_dir, tmp_path):
     corpus = librispeech_tree(sample_dir / "dev", tmp_path / "ls", per_chapter=6)
-    pq.write_table(pa.Table.from_pylist(hf_rows(corpus), schema=HF_SCHEMA), tmp_path / "dev.parquet",
-                   row_group_size=8)
+    write_hf_parquet(hf_librispeech_rows(corpus), tmp_path / "dev.parquet", row_group_size=8)
     command = [sys.executable, "-m", "ds2stream.cli", "shard", str(tmp_path / "dev.parquet"), "--out",
                str(tmp_path / "killed"), "--shard-size", "0.05", "--jobs", "2"]
     env = {k: v for k, v in os.environ.items() if k != KILL_AT}

@@ -18,7 +18,7 @@ from ds2stream.data.shards import ShardOptions, audio_bytes, load_index, read_sh
 from ds2stream.data.sources import parse_transcripts
 from ds2stream.data.zoo import prepare_zoo_manifest
 from ds2stream.features import spectrogram
-from ds2stream.testing import librispeech_archive, librispeech_tree
+from ds2stream.testing import format_1_copy, librispeech_archive, librispeech_tree
 
 
 def all_rows(shard_dir):
@@ -266,27 +266,15 @@ def test_kill_minus_nine_then_rerun_completes_the_set_exactly(sample_dir, tmp_pa
 
 
 def test_a_format_1_shard_set_ipc_files_with_audio_as_bytes_is_still_read_sample_for_sample(sample_dir, tmp_path):
-    import shutil
-
     import pyarrow as pa
 
     from ds2stream.pipeline import ShardSet
 
     corpus = librispeech_tree(sample_dir / "dev", tmp_path / "ls", per_chapter=4)
     write_shard_set([corpus], tmp_path / "v2", ShardOptions(shard_size_mb=0.05))
-    shutil.copytree(tmp_path / "v2", tmp_path / "v1")
-    summary = json.loads((tmp_path / "v1" / "index.json").read_text())
-    for info in summary["shards"]:  # as ds2stream wrote them before format 2
-        table = read_shard(tmp_path / "v1" / info["file"])
-        audio = table.column("audio").combine_chunks().field("bytes")
-        table = table.set_column(table.schema.get_field_index("audio"), "audio", audio)
-        with pa.OSFile(str(tmp_path / "file.arrow"), "wb") as sink, pa.ipc.new_file(sink, table.schema) as out:
-            out.write_table(table)
-        os.replace(tmp_path / "file.arrow", tmp_path / "v1" / info["file"])  # never over the mapped file
-    (tmp_path / "v1" / "index.json").write_text(json.dumps({**summary, "format_version": 1}))
-    old, new = ShardSet(tmp_path / "v1"), ShardSet(tmp_path / "v2")
+    old, new = ShardSet(format_1_copy(tmp_path / "v2", tmp_path / "v1")), ShardSet(tmp_path / "v2")
     assert len(old) == len(new) > 4
-    assert read_shard(tmp_path / "v1" / summary["shards"][0]["file"]).schema.field("audio").type == pa.binary()
+    assert read_shard(tmp_path / "v1" / old.summary["shards"][0]["file"]).schema.field("audio").type == pa.binary()
     for position in range(len(new)):
         got, want = old.samples(position), new.samples(position)
         assert got[1] == want[1]
