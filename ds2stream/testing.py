@@ -1,6 +1,7 @@
 """Small LibriSpeech-shaped inputs built from real audio, for tests, tools and benchmarks."""
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import sys
@@ -147,6 +148,108 @@ def local_msrun(workers: int, log_dir: Path) -> list[str]:
     return [sys.executable, "-m", "mindspore.parallel.cluster.run", f"--worker_num={workers}",
             f"--local_worker_num={workers}", "--master_addr=127.0.0.1", f"--master_port={free_port()}",
             "--join=True", f"--log_dir={log_dir}"]
+
+
+# ---------------------------------------------------------------- ds2stream serve
+
+@contextlib.contextmanager
+def served(model: Path, *args, timeout: float = 120.0):
+    """``ds2stream serve --model MODEL ARGS`` in its own process on a free loopback port, as a user
+    starts it; yields its base URL once it answers /health, and stops it after."""
+    import subprocess
+    import time
+    import urllib.request
+
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "ds2stream.cli", "serve", "--model", str(model),
+                                "--port", str(port), *map(str, args)], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"ds2stream serve exited ({process.returncode}): {process.stdout.read()}")
+            try:
+                urllib.request.urlopen(url + "/health", timeout=2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"ds2stream serve did not answer within {timeout:.0f} s") from None
+                time.sleep(0.3)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def post_audio(url: str, body: bytes, content_type: str, timeout: float = 120.0) -> tuple[int, dict]:
+    """POST to a server's /transcribe: (HTTP status, its JSON answer)."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url + "/transcribe", data=body, headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def multipart_body(field: str, data: bytes, filename: str = "audio.flac") -> tuple[bytes, str]:
+    """(body, content type) of a multipart/form-data upload of ``data`` as ``field``."""
+    boundary = "ds2stream-upload-boundary"
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{filename}\"\r\n"
+            f"Content-Type: application/octet-stream\r\n\r\n").encode()
+    return head + data + f"\r\n--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+
+
+def ensure_chromium() -> None:
+    """Debian's chromium and chromium-driver, installed with apt-get where they are missing (the
+    browser test's system packages come from the project's own set-up, not from the user)."""
+    import os
+    import subprocess
+
+    if CHROMIUM.exists() and CHROMEDRIVER.exists():
+        return
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        raise RuntimeError("the browser test needs Debian's chromium and chromium-driver: "
+                           "sudo apt-get install chromium chromium-driver")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "--no-install-recommends", "chromium", "chromium-driver"]
+    if subprocess.run(install, env=env, capture_output=True).returncode != 0:
+        subprocess.run(["apt-get", "update"], env=env, capture_output=True, check=True)
+        subprocess.run(install, env=env, capture_output=True, check=True)
+
+
+@contextlib.contextmanager
+def headless_chromium(fake_microphone: Path | None = None):
+    """A selenium driver of headless Chromium; ``fake_microphone``: a WAV file it hears (looped)
+    when a page records, with the permission granted."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    ensure_chromium()
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+        options.add_argument(flag)
+    if fake_microphone is not None:
+        for flag in ("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                     f"--use-file-for-fake-audio-capture={fake_microphone}"):
+            options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
 
 
 # ---------------------------------------------------------------- fault injection

@@ -1,15 +1,20 @@
 """The main job end to end: demo (shard, train, eval), eval of the checkpoint training wrote,
 export -> transcribe giving the same text as eval. One demo run serves every test here."""
+import concurrent.futures
 import json
+import time
+import urllib.request
 
 import pytest
 import soundfile
 from click.testing import CliRunner
 
 from ds2stream.cli import cli
+from ds2stream.data.audio import read_audio
 from ds2stream.data.shards import audio_bytes
 from ds2stream.demo import run_demo
 from ds2stream.pipeline import ShardSet, decode_samples
+from ds2stream.testing import headless_chromium, multipart_body, post_audio, served
 
 pytestmark = pytest.mark.slow
 
@@ -139,3 +144,77 @@ def test_beam_search_and_lm_on_the_demo_models_outputs(demo_run, tmp_path):
     by_id = {r["id"]: r["hyp"] for r in guided.results}
     carried = runner.invoke(cli, ["transcribe", "--model", str(tmp_path / "model.mindir"), str(tmp_path / "one.flac")])
     assert carried.exit_code == 0 and carried.output.strip().split("\t")[1] == by_id[record["id"]]
+
+
+@pytest.fixture(scope="module")
+def served_demo(demo_run):
+    _, result = demo_run
+    with served(result.run_dir / "best.ckpt") as url:
+        yield url
+
+
+def demo_test_files(demo_run, folder, step=37):
+    """Some test recordings of the demo, written out as FLAC files, with what eval decoded for each."""
+    out, result = demo_run
+    shard_set = ShardSet(out / "shards" / "test")
+    by_id = {r["id"]: r["hyp"] for r in result.report.results}
+    files = []
+    for position in range(0, len(shard_set), step):
+        record = shard_set.record(position)
+        path = folder / f"{record['id']}.flac"
+        path.write_bytes(audio_bytes(record))
+        files.append((path, by_id[record["id"]]))
+    return files
+
+
+def test_serve_answers_what_eval_decodes_with_word_times_and_batches_requests_that_arrive_together(
+        demo_run, served_demo, tmp_path):
+    files = demo_test_files(demo_run, tmp_path)
+    for path, expected in files:
+        status, raw = post_audio(served_demo, path.read_bytes(), "audio/flac")
+        assert status == 200 and raw["text"] == expected, raw
+        status, form = post_audio(served_demo, *multipart_body("file", path.read_bytes()))
+        assert status == 200 and form["text"] == expected
+        assert [w["word"] for w in raw["words"]] == expected.split()
+        times = [t for w in raw["words"] for t in (w["start"], w["end"])]
+        assert times == sorted(times) and all(0 <= t <= raw["duration"] for t in times)
+        assert raw["words"] and raw["words"][-1]["end"] - raw["words"][0]["start"] > 0.1  # a digit lasts
+    health = lambda: json.loads(urllib.request.urlopen(served_demo + "/health").read())  # noqa: E731
+    before = health()
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda f: post_audio(served_demo, f[0].read_bytes(), "audio/flac"), files * 3))
+    assert [(status, answer["text"]) for status, answer in answers] == [(200, text) for _, text in files * 3]
+    after = health()
+    assert after["utterances"] - before["utterances"] == 3 * len(files)
+    assert after["batches"] - before["batches"] < 3 * len(files)  # some requests shared a forward pass
+
+
+def test_the_page_in_headless_chromium_transcribes_an_uploaded_file_and_the_microphone(
+        demo_run, served_demo, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    (path, expected), *_ = demo_test_files(demo_run, tmp_path, step=150)
+    samples = read_audio(path)[0]
+    soundfile.write(tmp_path / "microphone.wav", samples, 16000, subtype="PCM_16")
+    with headless_chromium(fake_microphone=tmp_path / "microphone.wav") as browser:
+        browser.get(served_demo + "/")
+        wait = WebDriverWait(browser, 60)
+        browser.find_element(By.ID, "file").send_keys(str(path))
+        browser.find_element(By.ID, "upload").click()
+        wait.until(lambda b: b.find_element(By.ID, "transcript").text or b.find_element(By.ID, "error").text)
+        assert browser.find_element(By.ID, "error").text == ""
+        assert browser.find_element(By.ID, "transcript").text == expected
+        rows = browser.find_elements(By.CSS_SELECTOR, "#words tr")
+        assert [row.find_elements(By.TAG_NAME, "td")[0].text for row in rows[1:]] == expected.split()
+
+        browser.find_element(By.ID, "record").click()
+        wait.until(lambda b: b.find_element(By.ID, "recording").text == "recording…")
+        time.sleep(2.0)  # the fake microphone plays the recording over and over
+        browser.find_element(By.ID, "stop").click()
+        wait.until(lambda b: "s of audio" in b.find_element(By.ID, "status").text
+                   or b.find_element(By.ID, "error").text)
+        assert browser.find_element(By.ID, "error").text == ""
+        heard = float(browser.find_element(By.ID, "status").text.split(" s of audio")[0])
+        assert 1.5 < heard < 10  # about the two seconds recorded, resampled from the browser's rate
+        assert expected.split()[0] in browser.find_element(By.ID, "transcript").text.split()

@@ -11,6 +11,7 @@ import numpy as np
 from ..checkpoint import check_meta, load_model
 from ..data.audio import read_audio, resample
 from ..features import FeatureConfig, spectrogram
+from ..model import ModelConfig
 from .decoding import DecoderConfig, make_decoder
 from .evaluate import network_log_probs
 
@@ -45,6 +46,7 @@ class Transcriber:
         else:
             self.network, meta = load_model(model_path)
         self.features = FeatureConfig.from_dict(meta["feature_config"])
+        self.model_config = ModelConfig.from_dict(meta["model_config"])
         self.decoder = decoder or carried or DecoderConfig()
         self.decode = make_decoder(self.decoder)
 
@@ -58,9 +60,18 @@ class Transcriber:
                              f"describes: the two come from different exports "
                              f"({' '.join(str(err).split('C++ Call Stack')[0].split())[:160]})") from None
 
+    @property
+    def frame_seconds(self) -> float:
+        """Seconds of audio per output frame (the features' hop times the convolutions' time stride)."""
+        return self.features.hop_length / self.features.sample_rate * self.model_config.time_stride
+
+    def features_of(self, samples: np.ndarray, rate: int) -> np.ndarray:
+        """The spectrogram (num_bins, frames) the network takes, at the model's sample rate."""
+        return spectrogram(resample(samples, rate, self.features.sample_rate), self.features)
+
     def transcribe_samples(self, samples: np.ndarray, rate: int) -> str:
         """The same features and decoder as ``ds2stream eval``."""
-        spect = spectrogram(resample(samples, rate, self.features.sample_rate), self.features)
+        spect = self.features_of(samples, rate)
         return self.decode(network_log_probs(self.network, spect[None, None], np.array([spect.shape[1]]))[0])
 
     def transcribe_file(self, path: Path) -> str:

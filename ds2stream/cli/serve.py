@@ -1,0 +1,45 @@
+"""``ds2stream serve``: a model behind an HTTP API and a web page."""
+from pathlib import Path
+
+import click
+
+from .base import cli
+from .decoding import decoder_from, decoder_options
+
+
+@cli.command()
+@click.option("--model", "model_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A ds2stream checkpoint (.ckpt) or an exported .mindir.")
+@decoder_options
+@click.option("--host", default="127.0.0.1", help="Address to listen on (0.0.0.0: every interface).")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000)
+@click.option("--max-upload-mb", type=click.FloatRange(min=0, min_open=True), default=20.0,
+              help="Larger uploads are refused (413).")
+@click.option("--max-seconds", type=click.FloatRange(min=0, min_open=True), default=60.0,
+              help="Longer audio is refused (422).")
+@click.option("--max-batch", type=click.IntRange(min=1), default=8,
+              help="Requests that arrive together share one forward pass, up to this many.")
+def serve(model_path, host, port, max_upload_mb, max_seconds, max_batch, **decoder):
+    """Serve MODEL over HTTP: POST /transcribe (the audio as a multipart field 'file' or as the
+    body) answers {"text", "words": [{"word", "start", "end"}], "duration"}; GET / is a page to
+    upload a file or record from the microphone. Needs aiohttp: pip install 'ds2stream[serve]'."""
+    from ..checkpoint import CheckpointError
+    from ..inference.transcribe import Transcriber
+    from ..runtime import use_graph_mode
+
+    try:
+        import aiohttp  # noqa: F401
+    except ImportError:
+        raise click.ClickException("serve needs aiohttp: pip install 'ds2stream[serve]'") from None
+    from ..inference.serve import ServeLimits, warm_up
+    from ..inference.serve import serve as run_server
+
+    config = decoder_from(**decoder)
+    use_graph_mode()
+    try:
+        transcriber = Transcriber(model_path, config)
+    except (CheckpointError, ValueError) as err:
+        raise click.ClickException(str(err)) from None
+    limits = ServeLimits(max_upload_mb=max_upload_mb, max_seconds=max_seconds, max_batch=max_batch)
+    warm_up(transcriber, limits)
+    run_server(transcriber, host, port, limits, print_=click.echo)

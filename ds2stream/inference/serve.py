@@ -1,0 +1,209 @@
+"""``ds2stream serve``: a model behind an HTTP API and a web page (aiohttp: one package gives the
+server, the multipart parser and the client the load bench uses; no ASGI server on top).
+
+  ``POST /transcribe``  the audio file as a multipart field ``file`` or as the raw request body ->
+                        ``{"text", "words": [{"word", "start", "end"}], "duration"}`` (seconds; each
+                        word's times from the CTC alignment of the text, ``align.word_times``)
+  ``GET /``             the page: upload a file or record from the microphone, see the transcript
+  ``GET /health``       ``{"status": "ok", ...}``
+
+Requests that arrive together are batched: one task takes what is queued (up to ``max_batch``
+utterances), pads it to a bucket of frames and a batch of a power of two (so that graph mode
+compiles a bounded set of shapes, once each) and runs one forward pass in a worker thread while
+the server goes on reading uploads. Bad input gets a 4xx with a message and never stops the
+server: 413 (upload larger than ``max_upload_mb``), 415 (not audio), 422 (unreadable audio, longer
+than ``max_seconds``, shorter than one window).
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import dataclasses
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..data.audio import AudioError, read_audio
+from ..pipeline.buckets import round_up_frames
+from .align import word_times
+from .evaluate import network_log_probs
+from .transcribe import Transcriber
+
+PAGE = Path(__file__).with_name("web") / "index.html"
+#: Padded frame counts of a served batch (then multiples of the largest): few shapes to compile.
+FRAME_EDGES = (128, 256, 512, 1024, 2048, 4096)
+#: Content types taken as a raw audio body, besides audio/*.
+RAW_AUDIO_TYPES = ("application/octet-stream",)
+
+
+@dataclasses.dataclass(frozen=True)
+class ServeLimits:
+    max_upload_mb: float = 20.0
+    max_seconds: float = 60.0
+    max_batch: int = 8
+
+
+class HTTPError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def padded_frames(frames: int) -> int:
+    """The bucket a batch of at most ``frames`` frames is padded to."""
+    for edge in FRAME_EDGES:
+        if frames <= edge:
+            return edge
+    return int(round_up_frames(frames, FRAME_EDGES[-1]))
+
+
+@dataclasses.dataclass
+class _Request:
+    features: np.ndarray  # (num_bins, frames)
+    duration: float
+    done: asyncio.Future
+
+
+class Recognizer:
+    """The model and its batching queue (one forward pass at a time, in one worker thread)."""
+
+    def __init__(self, transcriber: Transcriber, limits: ServeLimits):
+        self.transcriber, self.limits = transcriber, limits
+        self.queue: asyncio.Queue[_Request] = asyncio.Queue()
+        self.pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ds2stream-forward")
+        self.batches = self.utterances = 0
+
+    async def transcribe(self, samples: np.ndarray, rate: int) -> dict:
+        duration = len(samples) / rate
+        loop = asyncio.get_running_loop()
+        features = await loop.run_in_executor(None, self.transcriber.features_of, samples, rate)
+        request = _Request(features, duration, loop.create_future())
+        await self.queue.put(request)
+        return await request.done
+
+    async def run(self) -> None:
+        """Take what is queued, one batch at a time, for as long as the server runs."""
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self.queue.get()]
+            while len(batch) < self.limits.max_batch and not self.queue.empty():
+                batch.append(self.queue.get_nowait())
+            try:
+                results = await loop.run_in_executor(self.pool, self._forward, [r.features for r in batch])
+            except Exception as err:  # noqa: BLE001 - a failed batch fails its requests, not the server
+                for request in batch:
+                    request.done.set_exception(err)
+                continue
+            for request, (text, log_probs) in zip(batch, results):
+                words = [{"word": w.word, "start": min(w.start, request.duration), "end": min(w.end, request.duration)}
+                         for w in word_times(text, log_probs, self.transcriber.frame_seconds)]
+                # (the last output frame can reach past the audio's end: times stop there)
+                request.done.set_result({"text": text, "words": words, "duration": round(request.duration, 3)})
+
+    def _forward(self, features: list[np.ndarray]) -> list[tuple[str, np.ndarray]]:
+        frames = padded_frames(max(f.shape[1] for f in features))
+        rows = 1 << (len(features) - 1).bit_length()  # a power of two
+        bins = features[0].shape[0]
+        padded = np.zeros((rows, 1, bins, frames), dtype=np.float32)
+        lengths = np.full(rows, frames, dtype=np.int32)  # filler rows: whole (any length would do)
+        for row, spect in enumerate(features):
+            padded[row, 0, :, : spect.shape[1]] = spect
+            lengths[row] = spect.shape[1]
+        log_probs = network_log_probs(self.transcriber.network, padded, lengths)[: len(features)]
+        self.batches, self.utterances = self.batches + 1, self.utterances + len(features)
+        return [(self.transcriber.decode(lp), lp) for lp in log_probs]
+
+
+async def read_upload(request, limits: ServeLimits) -> bytes:
+    """The audio bytes of a request: the multipart field ``file``, or the raw body."""
+    from aiohttp import web
+
+    content_type, limit = request.content_type, int(limits.max_upload_mb * 1e6)
+    too_large = HTTPError(413, f"upload larger than {limits.max_upload_mb:g} MB")
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large
+    try:
+        if content_type == "multipart/form-data":
+            reader = await request.multipart()
+            async for part in reader:
+                if part.name != "file":
+                    await part.release()
+                    continue
+                data = bytearray()  # read in chunks: a multipart body is not held to client_max_size
+                while chunk := await part.read_chunk(1 << 16):
+                    data += chunk
+                    if len(data) > limit:
+                        raise too_large
+                return bytes(data)
+            raise HTTPError(400, "multipart upload without a field named 'file'")
+        if content_type.startswith("audio/") or content_type in RAW_AUDIO_TYPES:
+            return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise too_large from None
+    raise HTTPError(415, f"content type {content_type!r} is not audio: send the file as a multipart field "
+                         f"'file', or as the body with an audio/* content type")
+
+
+def make_app(transcriber: Transcriber, limits: ServeLimits = ServeLimits()):
+    from aiohttp import web
+
+    recognizer = Recognizer(transcriber, limits)
+    min_seconds = transcriber.features.min_samples / transcriber.features.sample_rate
+
+    async def transcribe(request):
+        started = time.perf_counter()
+        try:
+            data = await read_upload(request, limits)
+            if not data:
+                raise HTTPError(422, "empty upload")
+            try:
+                samples, rate = read_audio(data, name="the upload", max_seconds=limits.max_seconds)
+            except AudioError as err:
+                raise HTTPError(422, str(err)) from None
+            if len(samples) / rate < min_seconds:
+                raise HTTPError(422, f"the upload holds {len(samples) / rate:.3f} s of audio, less than one "
+                                     f"window ({min_seconds:.3f} s)")
+            result = await recognizer.transcribe(samples, rate)
+        except HTTPError as err:
+            return web.json_response({"error": str(err)}, status=err.status)
+        result["seconds"] = round(time.perf_counter() - started, 3)
+        return web.json_response(result)
+
+    async def page(_request):
+        return web.Response(text=PAGE.read_text(), content_type="text/html")
+
+    async def health(_request):
+        return web.json_response({"status": "ok", "decoder": transcriber.decoder.decoder,
+                                  "sample_rate": transcriber.features.sample_rate,
+                                  "batches": recognizer.batches, "utterances": recognizer.utterances})
+
+    async def start_batching(app):
+        app["batching"] = asyncio.get_running_loop().create_task(recognizer.run())
+
+    async def stop_batching(app):
+        app["batching"].cancel()
+        recognizer.pool.shutdown(wait=True)
+
+    app = web.Application(client_max_size=int(limits.max_upload_mb * 1e6))
+    app.router.add_get("/", page)
+    app.router.add_get("/health", health)
+    app.router.add_post("/transcribe", transcribe)
+    app.on_startup.append(start_batching)
+    app.on_cleanup.append(stop_batching)
+    return app
+
+
+def serve(transcriber: Transcriber, host: str, port: int, limits: ServeLimits = ServeLimits(), print_=print):
+    from aiohttp import web
+
+    print_(f"serving on http://{host}:{port}/ (POST /transcribe; Ctrl-C stops)")
+    web.run_app(make_app(transcriber, limits), host=host, port=port, print=None, access_log=None)
+
+
+def warm_up(transcriber: Transcriber, limits: ServeLimits) -> None:
+    """Compile the shapes of one short utterance alone (the first request would wait for it)."""
+    silence = np.zeros(transcriber.features.sample_rate, dtype=np.int16)
+    Recognizer(transcriber, limits)._forward([transcriber.features_of(silence, transcriber.features.sample_rate)])
+
+

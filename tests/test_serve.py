@@ -1,0 +1,94 @@
+"""`ds2stream serve` as a separate process on loopback, driven over HTTP as clients would: bad
+requests are answered with a 4xx that says why, and the server goes on; the CTC alignment behind
+word times. (Answers of a trained model, batching and the page in a browser: test_end_to_end.py,
+on the demo's model.)"""
+import io
+
+import numpy as np
+import pytest
+import soundfile
+
+from ds2stream.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
+from ds2stream.data.audio import read_audio
+from ds2stream.data.text import LABELS
+from ds2stream.features import FeatureConfig
+from ds2stream.inference.align import ctc_align, word_times
+from ds2stream.inference.serve import padded_frames
+from ds2stream.model import build_model
+from ds2stream.presets import PRESETS
+from ds2stream.testing import multipart_body, post_audio, served
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """An untrained tiny model served with small limits (what it says does not matter here)."""
+    model = PRESETS["tiny"].model
+    path = tmp_path_factory.mktemp("serve") / "untrained.ckpt"
+    save_checkpoint(build_model(model), path, {"format": CHECKPOINT_FORMAT, "labels": LABELS,
+                                               "model_config": model.to_dict(),
+                                               "feature_config": FeatureConfig().to_dict()})
+    with served(path, "--max-upload-mb", "0.2", "--max-seconds", "4") as url:
+        yield url
+
+
+def test_bad_requests_get_a_4xx_that_says_why_and_the_server_goes_on(server, sample_flacs):
+    good = sample_flacs[0].read_bytes()
+    samples, rate = read_audio(sample_flacs[0])
+
+    def wav(array, channels=1):
+        buffer = io.BytesIO()
+        soundfile.write(buffer, array if channels == 1 else np.stack([array] * channels, 1), rate, format="WAV",
+                        subtype="PCM_16")
+        return buffer.getvalue()
+
+    noise = np.random.default_rng(0).bytes(300_000)
+    cases = [
+        (b"hello", "text/plain", 415, "is not audio"),
+        (b"RIFF0000WAVEjunk", "audio/wav", 422, "cannot decode audio"),
+        (b"", "audio/flac", 422, "empty upload"),
+        (wav(np.tile(samples, int(5 * rate / len(samples)) + 1)), "audio/wav", 422, "longer than 4 s"),
+        (wav(samples, channels=2), "audio/wav", 422, "2 channels"),
+        (wav(samples[:100]), "audio/wav", 422, "less than one window"),
+        (noise, "audio/flac", 413, "larger than 0.2 MB"),
+        (*multipart_body("upload", good), 400, "without a field named 'file'"),
+        (*multipart_body("file", noise), 413, "larger than 0.2 MB"),
+    ]
+    for body, content_type, status, message in cases:
+        got, answer = post_audio(server, body, content_type)
+        assert (got, message in answer.get("error", "")) == (status, True), (status, message, answer)
+    status, answer = post_audio(server, good, "audio/flac")
+    assert status == 200 and answer["duration"] == pytest.approx(len(samples) / rate, abs=1e-3)
+
+
+def test_the_ctc_alignment_is_the_best_path_that_reads_the_labels():
+    rng = np.random.default_rng(0)
+    blank, classes, frames = 2, 3, 7  # labels 0 and 1, blank 2: every path can be tried
+    for labels in ([0], [0, 1], [1, 1], [0, 1, 0]):
+        log_probs = np.log(rng.dirichlet(np.ones(classes), size=frames))
+        best, best_path = -np.inf, None
+        for path in np.ndindex(*([classes] * frames)):
+            collapsed = [k for t, k in enumerate(path) if k != blank and (t == 0 or k != path[t - 1])]
+            score = log_probs[np.arange(frames), list(path)].sum()
+            if collapsed == labels and score > best:
+                best, best_path = score, path
+        first, last = ctc_align(log_probs, labels, blank=blank)
+        spans, label = [], -1  # the label number each frame of the best path emits
+        for t, k in enumerate(best_path):
+            if k != blank:
+                label += t == 0 or k != best_path[t - 1] or best_path[t - 1] == blank
+                spans.append((label, t))
+        assert list(first) == [min(t for i, t in spans if i == n) for n in range(len(labels))], labels
+        assert list(last) == [max(t for i, t in spans if i == n) for n in range(len(labels))], labels
+    with pytest.raises(ValueError, match="do not fit"):
+        ctc_align(np.zeros((2, 3)), [1, 1], blank=2)
+
+
+def test_word_times_are_the_aligned_frames_times_the_frame_length():
+    labels = "'ABCDEFGHIJKLMNOPQRSTUVWXYZ _"
+    path = "__AB_ _CC__"  # frames: A at 2, B at 3, space at 5, C at 7-8
+    log_probs = np.full((len(path), len(labels)), -20.0)
+    for t, c in enumerate(path):
+        log_probs[t, labels.index(c)] = 0.0
+    words = word_times("AB C", log_probs, 0.04)
+    assert [(w.word, w.start, w.end) for w in words] == [("AB", 0.08, 0.16), ("C", 0.28, 0.36)]
+    assert padded_frames(100) == 128 and padded_frames(4097) == 8192
