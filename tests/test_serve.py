@@ -3,6 +3,7 @@ requests are answered with a 4xx that says why, and the server goes on; the CTC 
 word times. (Answers of a trained model, batching and the page in a browser: test_end_to_end.py,
 on the demo's model.)"""
 import io
+import socket
 
 import numpy as np
 import pytest
@@ -56,6 +57,11 @@ def test_bad_requests_get_a_4xx_that_says_why_and_the_server_goes_on(server, sam
     for body, content_type, status, message in cases:
         got, answer = post_audio(server, body, content_type)
         assert (got, message in answer.get("error", "")) == (status, True), (status, message, answer)
+    host, port = server.removeprefix("http://").split(":")
+    for _ in range(3):  # clients that send a whole request and go away before the answer
+        with socket.create_connection((host, int(port))) as client:
+            client.sendall(f"POST /transcribe HTTP/1.1\r\nHost: {host}\r\nContent-Type: audio/flac\r\n"
+                           f"Content-Length: {len(good)}\r\n\r\n".encode() + good)
     status, answer = post_audio(server, good, "audio/flac")
     assert status == 200 and answer["duration"] == pytest.approx(len(samples) / rate, abs=1e-3)
 

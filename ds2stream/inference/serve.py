@@ -92,14 +92,22 @@ class Recognizer:
             try:
                 results = await loop.run_in_executor(self.pool, self._forward, [r.features for r in batch])
             except Exception as err:  # noqa: BLE001 - a failed batch fails its requests, not the server
-                for request in batch:
+                results = [err] * len(batch)
+            for request, result in zip(batch, results):
+                if request.done.done():  # the client went away (its handler was cancelled)
+                    continue
+                try:
+                    if isinstance(result, Exception):
+                        raise result
+                    request.done.set_result(self._answer(request, *result))
+                except Exception as err:  # noqa: BLE001
                     request.done.set_exception(err)
-                continue
-            for request, (text, log_probs) in zip(batch, results):
-                words = [{"word": w.word, "start": min(w.start, request.duration), "end": min(w.end, request.duration)}
-                         for w in word_times(text, log_probs, self.transcriber.frame_seconds)]
-                # (the last output frame can reach past the audio's end: times stop there)
-                request.done.set_result({"text": text, "words": words, "duration": round(request.duration, 3)})
+
+    def _answer(self, request: _Request, text: str, log_probs: np.ndarray) -> dict:
+        # The last output frame can reach past the audio's end: times stop there.
+        words = [{"word": w.word, "start": min(w.start, request.duration), "end": min(w.end, request.duration)}
+                 for w in word_times(text, log_probs, self.transcriber.frame_seconds)]
+        return {"text": text, "words": words, "duration": round(request.duration, 3)}
 
     def _forward(self, features: list[np.ndarray]) -> list[tuple[str, np.ndarray]]:
         frames = padded_frames(max(f.shape[1] for f in features))
