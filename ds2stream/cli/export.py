@@ -38,17 +38,9 @@ def export(checkpoint, file_format, out, **decoder):
 def transcribe(files, model_path, **decoder):
     """Print the transcript of each audio FILE (flac, wav, ... at any sample rate): FILE<TAB>TEXT.
     Decodes as the options say, else as an exported model's settings say, else greedily."""
-    from ..checkpoint import CheckpointError
     from ..data.audio import AudioError
-    from ..inference.transcribe import Transcriber
-    from ..runtime import use_graph_mode
 
-    config = decoder_from(**decoder)
-    use_graph_mode()
-    try:
-        transcriber = Transcriber(model_path, config)
-    except (CheckpointError, ValueError) as err:
-        raise click.ClickException(str(err)) from None
+    transcriber = open_transcriber(model_path, decoder)
     failed = 0
     for path in files:
         try:
@@ -58,3 +50,17 @@ def transcribe(files, model_path, **decoder):
             failed += 1
     if failed:
         raise click.ClickException(f"{failed} of {len(files)} files could not be transcribed")
+
+
+def open_transcriber(model_path: Path, decoder: dict):
+    """The model (in graph mode) with the decoder the options ask for; a one-line error otherwise."""
+    from ..checkpoint import CheckpointError
+    from ..inference.transcribe import Transcriber
+    from ..runtime import use_graph_mode
+
+    config = decoder_from(**decoder)
+    use_graph_mode()
+    try:
+        return Transcriber(model_path, config)
+    except (CheckpointError, ValueError) as err:
+        raise click.ClickException(str(err)) from None

@@ -4,7 +4,8 @@ from pathlib import Path
 import click
 
 from .base import cli
-from .decoding import decoder_from, decoder_options
+from .decoding import decoder_options
+from .export import open_transcriber
 
 
 @cli.command()
@@ -23,10 +24,6 @@ def serve(model_path, host, port, max_upload_mb, max_seconds, max_batch, **decod
     """Serve MODEL over HTTP: POST /transcribe (the audio as a multipart field 'file' or as the
     body) answers {"text", "words": [{"word", "start", "end"}], "duration"}; GET / is a page to
     upload a file or record from the microphone. Needs aiohttp: pip install 'ds2stream[serve]'."""
-    from ..checkpoint import CheckpointError
-    from ..inference.transcribe import Transcriber
-    from ..runtime import use_graph_mode
-
     try:
         import aiohttp  # noqa: F401
     except ImportError:
@@ -34,12 +31,7 @@ def serve(model_path, host, port, max_upload_mb, max_seconds, max_batch, **decod
     from ..inference.serve import ServeLimits, warm_up
     from ..inference.serve import serve as run_server
 
-    config = decoder_from(**decoder)
-    use_graph_mode()
-    try:
-        transcriber = Transcriber(model_path, config)
-    except (CheckpointError, ValueError) as err:
-        raise click.ClickException(str(err)) from None
+    transcriber = open_transcriber(model_path, decoder)
     limits = ServeLimits(max_upload_mb=max_upload_mb, max_seconds=max_seconds, max_batch=max_batch)
     warm_up(transcriber, limits)
     run_server(transcriber, host, port, limits, print_=click.echo)
