@@ -69,25 +69,35 @@ def run_preset(args, preset: str) -> dict:
     budget = dict(args.budget_of).get(preset, args.budget)
     continued = dict(args.continue_run).get(preset)
     run_dir = Path(continued) if continued else args.runs / preset
-    minutes = budget
-    if continued:  # its minutes so far count against the budget
-        minutes -= max(training_seconds(run_dir).values(), default=0.0) / 60
-    elif run_dir.exists():
+    metrics = run_dir / "metrics.jsonl"
+    trained = max(training_seconds(run_dir).values(), default=0.0) / 60 if metrics.exists() else 0.0
+    if continued:
+        minutes = budget - trained  # its minutes so far count against the budget
+    elif not run_dir.exists():
+        minutes = budget
+    elif trained >= budget:  # trained by an earlier bench that stopped before evaluating it
+        minutes = 0.0
+    else:
         raise SystemExit(f"{run_dir} exists: remove it, or give --continue {preset}={run_dir}")
     spec = {"preset": preset, "run_dir": str(run_dir), "continue": continued and str(continued),
             "train": str(args.train), "dev": str(args.dev), "minutes": minutes}
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     log_path = run_dir.parent / f"{run_dir.name}.log"
-    print(f"{preset}: {minutes:.1f} min of training into {run_dir} (log: {log_path})", flush=True)
-    with open(log_path, "a") as log:
-        child = subprocess.Popen([sys.executable, __file__, "--train-one", json.dumps(spec)],
-                                 stdout=log, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(child.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{preset}: training failed, see {log_path}")
+    peak = None
+    if minutes > 0:
+        print(f"{preset}: {minutes:.1f} min of training into {run_dir} (log: {log_path})", flush=True)
+        with open(log_path, "a") as log:
+            child = subprocess.Popen([sys.executable, __file__, "--train-one", json.dumps(spec)],
+                                     stdout=log, stderr=subprocess.STDOUT)
+            _, status, usage = os.wait4(child.pid, 0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise SystemExit(f"{preset}: training failed, see {log_path}")
+        peak = usage.ru_maxrss / 2**20
+    else:
+        print(f"{preset}: {run_dir} already trained for {trained:.1f} min; evaluating it", flush=True)
     points = evaluate_run(run_dir, args.test)
     return {"preset": preset, "recipe": RECIPES[preset], "budget_minutes": budget, "run_dir": str(run_dir),
-            "peak_rss_gb": usage.ru_maxrss / 2**20, "points": points}
+            "peak_rss_gb": peak, "points": points}
 
 
 def report(results: dict, plot: Path | None) -> None:
@@ -100,9 +110,9 @@ def report(results: dict, plot: Path | None) -> None:
         reach = " | ".join(f"{m:.1f}" if (m := minutes_to_reach(points, t)) is not None else "not reached"
                            for t in THRESHOLDS)
         end, best = points[-1], min(points, key=lambda p: p["cer"])
+        peak = "not measured" if result["peak_rss_gb"] is None else f"{result['peak_rss_gb']:.1f} GB"
         print(f"| `{name}` | {result['budget_minutes']:g} | {reach} | {end['cer']:.1%} / {end['wer']:.1%} "
-              f"(at {end['train_minutes']:.1f} min, step {end['global_step']}) | {best['cer']:.1%} "
-              f"| {result['peak_rss_gb']:.1f} GB |")
+              f"(at {end['train_minutes']:.1f} min, step {end['global_step']}) | {best['cer']:.1%} | {peak} |")
     if plot is None:
         return
     import matplotlib

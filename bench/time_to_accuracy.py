@@ -29,24 +29,36 @@ def training_seconds(run_dir: Path) -> dict[int, float]:
     return at
 
 
-def evaluate_run(run_dir: Path, shards: Path) -> list[dict]:
-    """Every kept checkpoint of the run: its step, epoch, training minutes and test WER/CER."""
+def evaluate_checkpoint(checkpoint: Path, shards: Path) -> dict:
+    """One checkpoint on the held-out set (run in a process of its own: see evaluate_run)."""
     from ds2stream.checkpoint import load_model
     from ds2stream.inference.evaluate import evaluate
     from ds2stream.pipeline import ShardSet
+    from ds2stream.runtime import quiet_framework_logs, use_graph_mode
+
+    quiet_framework_logs(False)
+    use_graph_mode()
+    network, meta = load_model(checkpoint)
+    report = evaluate(network, ShardSet(shards))
+    return {"checkpoint": checkpoint.name, "global_step": meta["state"]["global_step"], "epoch": meta["state"]["epoch"],
+            "wer": report.wer, "cer": report.cer, "eval_seconds": report.wall_seconds}
+
+
+def evaluate_run(run_dir: Path, shards: Path) -> list[dict]:
+    """Every kept checkpoint of the run: its step, epoch, training minutes and test WER/CER. Each
+    checkpoint is evaluated in a fresh process: MindSpore keeps what a network's graphs hold until
+    the process ends, and three zoo models (86.6 M parameters) did not fit one after the other."""
+    import concurrent.futures
+    import multiprocessing
 
     seconds_at = training_seconds(run_dir)
-    shard_set = ShardSet(shards)
     points = []
     for checkpoint in sorted((run_dir / "checkpoints").glob("step-*.ckpt")):
-        network, meta = load_model(checkpoint)
-        step = meta["state"]["global_step"]
-        report = evaluate(network, shard_set)
-        points.append({"checkpoint": checkpoint.name, "global_step": step, "epoch": meta["state"]["epoch"],
-                       "train_minutes": seconds_at[step] / 60, "wer": report.wer, "cer": report.cer,
-                       "eval_seconds": report.wall_seconds})
-        print(f"{run_dir.name}/{checkpoint.name}: step {step}, {points[-1]['train_minutes']:.1f} min of training, "
-              f"WER {report.wer:.2%}, CER {report.cer:.2%}", flush=True)
+        with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            point = pool.submit(evaluate_checkpoint, checkpoint, shards).result()
+        points.append({**point, "train_minutes": seconds_at[point["global_step"]] / 60})
+        print(f"{run_dir.name}/{checkpoint.name}: step {point['global_step']}, {points[-1]['train_minutes']:.1f} min "
+              f"of training, WER {point['wer']:.2%}, CER {point['cer']:.2%}", flush=True)
     return points
 
 
@@ -63,10 +75,6 @@ def main():
     parser.add_argument("--out", type=Path, help="JSON with every point")
     args = parser.parse_args()
 
-    from ds2stream.runtime import quiet_framework_logs, use_graph_mode
-
-    quiet_framework_logs(False)
-    use_graph_mode()
     points = evaluate_run(args.run_dir, args.shards)
     for threshold in THRESHOLDS:
         reached = minutes_to_reach(points, threshold)
