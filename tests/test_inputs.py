@@ -67,6 +67,14 @@ def test_hf_parquet_shard_killed_after_its_first_shard_finishes_with_the_same_by
     resumed = load_index(tmp_path / "killed")[0]
     assert len(reference["shards"]) > 1
     assert [s["sha256"] for s in resumed["shards"]] == [s["sha256"] for s in reference["shards"]]
+    # A folder of parquet files, as Hugging Face downloads them: the files in name order.
+    rows = hf_librispeech_rows(corpus)
+    download = tmp_path / "librispeech_asr" / "data" / "validation"
+    download.mkdir(parents=True)
+    write_hf_parquet(rows[: len(rows) // 2], download / "validation-00000-of-00002.parquet")
+    write_hf_parquet(rows[len(rows) // 2:], download / "validation-00001-of-00002.parquet")
+    folder = write_shard_set([tmp_path / "librispeech_asr"], tmp_path / "from-folder", ShardOptions(shard_size_mb=0.05))
+    assert [s["sha256"] for s in folder["shards"]] == [s["sha256"] for s in reference["shards"]]
 
 
 def write_jsonl_gz(path, entries):

@@ -1,5 +1,6 @@
 """Which source reads an input of ``ds2stream shard``: a LibriSpeech folder or archive, a zoo CSV
-manifest, a Hugging Face parquet file or a Lhotse manifest."""
+manifest, a Hugging Face parquet file (or a folder of them, as Hugging Face downloads it) or a
+Lhotse manifest."""
 from __future__ import annotations
 
 import os
@@ -11,11 +12,21 @@ from .lhotse import check_manifest, count_entries, is_manifest, iter_lhotse
 from .sources import ARCHIVE_SUFFIXES, AUDIO_EXTENSIONS, Item, iter_archive, iter_csv, iter_folder
 
 
+def parquet_files(folder: Path) -> list[Path]:
+    """The parquet files of a folder that holds no LibriSpeech audio (a Hugging Face download), sorted."""
+    found, audio = [], False
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        found += [Path(root) / f for f in sorted(files) if f.endswith(PARQUET_SUFFIX)]
+        audio = audio or any(f.lower().endswith(AUDIO_EXTENSIONS) for f in files)
+    return [] if audio else found
+
+
 def input_kind(path: Path) -> str:
-    """'folder', 'archive', 'csv', 'parquet' or 'lhotse'; ValueError naming the path otherwise (and
-    for a parquet file or manifest that ds2stream cannot read as an input)."""
+    """'folder', 'parquet_folder', 'archive', 'csv', 'parquet' or 'lhotse'; ValueError naming the path
+    otherwise (and for a parquet file or manifest that ds2stream cannot read as an input)."""
     if path.is_dir():
-        return "folder"
+        return "parquet_folder" if parquet_files(path) else "folder"
     if not path.exists():
         raise ValueError(f"{path}: no such file or folder")
     name = path.name.lower()
@@ -34,6 +45,8 @@ def input_kind(path: Path) -> str:
 
 def iter_source(path: Path) -> Iterator[Item]:
     kind = input_kind(path)
+    if kind == "parquet_folder":
+        return (item for file in parquet_files(path) for item in iter_parquet(file))
     return {"folder": iter_folder, "archive": iter_archive, "csv": iter_csv, "parquet": iter_parquet,
             "lhotse": iter_lhotse}[kind](path)
 
@@ -49,6 +62,8 @@ def count_hint(path: Path) -> int | None:
             return sum(1 for line in handle if line.strip())
     if kind == "parquet":
         return parquet_rows(path)
+    if kind == "parquet_folder":
+        return sum(parquet_rows(file) for file in parquet_files(path))
     if kind == "lhotse":
         return count_entries(path)
     return None
