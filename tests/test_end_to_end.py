@@ -26,12 +26,15 @@ def install_chromium_quietly():
         ensure_chromium()
 
 
+CHROMIUM_INSTALLER = threading.Thread(target=install_chromium_quietly, daemon=True)
+
+
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "demo"
     # The browser test's chromium (apt-get where missing) installs while the demo trains: the
     # training leaves part of a core idle. The browser test checks it again and reports failures.
-    threading.Thread(target=install_chromium_quietly, daemon=True).start()
+    CHROMIUM_INSTALLER.start()
     result = run_demo(out, progress=False, log=lambda *_: None)
     return out, result
 
@@ -204,6 +207,7 @@ def test_the_page_in_headless_chromium_transcribes_an_uploaded_file_and_the_micr
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
+    CHROMIUM_INSTALLER.join()
     (path, expected), *_ = demo_test_files(demo_run, tmp_path, step=150)
     samples = read_audio(path)[0]
     soundfile.write(tmp_path / "microphone.wav", samples, 16000, subtype="PCM_16")
