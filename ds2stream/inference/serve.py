@@ -104,10 +104,12 @@ class Recognizer:
                     request.done.set_exception(err)
 
     def _answer(self, request: _Request, text: str, log_probs: np.ndarray) -> dict:
-        # The last output frame can reach past the audio's end: times stop there.
-        words = [{"word": w.word, "start": min(w.start, request.duration), "end": min(w.end, request.duration)}
+        # The last output frame can reach past the audio's end: times stop there (at the duration
+        # as answered, rounded to the millisecond like the times).
+        duration = round(request.duration, 3)
+        words = [{"word": w.word, "start": min(w.start, duration), "end": min(w.end, duration)}
                  for w in word_times(text, log_probs, self.transcriber.frame_seconds)]
-        return {"text": text, "words": words, "duration": round(request.duration, 3)}
+        return {"text": text, "words": words, "duration": duration}
 
     def _forward(self, features: list[np.ndarray]) -> list[tuple[str, np.ndarray]]:
         frames = padded_frames(max(f.shape[1] for f in features))
