@@ -13,13 +13,15 @@ from .sources import ARCHIVE_SUFFIXES, AUDIO_EXTENSIONS, Item, iter_archive, ite
 
 
 def parquet_files(folder: Path) -> list[Path]:
-    """The parquet files of a folder that holds no LibriSpeech audio (a Hugging Face download), sorted."""
-    found, audio = [], False
+    """The parquet files of a folder that holds no LibriSpeech audio (a Hugging Face download), sorted.
+    Stops at the first audio file: a LibriSpeech tree is not walked to its end here."""
+    found = []
     for root, dirs, files in os.walk(folder):
+        if any(f.lower().endswith(AUDIO_EXTENSIONS) for f in files):
+            return []
         dirs.sort()
         found += [Path(root) / f for f in sorted(files) if f.endswith(PARQUET_SUFFIX)]
-        audio = audio or any(f.lower().endswith(AUDIO_EXTENSIONS) for f in files)
-    return [] if audio else found
+    return found
 
 
 def input_kind(path: Path) -> str:
