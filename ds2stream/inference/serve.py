@@ -180,8 +180,10 @@ def make_app(transcriber: Transcriber, limits: ServeLimits = ServeLimits()):
         result["seconds"] = round(time.perf_counter() - started, 3)
         return web.json_response(result)
 
+    page_html = PAGE.read_text()  # read once, not per request
+
     async def page(_request):
-        return web.Response(text=PAGE.read_text(), content_type="text/html")
+        return web.Response(text=page_html, content_type="text/html")
 
     async def health(_request):
         return web.json_response({"status": "ok", "decoder": transcriber.decoder.decoder,
