@@ -74,6 +74,7 @@ def train(shards, dev_shards, preset, run_dir, resume_dir, bucketed, epochs, lea
     Augmentation runs in the reader's workers; what an utterance gets in an epoch depends only on
     (seed, epoch, utterance), so resumed and distributed runs see the same data.
     """
+    from ..training.distributed import PeerLostError
     from ..training.trainer import run_training
 
     if (resume_dir is None) == (run_dir is None):
@@ -92,7 +93,7 @@ def train(shards, dev_shards, preset, run_dir, resume_dir, bucketed, epochs, lea
                                  preset=preset, overrides=overrides, augment_switches=augment_switches,
                                  pretrained=pretrained, distributed=distributed, graph=not pynative,
                                  max_steps=max_steps, max_minutes=max_minutes, allow_plan_change=allow_plan_change)
-    except ValueError as err:
+    except (ValueError, PeerLostError) as err:  # a peer lost: msrun shows the scheduler's "Error:" lines
         raise click.ClickException(str(err)) from None
     if record:
         click.echo(json.dumps(record))

@@ -135,14 +135,15 @@ class NetworkOutputs:
 
 
 def run_network(network, shard_set, *, max_frames: int = EVAL_MAX_FRAMES, num_buckets: int = EVAL_NUM_BUCKETS,
-                workers: int = 1) -> NetworkOutputs:
+                workers: int = 1, rank: int = 0, world_size: int = 1) -> NetworkOutputs:
     """Every utterance of ``shard_set`` through ``network`` in bucketed batches (never padded to
-    the zoo's 35 s)."""
+    the zoo's 35 s); with ``world_size`` > 1, only rank ``rank``'s share (each utterance falls to
+    exactly one rank)."""
     from ..pipeline import BatchSampler, BatchSource, EpochIterator
 
     network.set_train(False)
     sampler = BatchSampler(shard_set.frames, shard_set.num_chars, shard_set.shard, num_buckets=num_buckets,
-                           max_frames=max_frames, shuffle=False)
+                           max_frames=max_frames, shuffle=False, rank=rank, world_size=world_size)
     source = BatchSource(shard_set, sampler, network.config.output_lengths)
     positions, outputs = [], []
     started = time.perf_counter()
@@ -178,11 +179,13 @@ def score(shard_set, outputs: NetworkOutputs, decode) -> EvalReport:
 
 
 def evaluate(network, shard_set, *, max_frames: int = EVAL_MAX_FRAMES, num_buckets: int = EVAL_NUM_BUCKETS,
-             workers: int = 1, decode=None) -> EvalReport:
-    """Evaluate ``network`` (a DeepSpeech2 cell) on every utterance of a ``pipeline.ShardSet``,
-    decoding with ``decode`` (from ``decoding.make_decoder``; default: greedy, the native kernel)."""
+             workers: int = 1, decode=None, rank: int = 0, world_size: int = 1) -> EvalReport:
+    """Evaluate ``network`` (a DeepSpeech2 cell) on every utterance of a ``pipeline.ShardSet``
+    (or on rank ``rank``'s share of them), decoding with ``decode`` (from
+    ``decoding.make_decoder``; default: greedy, the native kernel)."""
     decode = decode or make_decoder()
-    outputs = run_network(network, shard_set, max_frames=max_frames, num_buckets=num_buckets, workers=workers)
+    outputs = run_network(network, shard_set, max_frames=max_frames, num_buckets=num_buckets, workers=workers,
+                          rank=rank, world_size=world_size)
     return score(shard_set, outputs, decode)
 
 

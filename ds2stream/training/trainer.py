@@ -44,7 +44,7 @@ from ..pipeline import Augmenter, BatchMode, BatchSampler, BatchSource, EpochIte
 from ..pipeline.augment import speed_samples, switch
 from ..runtime import use_graph_mode
 from .config import PLAN_FIELDS, TrainConfig
-from .distributed import barrier, init_distributed, require_shared_run_dir
+from .distributed import barrier, init_distributed, require_shared_run_dir, share_rank_0, sum_counts_over_ranks
 from .guard import StepGuard
 from .metrics import MetricsLog
 from .step import STEP_INPUTS, StepResult, build_train_step, kernel_error_summary
@@ -376,8 +376,9 @@ class Trainer:
                   "audio_seconds": audio_seconds, "padding_ratio": report.padding_ratio,
                   "data_wait_seconds": report.data_wait_seconds, "dropped": report.dropped,
                   "skipped_total": self.state.skipped, "shapes": len(report.batches_per_shape)}
-        if self.dev is not None and self.is_writer:
-            failpoint("dev_evaluation")
+        if self.dev is not None:
+            if self.is_writer:
+                failpoint("dev_evaluation")
             record.update(self.evaluate_dev())
         improved = record.get("dev_wer") is not None and (
             self.state.best_wer is None or record["dev_wer"] < self.state.best_wer)
@@ -392,13 +393,22 @@ class Trainer:
 
     def evaluate_dev(self) -> dict:
         """Dev WER/CER at an epoch end, in batches sized from the training budget (the network is
-        in eval mode, so larger batches fit)."""
-        from ..inference.evaluate import evaluate
+        in eval mode, so larger batches fit). Every rank evaluates its share of dev with rank 0's
+        BatchNorm statistics (what the checkpoint holds) and the error counts are summed, so no
+        rank waits at a collective while another evaluates the whole set."""
+        from ..inference.evaluate import ErrorCounts, evaluate
 
+        if self.world_size > 1:
+            share_rank_0([p for p in self.network.get_parameters() if "moving_" in p.name])
         report = evaluate(self.network, self.dev, max_frames=self.config.max_frames * 4,
-                          num_buckets=max(1, self.config.num_buckets // 2))
+                          num_buckets=max(1, self.config.num_buckets // 2), rank=self.rank,
+                          world_size=self.world_size)
         self.network.set_train(True)
-        return {"dev_wer": report.wer, "dev_cer": report.cer, "dev_seconds": report.wall_seconds}
+        counts = [*dataclasses.astuple(report.words), *dataclasses.astuple(report.chars), report.utterances]
+        counts = sum_counts_over_ranks(counts, self.world_size)
+        words, chars = ErrorCounts(*map(int, counts[:4])), ErrorCounts(*map(int, counts[4:8]))
+        return {"dev_wer": words.rate, "dev_cer": chars.rate, "dev_utterances": int(counts[8]),
+                "dev_seconds": report.wall_seconds}
 
 
 def run_training(*, run_dir: Path | None, resume_dir: Path | None, shards: Path | None, dev_shards: Path | None,
