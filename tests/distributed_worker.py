@@ -1,9 +1,11 @@
 """Helper of test_distributed.py (not a test): one leg of a data-parallel run, or its single-process
 reference, saving every parameter it ends with as ``OUT/<mode>-rank<R>.npz``.
 
-    msrun ... distributed_worker.py train     SHARDS RUN OUT STEPS OVERRIDES_JSON   (a new run)
-    msrun ... distributed_worker.py resume    SHARDS RUN OUT STEPS OVERRIDES_JSON   (continue RUN)
-    python    distributed_worker.py reference SHARDS RUN OUT STEPS WORLD_SIZE
+    msrun ... distributed_worker.py train     SHARDS RUN OUT STEPS OVERRIDES_JSON [OPTIONS_JSON]  (a new run)
+    msrun ... distributed_worker.py resume    SHARDS RUN OUT STEPS OVERRIDES_JSON [OPTIONS_JSON]  (continue RUN)
+    python    distributed_worker.py reference SHARDS RUN OUT STEPS WORLD_SIZE [OPTIONS_JSON]
+
+OPTIONS_JSON: ``{"dev_shards": DIR, "pretrained": CKPT}``, both optional.
 
 ``train``/``resume`` go through ``run_training(distributed=True)``, what `ds2stream train
 --distributed` runs. ``reference`` is one process replaying the same global batches: a model built
@@ -23,17 +25,19 @@ def save(trainer, out: Path, name: str) -> None:
     np.savez(out / f"{name}.npz", **{p.name: p.asnumpy() for p in trainer.step_cell.get_parameters()})
 
 
-def run_leg(mode: str, shards: Path, run_dir: Path, out: Path, steps: int, overrides: dict) -> None:
+def run_leg(mode: str, shards: Path, run_dir: Path, out: Path, steps: int, overrides: dict,
+            options: dict) -> None:
     from ds2stream.training.trainer import run_training
 
     trainer, _ = run_training(run_dir=run_dir if mode == "train" else None,
-                              resume_dir=run_dir if mode == "resume" else None, shards=shards, dev_shards=None,
+                              resume_dir=run_dir if mode == "resume" else None, shards=shards,
+                              dev_shards=options.get("dev_shards"), pretrained=options.get("pretrained"),
                               preset="tiny", overrides=overrides, distributed=True, max_steps=steps,
                               progress=False)
     save(trainer, out, f"{mode}-rank{trainer.rank}")
 
 
-def reference(shards: Path, run_dir: Path, out: Path, steps: int, world_size: int) -> None:
+def reference(shards: Path, run_dir: Path, out: Path, steps: int, world_size: int, options: dict) -> None:
     from mindspore import Tensor
 
     from ds2stream.model import ModelConfig
@@ -46,6 +50,7 @@ def reference(shards: Path, run_dir: Path, out: Path, steps: int, world_size: in
     config = TrainConfig.from_dict(saved["train_config"])
     trainer = Trainer(out / "reference-run", shards, ModelConfig.from_dict(saved["model_config"]), config,
                       progress=False)
+    trainer.start_new(options.get("pretrained"))
     sources = [make_source(trainer.shards, trainer.model_config, config, rank, world_size)
                for rank in range(world_size)]
     steps_per_epoch = len(sources[0].sampler)
@@ -75,9 +80,13 @@ def reference(shards: Path, run_dir: Path, out: Path, steps: int, world_size: in
 
 
 if __name__ == "__main__":
+    from ds2stream.runtime import quiet_framework_logs
+
+    quiet_framework_logs()  # before mindspore is imported
     mode, shards, run_dir, out, steps = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]), \
         int(sys.argv[5])
+    options = json.loads(sys.argv[7]) if len(sys.argv) > 7 else {}
     if mode == "reference":
-        reference(shards, run_dir, out, steps, int(sys.argv[6]))
+        reference(shards, run_dir, out, steps, int(sys.argv[6]), options)
     else:
-        run_leg(mode, shards, run_dir, out, steps, json.loads(sys.argv[6]))
+        run_leg(mode, shards, run_dir, out, steps, json.loads(sys.argv[6]), options)

@@ -1,9 +1,7 @@
 """The main job end to end: demo (shard, train, eval), eval of the checkpoint training wrote,
 export -> transcribe giving the same text as eval. One demo run serves every test here."""
 import concurrent.futures
-import contextlib
 import json
-import threading
 import time
 import urllib.request
 
@@ -14,29 +12,10 @@ from click.testing import CliRunner
 from ds2stream.cli import cli
 from ds2stream.data.audio import read_audio
 from ds2stream.data.shards import audio_bytes
-from ds2stream.demo import run_demo
 from ds2stream.pipeline import ShardSet, decode_samples
-from ds2stream.testing import ensure_chromium, headless_chromium, multipart_body, post_audio, served
+from ds2stream.testing import headless_chromium, multipart_body, post_audio, served
 
 pytestmark = pytest.mark.slow
-
-
-def install_chromium_quietly():
-    with contextlib.suppress(Exception):
-        ensure_chromium()
-
-
-CHROMIUM_INSTALLER = threading.Thread(target=install_chromium_quietly, daemon=True)
-
-
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo") / "demo"
-    # The browser test's chromium (apt-get where missing) installs while the demo trains: the
-    # training leaves part of a core idle. The browser test checks it again and reports failures.
-    CHROMIUM_INSTALLER.start()
-    result = run_demo(out, progress=False, log=lambda *_: None)
-    return out, result
 
 
 def test_demo_learns_the_bundled_sample(demo_run):
@@ -207,7 +186,6 @@ def test_the_page_in_headless_chromium_transcribes_an_uploaded_file_and_the_micr
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    CHROMIUM_INSTALLER.join()
     (path, expected), *_ = demo_test_files(demo_run, tmp_path, step=150)
     samples = read_audio(path)[0]
     soundfile.write(tmp_path / "microphone.wav", samples, 16000, subtype="PCM_16")
