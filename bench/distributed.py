@@ -1,5 +1,5 @@
 """Data parallel with msrun: audio-seconds trained per wall-second with 1 and 2 processes on this
-machine, the measured all-reduce cost of the models' gradients, and a projection for N machines.
+machine, the measured all-reduce cost of the presets' gradients, and what N machines would give.
 
 1. Throughput: one bucket shape (utterances of train-clean-100's lengths up to 17.6 s, every batch
    padded to 1,760 frames, the preset's frame budget per rank), the first step (compilation)
@@ -8,16 +8,20 @@ machine, the measured all-reduce cost of the models' gradients, and a projection
    machine the two ranks share the cores one process already uses, so no gain is expected here;
    the number says what the all-reduce and the second process cost.
 2. All-reduce: the time of one AllReduce of a float32 vector the size of each preset's gradients
-   (fast 16.2 M, zoo 86.6 M trainable parameters) between the 2 ranks on loopback; its bus bandwidth.
+   between 2 ranks: on loopback (one msrun, 2 local workers), and with ``--nodes`` between two
+   "machines" (network namespaces joined by a veth pair, one msrun each, as
+   tests/test_two_machines.py runs them) over a link shaped by tc's token-bucket filter to each
+   of ``--links`` Gbit/s (needs root).
 3. Projection for N machines of this kind: per step, each machine computes its batch in the
    measured single-process step time, then a ring all-reduce moves 2 (N-1)/N x the gradient bytes
-   through each machine at the slower of the network (10 or 25 Gbit/s) and the bus bandwidth
-   MindSpore's CPU all-reduce reached on loopback here (its own ceiling: copies, not wires).
-   Nothing overlaps the all-reduce with the backward pass (MindSpore does not on CPU).
-   Throughput = N x audio per step / (step + all-reduce); epoch time of train-clean-100 (100.6 h).
-   A projection: only one machine was available.
+   through each machine. With ``--nodes`` its time comes from the two-machine measurement on each
+   link (for 2 ranks, 2 (N-1)/N = 1: the measured time is the unit); without, it is estimated at
+   the slower of the link and the loopback all-reduce. Nothing overlaps the all-reduce with the
+   backward pass (MindSpore does not on CPU). Throughput = N x audio per step / (step +
+   all-reduce); epoch time of train-clean-100 (100.6 h). Compute scaling itself cannot be
+   measured with two ranks on two cores: that part stays arithmetic.
 
-    python bench/distributed.py [--steps 4] [--out bench/out/distributed.json]
+    python bench/distributed.py [--steps 4] [--nodes [--links 1 10]] [--out bench/out/distributed.json]
 """
 from __future__ import annotations
 
@@ -31,29 +35,40 @@ from pathlib import Path
 
 import numpy as np
 
-from ds2stream.testing import local_msrun
+from ds2stream.presets import PRESETS
+from ds2stream.testing import TwoMachines, local_msrun, msrun_node, namespaces_forbidden
 
 FRAMES = 1760  # one bucket edge: 17.6 s
 TRAIN_CLEAN_100_HOURS = 100.6
-NETWORKS_GBIT = (10, 25)
+ESTIMATED_LINKS_GBIT = (10, 25)  # without --nodes
 MACHINES = (1, 2, 4, 8, 16, 32)
 
 
 # ---------------------------------------------------------------- worker (one process or one rank)
 
 def worker(args) -> None:
+    from ds2stream.runtime import use_graph_mode
+    from ds2stream.training.distributed import init_distributed
+
+    use_graph_mode()
+    rank, world_size = init_distributed() if args.distributed else (0, 1)
+    result = {"world_size": world_size}
+    if not args.all_reduce_only:
+        result.update(train_steps(args, rank, world_size))
+    if world_size > 1:
+        result["all_reduce"] = time_all_reduce(args.repeats)
+    if rank == 0:
+        Path(args.result).write_text(json.dumps(result))
+
+
+def train_steps(args, rank: int, world_size: int) -> dict:
     import mindspore as ms
-    from mindspore import nn, ops
 
     from ds2stream.model import build_model
     from ds2stream.pipeline import BatchSampler, BatchSource, EpochIterator, ShardSet
     from ds2stream.presets import get_preset
-    from ds2stream.runtime import use_graph_mode
-    from ds2stream.training.distributed import init_distributed
     from ds2stream.training.step import STEP_INPUTS, build_train_step
 
-    use_graph_mode()
-    rank, world_size = init_distributed() if args.distributed else (0, 1)
     preset = get_preset(args.preset)
     shard_set = ShardSet(args.shards)
     sampler = BatchSampler(shard_set.frames, shard_set.num_chars, shard_set.shard, max_frames=preset.train.max_frames,
@@ -72,32 +87,27 @@ def worker(args) -> None:
         if i > 0:  # the first step compiles
             seconds.append(time.perf_counter() - started)
             audio += float((batch["feature_lengths"] * batch["mask"]).sum()) / 100
-    result = {"world_size": world_size, "step_median": float(np.median(seconds)), "steps": len(seconds),
-              "audio_seconds_per_step": audio / len(seconds) * world_size, "rows": int(batch["features"].shape[0])}
+    return {"step_median": float(np.median(seconds)), "steps": len(seconds),
+            "audio_seconds_per_step": audio / len(seconds) * world_size, "rows": int(batch["features"].shape[0])}
 
-    if world_size > 1:
-        class AllReduce(nn.Cell):
-            def __init__(self):
-                super().__init__()
-                self.all_reduce = ops.AllReduce()
 
-            def construct(self, x):
-                return self.all_reduce(x)
+def time_all_reduce(repeats: int) -> dict:
+    """Median seconds of one all-reduce of a float32 vector the size of each preset's gradients."""
+    from ds2stream.model import build_model
+    from ds2stream.training.distributed import AllReduceSum
 
-        all_reduce = AllReduce()
-        result["all_reduce"] = {}
-        for name in ("fast", "zoo"):
-            size = sum(int(np.prod(p.shape)) for p in build_model(get_preset(name).model).trainable_params())
-            vector = ms.Tensor(np.ones(size, np.float32))
-            all_reduce(vector).asnumpy()  # compile, first touch
-            times = []
-            for _ in range(args.repeats):
-                started = time.perf_counter()
-                all_reduce(vector).asnumpy()
-                times.append(time.perf_counter() - started)
-            result["all_reduce"][name] = {"parameters": size, "seconds": float(np.median(times))}
-    if rank == 0:
-        Path(args.result).write_text(json.dumps(result))
+    all_reduce, timed = AllReduceSum(), {}
+    for name, preset in PRESETS.items():
+        size = sum(int(np.prod(p.shape)) for p in build_model(preset.model).trainable_params())
+        vector = np.ones(size, np.float32)
+        all_reduce(vector)  # compile, first touch
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            all_reduce(vector)
+            times.append(time.perf_counter() - started)
+        timed[name] = {"parameters": size, "seconds": float(np.median(times))}
+    return timed
 
 
 # ---------------------------------------------------------------- the run
@@ -121,17 +131,34 @@ def run(command: list, result: Path, log_dir: Path | None = None) -> dict:
     return {**json.loads(result.read_text()), "wall_seconds": time.perf_counter() - started}
 
 
-def project(step_seconds: float, audio_per_step: float, gradient_bytes: float, loopback_gbit: float) -> list:
+def all_reduce_between_machines(work: Path, gbit: float, repeats: int) -> dict:
+    """The all-reduce times between two namespaces over a veth link shaped to ``gbit``."""
+    result = work / f"link-{gbit:g}.json"
+    task = [__file__, "--run-worker", "--distributed", "--all-reduce-only", "--repeats", str(repeats),
+            "--result", str(result)]
+    with TwoMachines(rate_gbit=gbit) as machines:
+        nodes = [subprocess.Popen(machines.run_in(node, [*msrun_node(2, 1, machines.addresses[0], 8118, node,
+                                                                     work / f"log-link-{gbit:g}-{node}"), *task]),
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for node in (0, 1)]
+        for node in nodes:
+            output, _ = node.communicate(timeout=1800)
+            if node.returncode != 0:
+                sys.exit(f"two machines at {gbit:g} Gbit/s failed:\n{output[-3000:]}")
+    return json.loads(result.read_text())["all_reduce"]
+
+
+def project(step_seconds: float, audio_per_step: float, two_machine_seconds: dict) -> list:
+    """Per number of machines and link: the ring all-reduce's time (2 (N-1)/N x the two-machine
+    time on that link), audio trained per second, the epoch's hours and the efficiency."""
     rows = []
     for machines in MACHINES:
         row = {"machines": machines}
-        for gbit in NETWORKS_GBIT:
-            bandwidth = min(gbit, loopback_gbit) * 1e9 / 8  # bytes per second
-            transfer = 2 * (machines - 1) / machines * gradient_bytes / bandwidth
+        for link, seconds in two_machine_seconds.items():
+            transfer = 2 * (machines - 1) / machines * seconds
             per_second = machines * audio_per_step / (step_seconds + transfer)
-            row[f"{gbit}G"] = {"all_reduce_seconds": transfer, "audio_seconds_per_second": per_second,
-                               "epoch_hours": TRAIN_CLEAN_100_HOURS * 3600 / per_second / 3600,
-                               "efficiency": step_seconds / (step_seconds + transfer)}
+            row[link] = {"all_reduce_seconds": transfer, "audio_seconds_per_second": per_second,
+                         "epoch_hours": TRAIN_CLEAN_100_HOURS * 3600 / per_second / 3600,
+                         "efficiency": step_seconds / (step_seconds + transfer)}
         rows.append(row)
     return rows
 
@@ -140,15 +167,21 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=4, help="timed steps per configuration")
     parser.add_argument("--repeats", type=int, default=5, help="timed all-reduces per size")
+    parser.add_argument("--nodes", action="store_true",
+                        help="also measure the all-reduce between two network namespaces (needs root)")
+    parser.add_argument("--links", type=float, nargs="+", default=[1, 10], help="link rates in Gbit/s (--nodes)")
     parser.add_argument("--out", type=Path, default=Path("bench/out/distributed.json"))
     parser.add_argument("--run-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--distributed", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--all-reduce-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--preset", default="fast", help=argparse.SUPPRESS)
     parser.add_argument("--shards", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run_worker:
         return worker(args)
+    if args.nodes and namespaces_forbidden():
+        sys.exit(f"--nodes: {namespaces_forbidden()}")
 
     work = Path(tempfile.mkdtemp(prefix="ds2stream-bench-distributed-"))
     shards = make_shards(work)
@@ -163,17 +196,26 @@ def main():
     double = run(command, work / "two.json", work / "log")
     print(f"2 ranks: step {double['step_median']:.2f} s, "
           f"{double['audio_seconds_per_step'] / double['step_median']:.2f} audio-s/s", flush=True)
+    links = {}
+    for gbit in args.links if args.nodes else ():
+        links[f"{gbit:g} Gbit/s"] = all_reduce_between_machines(work, gbit, args.repeats)
+        print(f"two machines at {gbit:g} Gbit/s: " + ", ".join(
+            f"{name} {r['seconds']:.2f} s" for name, r in links[f"{gbit:g} Gbit/s"].items()), flush=True)
 
-    results = {"one_process": single, "two_ranks": double, "projection": {}}
+    results = {"one_process": single, "two_ranks": double, "two_machines": links, "projection": {}}
     for name, one in single.items():
-        step_seconds, audio_per_step = one["step_median"], one["audio_seconds_per_step"]
-        reduce = double["all_reduce"][name]
-        gradient_bytes = 4 * reduce["parameters"]
-        loopback_gbit = gradient_bytes * 8 / reduce["seconds"] / 1e9  # 2 ranks: 2 (N-1)/N = 1
+        loopback = double["all_reduce"][name]
+        gradient_bytes = 4 * loopback["parameters"]
+        if links:  # measured between two machines
+            two_machine_seconds = {link: timed[name]["seconds"] for link, timed in links.items()}
+        else:  # estimated: the slower of the link and MindSpore's all-reduce on loopback
+            two_machine_seconds = {f"{gbit} Gbit/s (estimated)":
+                                   max(loopback["seconds"], gradient_bytes * 8 / gbit / 1e9)
+                                   for gbit in ESTIMATED_LINKS_GBIT}
         results["projection"][name] = {
-            "step_seconds": step_seconds, "audio_seconds_per_step": audio_per_step,
-            "loopback_all_reduce_seconds": reduce["seconds"], "loopback_bus_gbit": loopback_gbit,
-            "machines": project(step_seconds, audio_per_step, gradient_bytes, loopback_gbit)}
+            "step_seconds": one["step_median"], "audio_seconds_per_step": one["audio_seconds_per_step"],
+            "two_machine_all_reduce_seconds": two_machine_seconds,
+            "machines": project(one["step_median"], one["audio_seconds_per_step"], two_machine_seconds)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1))
     print_table(results)
@@ -186,16 +228,22 @@ def print_table(results: dict) -> None:
     print(f"\nthis machine, fast preset, {FRAMES}-frame batches of {one['rows']} rows per rank:")
     print(f"  1 process: {one['step_median']:.2f} s per step, {a1:.2f} audio-s/s")
     print(f"  2 ranks  : {two['step_median']:.2f} s per step, {a2:.2f} audio-s/s ({a2 / a1:.2f}x)")
+    print("\nall-reduce of each preset's gradients, 2 ranks (s; effective Gbit/s):")
+    measured = {"loopback": two["all_reduce"], **results["two_machines"]}
+    print(f"  {'preset':8s} {'MB':>6s}" + "".join(f" {link:>20s}" for link in measured))
+    for name, loopback in two["all_reduce"].items():
+        megabytes = 4 * loopback["parameters"] / 1e6
+        cells = "".join(f" {timed[name]['seconds']:8.2f} s ({megabytes * 8e-3 / timed[name]['seconds']:5.1f} G)"
+                        for timed in measured.values())
+        print(f"  {name:8s} {megabytes:6.0f}{cells}")
     for name, p in results["projection"].items():
-        print(f"\n{name} preset: step {p['step_seconds']:.2f} s for {p['audio_seconds_per_step']:.0f} audio-s; "
-              f"all-reduce of {4 * two['all_reduce'][name]['parameters'] / 1e6:.0f} MB on loopback "
-              f"{p['loopback_all_reduce_seconds']:.2f} s ({p['loopback_bus_gbit']:.1f} Gbit/s)")
-        print(f"  {'machines':>8s}" + "".join(f" {g + ' Gbit/s: reduce s, audio-s/s, epoch h, eff':>46s}"
-                                              for g in map(str, NETWORKS_GBIT)))
+        print(f"\n{name} preset: step {p['step_seconds']:.2f} s for {p['audio_seconds_per_step']:.0f} audio-s")
+        links = list(p["two_machine_all_reduce_seconds"])
+        print(f"  {'machines':>8s}" + "".join(f" {link + ': reduce s, audio-s/s, epoch h, eff':>52s}"
+                                              for link in links))
         for row in p["machines"]:
-            cells = "".join(f" {c['all_reduce_seconds']:14.2f} {c['audio_seconds_per_second']:10.1f}"
-                            f" {c['epoch_hours']:9.2f} {c['efficiency']:9.0%}"
-                            for c in (row[f"{g}G"] for g in NETWORKS_GBIT))
+            cells = "".join(f" {c['all_reduce_seconds']:20.2f} {c['audio_seconds_per_second']:10.1f}"
+                            f" {c['epoch_hours']:9.2f} {c['efficiency']:9.0%}" for c in (row[link] for link in links))
             print(f"  {row['machines']:8d}{cells}")
 
 
