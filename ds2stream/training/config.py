@@ -33,6 +33,10 @@ class TrainConfig:
     batch_mode: str = "bucketed"  # or "unbucketed" (pipeline.BatchMode)
     max_duration: float | None = None  # seconds; longer utterances are left out (counted)
     augment: AugmentConfig = AugmentConfig()  # in the reader's workers; off unless a preset or a flag says
+    # One training graph for every batch shape (batch rows and frames left open) instead of one
+    # graph per bucket shape: each static graph keeps its own buffers, so memory grew with the
+    # number of buckets (24 GB with 13 shapes of `fast`).
+    dynamic_shapes: bool = True
 
     def __post_init__(self):
         if isinstance(self.augment, dict):  # read back from config.json or a checkpoint

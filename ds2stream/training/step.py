@@ -115,4 +115,13 @@ def build_train_step(network, config: TrainConfig, world_size: int = 1):
             return self.update(loss, grads, learning_rate)
 
     optimizer = nn.Adam(network.trainable_params(), learning_rate=config.learning_rate, loss_scale=1.0)
-    return TrainStep(LossAndGrads(NetWithLoss(), optimizer.parameters), Update(optimizer))
+    step = TrainStep(LossAndGrads(NetWithLoss(), optimizer.parameters), Update(optimizer))
+    if config.dynamic_shapes:
+        # Rows, frames and label lengths open: one compilation serves every bucket. The half a
+        # replay calls on its own gets the same inputs, so that it runs the same kernels.
+        batch = (ms.Tensor(shape=[None, 1, network.config.num_bins, None], dtype=ms.float32),
+                 ms.Tensor(shape=[None], dtype=ms.int32), ms.Tensor(shape=[None, None], dtype=ms.int32),
+                 ms.Tensor(shape=[None], dtype=ms.int32), ms.Tensor(shape=[None], dtype=ms.float32))
+        step.set_inputs(*batch, ms.Tensor(shape=[], dtype=ms.float32))
+        step.loss_and_grads.set_inputs(*batch)
+    return step
