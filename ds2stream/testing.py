@@ -227,8 +227,8 @@ class TwoMachines:
 
 
 def namespaces_forbidden() -> str | None:
-    """Why this machine cannot make network namespaces (not root, no ``ip``, a container that
-    forbids them), or None where it can."""
+    """Why this machine cannot make network namespaces (not root, a container that forbids them),
+    or None where it can; iproute2 is installed with apt-get where it is missing."""
     import os
     import subprocess
 
@@ -237,11 +237,7 @@ def namespaces_forbidden() -> str | None:
     if not shutil.which("ip") or not shutil.which("tc"):
         if not shutil.which("apt-get"):
             return "iproute2 (ip, tc) is not installed"
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        install = ["apt-get", "install", "-y", "--no-install-recommends", "iproute2"]
-        if subprocess.run(install, env=env, capture_output=True).returncode != 0:
-            subprocess.run(["apt-get", "update"], env=env, capture_output=True, check=True)
-            subprocess.run(install, env=env, capture_output=True, check=True)
+        apt_install("iproute2")
     probe = f"ds2sprobe{os.getpid() % 100000}"
     made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
     if made.returncode != 0:
@@ -319,7 +315,6 @@ def ensure_chromium() -> None:
     browser test's system packages come from the project's own set-up, not from the user). A
     second caller waits for an install under way (the suite starts one in the background)."""
     import os
-    import subprocess
 
     with _CHROMIUM_INSTALL:
         if CHROMIUM.exists() and CHROMEDRIVER.exists():
@@ -327,13 +322,22 @@ def ensure_chromium() -> None:
         if os.geteuid() != 0 or not shutil.which("apt-get"):
             raise RuntimeError("the browser test needs Debian's chromium and chromium-driver: "
                                "sudo apt-get install chromium chromium-driver")
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        # another process of the suite may be installing too: wait for dpkg's lock, not fail on it
-        install = ["apt-get", "-o", "DPkg::Lock::Timeout=900", "install", "-y", "--no-install-recommends",
-                   "chromium", "chromium-driver"]
-        if subprocess.run(install, env=env, capture_output=True).returncode != 0:
-            subprocess.run(["apt-get", "update"], env=env, capture_output=True, check=True)
-            subprocess.run(install, env=env, capture_output=True, check=True)
+        apt_install("chromium", "chromium-driver")
+
+
+def apt_install(*packages: str) -> None:
+    """Debian packages a test needs (as root), from the package lists as they are or, failing
+    that, after an update. Another process of the suite may be installing too: wait for dpkg's
+    lock rather than fail on it."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "-o", "DPkg::Lock::Timeout=900", "install", "-y", "--no-install-recommends", *packages]
+    if subprocess.run(install, env=env, capture_output=True).returncode != 0:
+        subprocess.run(["apt-get", "-o", "DPkg::Lock::Timeout=900", "update"], env=env, capture_output=True,
+                       check=True)
+        subprocess.run(install, env=env, capture_output=True, check=True)
 
 
 @contextlib.contextmanager
