@@ -50,7 +50,7 @@ def start_nodes(machines: TwoMachines, mode: str, work: Path, options: dict) -> 
 
 def logged_steps(run: Path) -> list[dict]:
     metrics = run / "metrics.jsonl"
-    lines = metrics.read_text().splitlines() if metrics.exists() else []
+    lines = (metrics.read_text() if metrics.exists() else "").split("\n")[:-1]  # not a line still being written
     return [json.loads(line) for line in lines if line.strip()]
 
 
