@@ -242,6 +242,12 @@ def build_model(config: ModelConfig):
     return DeepSpeech2()
 
 
+def running_statistics(network) -> list:
+    """BatchNorm's running means and variances: what the forward pass moves in training, outside
+    the optimizer (MindSpore names them ``moving_mean`` / ``moving_variance``)."""
+    return [p for p in network.get_parameters() if "moving_" in p.name]
+
+
 def parameter_shapes(network) -> dict[str, tuple]:
     """{name: shape} of every parameter (trainable and BatchNorm statistics), as a checkpoint has them."""
     return {p.name: tuple(p.shape) for p in network.get_parameters()}

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..model import running_statistics
+
 
 class StepGuard:
     def __init__(self, network, patience: int):
         self.patience = patience
         self.failed_in_a_row = 0
-        self._statistics = [p for p in network.get_parameters() if "moving_" in p.name]
+        self._statistics = running_statistics(network)
         self._saved: list[np.ndarray] = []
         self.keep()
 

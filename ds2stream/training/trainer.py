@@ -39,7 +39,7 @@ from ..checkpoint import (
 from ..data.text import LABELS
 from ..failpoints import failpoint
 from ..files import write_durably
-from ..model import ModelConfig, build_model
+from ..model import ModelConfig, build_model, running_statistics
 from ..pipeline import Augmenter, BatchMode, BatchSampler, BatchSource, EpochIterator, ShardSet
 from ..pipeline.augment import speed_samples, switch
 from ..runtime import use_graph_mode
@@ -399,7 +399,7 @@ class Trainer:
         from ..inference.evaluate import ErrorCounts, evaluate
 
         if self.world_size > 1:
-            share_rank_0([p for p in self.network.get_parameters() if "moving_" in p.name])
+            share_rank_0(running_statistics(self.network))
         report = evaluate(self.network, self.dev, max_frames=self.config.max_frames * 4,
                           num_buckets=max(1, self.config.num_buckets // 2), rank=self.rank,
                           world_size=self.world_size)
