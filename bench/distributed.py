@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from ds2stream.presets import PRESETS
-from ds2stream.testing import TwoMachines, local_msrun, msrun_node, namespaces_forbidden
+from ds2stream.testing import TwoMachines, local_msrun, namespaces_forbidden
 
 FRAMES = 1760  # one bucket edge: 17.6 s
 TRAIN_CLEAN_100_HOURS = 100.6
@@ -137,10 +137,7 @@ def all_reduce_between_machines(work: Path, gbit: float, repeats: int) -> dict:
     task = [__file__, "--run-worker", "--distributed", "--all-reduce-only", "--repeats", str(repeats),
             "--result", str(result)]
     with TwoMachines(rate_gbit=gbit) as machines:
-        nodes = [subprocess.Popen(machines.run_in(node, [*msrun_node(2, 1, machines.addresses[0], 8118, node,
-                                                                     work / f"log-link-{gbit:g}-{node}"), *task]),
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for node in (0, 1)]
-        for node in nodes:
+        for node in machines.start_msrun(task, work / f"log-link-{gbit:g}"):
             output, _ = node.communicate(timeout=1800)
             if node.returncode != 0:
                 sys.exit(f"two machines at {gbit:g} Gbit/s failed:\n{output[-3000:]}")
@@ -180,8 +177,9 @@ def main():
     args = parser.parse_args()
     if args.run_worker:
         return worker(args)
-    if args.nodes and namespaces_forbidden():
-        sys.exit(f"--nodes: {namespaces_forbidden()}")
+    forbidden = namespaces_forbidden() if args.nodes else None
+    if forbidden:
+        sys.exit(f"--nodes: {forbidden}")
 
     work = Path(tempfile.mkdtemp(prefix="ds2stream-bench-distributed-"))
     shards = make_shards(work)

@@ -143,22 +143,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def local_msrun(workers: int, log_dir: Path) -> list[str]:
-    """The msrun command (before its task) for ``workers`` ranks on this machine, on a free port.
-    msrun is run as a module of this interpreter: its console script may be a shell shim."""
-    return [sys.executable, "-m", "mindspore.parallel.cluster.run", f"--worker_num={workers}",
-            f"--local_worker_num={workers}", "--master_addr=127.0.0.1", f"--master_port={free_port()}",
-            "--join=True", f"--log_dir={log_dir}"]
-
-
 def msrun_node(workers: int, local_workers: int, master_addr: str, master_port: int, node_rank: int,
                log_dir: Path, cluster_time_out: int = 120) -> list[str]:
     """The msrun command (before its task) of node ``node_rank`` in a cluster of ``workers`` ranks
-    whose scheduler listens on ``master_addr:master_port`` (node 0's address)."""
+    whose scheduler listens on ``master_addr:master_port`` (node 0's address). msrun is run as a
+    module of this interpreter: its console script may be a shell shim."""
     return [sys.executable, "-m", "mindspore.parallel.cluster.run", f"--worker_num={workers}",
             f"--local_worker_num={local_workers}", f"--master_addr={master_addr}",
             f"--master_port={master_port}", f"--node_rank={node_rank}", "--join=True",
             f"--cluster_time_out={cluster_time_out}", f"--log_dir={log_dir}"]
+
+
+def local_msrun(workers: int, log_dir: Path) -> list[str]:
+    """The msrun command (before its task) for ``workers`` ranks on this machine, on a free port."""
+    return msrun_node(workers, workers, "127.0.0.1", free_port(), 0, log_dir)
 
 
 class TwoMachines:
@@ -178,6 +176,16 @@ class TwoMachines:
 
     def run_in(self, machine: int, command: list[str]) -> list[str]:
         return ["ip", "netns", "exec", self.namespaces[machine], *map(str, command)]
+
+    def start_msrun(self, task: list, log_dir: Path, port: int = 8118, **popen) -> list:
+        """``msrun ... TASK`` started on both machines, 1 rank each, node 0's scheduler on ``port``
+        (each namespace has its own ports); logs in ``log_dir/node-<i>``. Returns the two Popens."""
+        import subprocess
+
+        return [subprocess.Popen(self.run_in(node, [*msrun_node(2, 1, self.addresses[0], port, node,
+                                                                 Path(log_dir) / f"node-{node}"), *task]),
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+                for node in (0, 1)]
 
     def __enter__(self) -> "TwoMachines":
         import subprocess
@@ -205,15 +213,19 @@ class TwoMachines:
             raise
         return self
 
+    def processes(self, machine: int) -> list[int]:
+        """The process ids running on ``machine``."""
+        import subprocess
+
+        found = subprocess.run(["ip", "netns", "pids", self.namespaces[machine]], capture_output=True, text=True)
+        return [int(pid) for pid in found.stdout.split()]
+
     def power_off(self, machine: int) -> None:
         """Kill every process of ``machine`` at once (SIGKILL), as when a node dies."""
         import os
         import signal
-        import subprocess
 
-        pids = subprocess.run(["ip", "netns", "pids", self.namespaces[machine]], capture_output=True,
-                              text=True).stdout
-        for pid in map(int, pids.split()):
+        for pid in self.processes(machine):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 

@@ -34,7 +34,7 @@ TOLERANCE = 1e-6
 
 
 def msrun(args: list, log_dir: Path, workers: int = 2) -> None:
-    command = [*local_msrun(workers, log_dir), "--cluster_time_out=120", str(WORKER), *map(str, args)]
+    command = [*local_msrun(workers, log_dir), str(WORKER), *map(str, args)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=log_dir.parent)
     if done.returncode != 0:
         logs = "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(log_dir.glob("*.log")))

@@ -21,7 +21,7 @@ from ds2stream.checkpoint import load_model
 from ds2stream.inference.evaluate import evaluate
 from ds2stream.pipeline import ShardSet
 from ds2stream.runtime import use_graph_mode
-from ds2stream.testing import TwoMachines, msrun_node, namespaces_forbidden
+from ds2stream.testing import TwoMachines, namespaces_forbidden
 from ds2stream.training.distributed import NODE_TIMEOUT
 
 pytestmark = pytest.mark.slow
@@ -41,11 +41,9 @@ TOLERANCE = 1e-6  # as test_distributed.py
 
 
 def start_nodes(machines: TwoMachines, mode: str, work: Path, options: dict) -> list[subprocess.Popen]:
-    return [subprocess.Popen(
-        machines.run_in(node, [*msrun_node(2, 1, machines.addresses[0], PORT, node, work / f"log-{mode}-{node}"),
-                               WORKER, mode, work / "shards", work / "run", work / "out", NO_STEP_LIMIT,
-                               json.dumps(OVERRIDES), json.dumps(options)]),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=work) for node in (0, 1)]
+    task = [WORKER, mode, work / "shards", work / "run", work / "out", NO_STEP_LIMIT, json.dumps(OVERRIDES),
+            json.dumps(options)]
+    return machines.start_msrun(task, work / f"log-{mode}", PORT, cwd=work)
 
 
 def logged_steps(run: Path) -> list[dict]:
@@ -80,15 +78,15 @@ def scenario(tmp_path_factory, sample_test_shards, demo_run):
             nodes[0].kill()
         found["stop_seconds"] = time.monotonic() - killed
         found["node0"] = (nodes[0].returncode, output)
-        found["left"] = subprocess.run(["ip", "netns", "pids", machines.namespaces[0]], capture_output=True,
-                                       text=True).stdout.split()
+        found["left"] = machines.processes(0)
         found["steps_before"] = [r["global_step"] for r in logged_steps(work / "run") if "event" not in r]
 
         nodes = start_nodes(machines, "resume", work, options)
         for node in nodes:
             output, _ = node.communicate(timeout=900)
             if node.returncode != 0:
-                logs = "\n".join(f"--- {p}\n{p.read_text()[-3000:]}" for p in sorted(work.glob("log-resume-*/*.log")))
+                logs = "\n".join(f"--- {p}\n{p.read_text()[-3000:]}"
+                                  for p in sorted(work.glob("log-resume/node-*/*.log")))
                 pytest.fail(f"resume exited {node.returncode}\n{output[-3000:]}\n{logs}")
     reference = [sys.executable, WORKER, "reference", work / "shards", work / "run", work / "out", STEPS, 2,
                  json.dumps(options)]
