@@ -2,13 +2,13 @@
 bundled sample, its test WER/CER beside its training speed.
 
 bench/step.py measures speed on LibriSpeech-length audio; this measures the other side of the
-trade. Every model gets the same recipe -- the `tiny` preset's training config (the demo's: 35
-epochs, 2,000-frame batches, LR 2e-3 with 50 warm-up steps), the same shards (bundled FSDD sample:
+trade. Every model gets the same recipe -- the `tiny` preset's training config (the demo's
+recipe: its epochs, 2,000-frame batches, LR 2e-3 with 50 warm-up steps), the same shards (bundled FSDD sample:
 1,020 train, 180 dev, 300 test recordings of spoken digits) -- so only the model differs. The dev
 split picks the checkpoint, the test split measures it. Spoken digits are an easy task: this shows
 whether a model can learn at all and how fast it gets there, not its LibriSpeech WER.
 
-    python bench/accuracy.py [--presets tiny fast] [--epochs 35] [--out bench/out/accuracy.json]
+    python bench/accuracy.py [--presets tiny fast] [--epochs N] [--out bench/out/accuracy.json]
 """
 import argparse
 import json

@@ -1,4 +1,4 @@
-"""What filler rows do to training: the demo's recipe (tiny preset, 35 epochs, the bundled sample)
+"""What filler rows do to training: the demo's recipe (the tiny preset's, on the bundled sample)
 trained once per filler rule, dev WER per epoch and the test WER/CER of the best-dev checkpoint.
 
 Filler rows (mask 0) complete a bucket's last batch so that it keeps the bucket's shape. The loss
@@ -31,7 +31,7 @@ RULES = {
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rules", nargs="+", choices=sorted(RULES), default=sorted(RULES))
-    parser.add_argument("--epochs", type=int, default=None, help="default: the tiny preset's (35)")
+    parser.add_argument("--epochs", type=int, default=None, help="default: the tiny preset's")
     args = parser.parse_args()
     results = []
     for rule in args.rules:
