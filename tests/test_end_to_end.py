@@ -186,7 +186,10 @@ def test_the_page_in_headless_chromium_transcribes_an_uploaded_file_and_the_micr
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    (path, expected), *_ = demo_test_files(demo_run, tmp_path, step=150)
+    # A recording eval got right: what the microphone path must keep is the audio, and a word the
+    # model only half knows can flip on the browser's resampling alone.
+    right = {r["id"] for r in demo_run[1].report.results if r["hyp"] == r["ref"]}
+    path, expected = next((p, hyp) for p, hyp in demo_test_files(demo_run, tmp_path, step=50) if p.stem in right)
     samples = read_audio(path)[0]
     soundfile.write(tmp_path / "microphone.wav", samples, 16000, subtype="PCM_16")
     with headless_chromium(fake_microphone=tmp_path / "microphone.wav") as browser:

@@ -64,12 +64,12 @@ def test_non_finite_loss_or_gradient_skips_the_update_and_the_run_goes_on(shard_
 
     nan_features = {**batch, "features": batch["features"].copy()}
     nan_features["features"][0, 0, 5, 3] = np.nan  # a NaN gradient (and loss)
-    # "AAAAA" needs 9 output frames (a blank between repeats); 11 input frames give 6: an inf loss.
+    # "AAAAA" needs 9 output frames (a blank between repeats); 11 input frames give fewer: an inf loss.
     impossible = {**batch, **{k: batch[k].copy() for k in ("labels", "label_lengths", "feature_lengths")}}
     impossible["labels"][0, :5] = 1
     impossible["label_lengths"][0] = 5
     impossible["feature_lengths"][0] = 11
-    assert TINY.output_lengths(11) == 6
+    assert TINY.output_lengths(11) < 9
     for bad in (nan_features, impossible):
         loss, norm, finite, _ = trainer.train_step(bad)
         assert not finite and not (np.isfinite(loss) and np.isfinite(norm))
