@@ -4,14 +4,16 @@ import contextlib
 import fcntl
 import os
 import pickle
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from ds2stream.data import SAMPLE_DIR
 from ds2stream.data.shards import ShardOptions, write_shard_set
-from ds2stream.demo import run_demo
 from ds2stream.testing import ensure_chromium
 
 
@@ -36,30 +38,74 @@ def sample_test_shards(tmp_path_factory, sample_dir) -> Path:
     return out
 
 
+DEMO_PROCESS = Path(__file__).with_name("demo_process.py")
+DEMO_TIMEOUT = 1800  # seconds a test waits for the demo run (it takes 4-8 minutes beside the suite)
+
+
 def install_chromium_quietly():
     with contextlib.suppress(Exception):
         ensure_chromium()
 
 
+def session_folder(tmp_path_factory) -> Path:
+    """A folder every process of this test session sees: under pytest-xdist each worker's basetemp
+    is a folder of the session's own."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+class SharedDemo:
+    """One demo run (sharded, trained, evaluated) for every test of the session that needs a trained
+    model: in a process of its own, started before the first test rather than when a worker first
+    reaches a test that needs it (it is the suite's longest path), read by every worker."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.result, self.failed = folder / "demo.pickle", folder / "demo.failed"
+        self.pid, self.log = folder / "demo.pid", folder / "demo.log"
+
+    def start(self) -> None:
+        with open(self.folder / "demo.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if self.pid.exists():  # another worker started it
+                return
+            with open(self.log, "wb") as log:
+                process = subprocess.Popen([sys.executable, str(DEMO_PROCESS), str(self.folder)], stdout=log,
+                                           stderr=subprocess.STDOUT)
+            threading.Thread(target=process.wait, daemon=True).start()  # reaped: its pid goes when it ends
+            self.pid.write_text(str(process.pid))
+        # The browser test's chromium (apt-get where missing) installs while the demo trains. The
+        # browser test checks it again and reports failures.
+        threading.Thread(target=install_chromium_quietly, daemon=True).start()
+
+    def wait(self):
+        self.start()
+        deadline = time.monotonic() + DEMO_TIMEOUT
+        while not self.result.exists():
+            if self.failed.exists():
+                pytest.fail(f"the demo run failed:\n{self.failed.read_text()[-3000:]}")
+            if not self._running() and not self.result.exists():
+                pytest.fail(f"the demo process ended without a result; its output:\n{self.log.read_text()[-3000:]}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"no demo result after {DEMO_TIMEOUT} s; its output:\n{self.log.read_text()[-3000:]}")
+            time.sleep(0.5)
+        return pickle.loads(self.result.read_bytes())
+
+    def _running(self) -> bool:
+        try:
+            os.kill(int(self.pid.read_text()), 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+
+@pytest.fixture(scope="session", autouse=True)
+def demo_started_early(request, tmp_path_factory):
+    if any("demo_run" in item.fixturenames for item in request.session.items):
+        SharedDemo(session_folder(tmp_path_factory)).start()
+
+
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory):
-    """One demo run for the whole test session: under pytest-xdist each worker is its own session,
-    so the first worker to ask trains it (under a file lock) and the others read its result."""
-    if not os.environ.get("PYTEST_XDIST_WORKER"):  # no xdist: this process is the session
-        return _demo(tmp_path_factory.mktemp("demo") / "demo")
-    shared = tmp_path_factory.getbasetemp().parent  # the session's folder, above each worker's
-    with open(shared / "demo.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        saved = shared / "demo.pickle"
-        if saved.exists():
-            return pickle.loads(saved.read_bytes())
-        found = _demo(shared / "demo")
-        saved.write_bytes(pickle.dumps(found))
-        return found
-
-
-def _demo(out: Path):
-    # The browser test's chromium (apt-get where missing) installs while the demo trains: the
-    # training leaves part of a core idle. The browser test checks it again and reports failures.
-    threading.Thread(target=install_chromium_quietly, daemon=True).start()
-    return out, run_demo(out, progress=False, log=lambda *_: None)
+    """(the demo's output folder, its DemoResult): one run for the whole test session."""
+    return SharedDemo(session_folder(tmp_path_factory)).wait()
