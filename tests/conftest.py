@@ -17,6 +17,18 @@ from ds2stream.data.shards import ShardOptions, write_shard_set
 from ds2stream.testing import ensure_chromium
 
 
+#: Files that train the most, started first so that the two workers end together (pytest-xdist
+#: hands out whole files in collection order: ``--no-loadscope-reorder`` in pyproject.toml).
+START_FIRST = ("test_faults.py", "test_train.py", "test_distributed.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Files with a test that needs the demo's trained model go last: until the demo run (started
+    before the first test) ends, both workers run the others instead of one of them waiting."""
+    needs_demo = {item.path for item in items if "demo_run" in item.fixturenames}
+    items.sort(key=lambda item: (item.path in needs_demo, item.path.name not in START_FIRST))
+
+
 @pytest.fixture(scope="session")
 def sample_dir() -> Path:
     assert SAMPLE_DIR.is_dir(), f"bundled sample missing at {SAMPLE_DIR}"
