@@ -239,7 +239,22 @@ def build_model(config: ModelConfig):
             x = self.RNN(x, lengths)
             return self.log_softmax(self.fc(x)), lengths
 
-    return DeepSpeech2()
+    network = DeepSpeech2()
+    # Called on its own (evaluation, transcription, the server), the network compiles one graph
+    # for every batch shape rather than one per shape: each graph kept its own buffers (a dev
+    # evaluation of `fast` peaked at 10 GB) and each new length cost a compile (a file of a new
+    # length, in `ds2stream transcribe`). Inside the training step the step's inputs decide.
+    network.set_inputs(*open_inputs(config))
+    return network
+
+
+def open_inputs(config: ModelConfig) -> tuple:
+    """The network's inputs (features, lengths) with batch and frames left open, as the training
+    step, the network itself and the exported MindIR take them."""
+    import mindspore as ms
+
+    return (ms.Tensor(shape=[None, 1, config.num_bins, None], dtype=ms.float32),
+            ms.Tensor(shape=[None], dtype=ms.int32))
 
 
 def running_statistics(network) -> list:

@@ -16,7 +16,6 @@ from ds2stream.data import SAMPLE_DIR
 from ds2stream.data.shards import ShardOptions, write_shard_set
 from ds2stream.testing import ensure_chromium
 
-
 #: Files that train the most, started first so that the two workers end together (pytest-xdist
 #: hands out whole files in collection order: ``--no-loadscope-reorder`` in pyproject.toml).
 START_FIRST = ("test_faults.py", "test_train.py", "test_distributed.py")

@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 from ..checkpoint import load_model
-from ..features import FeatureConfig
+from ..model import open_inputs
 from .decoding import DecoderConfig, make_decoder
 
 
@@ -25,11 +25,8 @@ def export_model(checkpoint: Path, out: Path, decoder: DecoderConfig | None = No
     if decoder is not None:
         make_decoder(decoder)  # a bad LM fails before anything is written
     network, meta = load_model(checkpoint)
-    features = FeatureConfig.from_dict(meta["feature_config"])
-    inputs = (ms.Tensor(shape=[None, 1, features.num_bins, None], dtype=ms.float32),
-              ms.Tensor(shape=[None], dtype=ms.int32))
     stem = Path(out).with_suffix("")
-    ms.export(network, *inputs, file_name=str(stem), file_format="MINDIR")
+    ms.export(network, *open_inputs(network.config), file_name=str(stem), file_format="MINDIR")
     written = stem.with_suffix(".mindir")
     sidecar = {k: meta[k] for k in ("labels", "feature_config", "model_config")}
     if decoder is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from ..data.text import BLANK_INDEX
+from ..model import open_inputs
 from .config import TrainConfig
 
 #: The batch columns the compiled step takes, in its order (then the learning rate).
@@ -119,8 +120,7 @@ def build_train_step(network, config: TrainConfig, world_size: int = 1):
     if config.dynamic_shapes:
         # Rows, frames and label lengths open: one compilation serves every bucket. The half a
         # replay calls on its own gets the same inputs, so that it runs the same kernels.
-        batch = (ms.Tensor(shape=[None, 1, network.config.num_bins, None], dtype=ms.float32),
-                 ms.Tensor(shape=[None], dtype=ms.int32), ms.Tensor(shape=[None, None], dtype=ms.int32),
+        batch = (*open_inputs(network.config), ms.Tensor(shape=[None, None], dtype=ms.int32),
                  ms.Tensor(shape=[None], dtype=ms.int32), ms.Tensor(shape=[None], dtype=ms.float32))
         step.set_inputs(*batch, ms.Tensor(shape=[], dtype=ms.float32))
         step.loss_and_grads.set_inputs(*batch)
