@@ -112,6 +112,7 @@ class SharedDemo:
 
 @pytest.fixture(scope="session", autouse=True)
 def demo_started_early(request, tmp_path_factory):
+    """Starts the demo run before the first test, if a collected test needs it."""
     if any("demo_run" in item.fixturenames for item in request.session.items):
         SharedDemo(session_folder(tmp_path_factory)).start()
 
