@@ -13,10 +13,10 @@
              a step: on the sentence corpus 10.1 audio-s/s against ``fast``'s 6.2, Intel AVX-512
              capped at AVX2). Its accuracy per CPU-hour against the others: issue #12's bench.
 ``tiny``  -- 8-channel convs with 4x time subsampling (as ``fast``) and 2 bidirectional LSTM-160
-             layers: trains in minutes on the bundled sample (spoken digits) and in the tests. The
-             convolutions are most of its step (66 %, MindSpore's profiler): 4x subsampling halves
-             the second conv and the LSTMs, and on the sample it also learns in fewer epochs (20
-             epochs, test WER 4.33 %, in 254 s against 35 epochs with 2x, 4.33 %, in 578 s).
+             layers: trains in minutes on the bundled sample (spoken digits) and in the tests.
+             Convolutions were 66 % of its step with 2x (MindSpore's profiler); 4x halves the
+             second conv and the LSTMs, and on the sample it learns in fewer epochs too: the demo
+             reaches the same test WER (4.33 %) in 20 epochs and 256 s instead of 35 and 578 s.
 
 Augmentation (``pipeline.augment.STANDARD_AUGMENT``: speed, volume, noise, SpecAugment) is on in
 ``small``, ``fast`` and ``lean``; off in ``zoo`` (the seed's recipe, which had none) and ``tiny``
