@@ -1,8 +1,9 @@
 """The bucket rule: which padded lengths batches have. The one place that rounds frames, chooses
 bucket edges and sizes batches from a frame budget (lengths are ``FeatureConfig.num_frames`` of the
-length index). Each batch is padded to its bucket's edge, so graph mode compiles one graph per
-bucket; edges that minimise the padded frames of an epoch (``bucket_boundaries``) pad about half as
-much as Lhotse's equal-duration quantiles on LibriSpeech's lengths (``bench/loader.py``)."""
+length index). Each batch is padded to its bucket's edge (a bounded set of shapes, which a
+static graph would compile once each); edges that minimise the padded frames of an epoch
+(``bucket_boundaries``) pad about half as much as Lhotse's equal-duration quantiles on
+LibriSpeech's lengths (``bench/loader.py``)."""
 from __future__ import annotations
 
 import enum
@@ -30,7 +31,7 @@ def round_up_frames(frames, multiple: int = FRAME_MULTIPLE):
 def bucket_boundaries(frames: np.ndarray, num_buckets: int, multiple: int = FRAME_MULTIPLE) -> np.ndarray:
     """Upper edges (frames, inclusive) of at most ``num_buckets`` buckets that minimise padding.
 
-    Every batch is padded to its bucket's edge (one graph per bucket), so the padded frames of an
+    Every batch is padded to its bucket's edge, so the padded frames of an
     epoch are ``sum over buckets of (utterances in it) x edge``; the edges here minimise that sum
     exactly (dynamic programming over the distinct lengths, rounded up to ``multiple``). Bucket k
     holds lengths in ``(edges[k-1], edges[k]]``; the last edge covers the longest length.
