@@ -21,11 +21,16 @@ from ds2stream.testing import ensure_chromium
 START_FIRST = ("test_faults.py", "test_train.py", "test_distributed.py")
 
 
+def needs_demo(item) -> bool:
+    """Whether a test uses the demo's trained model (directly or through another fixture)."""
+    return "demo_run" in item.fixturenames
+
+
 def pytest_collection_modifyitems(config, items):
     """Files with a test that needs the demo's trained model go last: until the demo run (started
     before the first test) ends, both workers run the others instead of one of them waiting."""
-    needs_demo = {item.path for item in items if "demo_run" in item.fixturenames}
-    items.sort(key=lambda item: (item.path in needs_demo, item.path.name not in START_FIRST))
+    demo_files = {item.path for item in items if needs_demo(item)}
+    items.sort(key=lambda item: (item.path in demo_files, item.path.name not in START_FIRST))
 
 
 @pytest.fixture(scope="session")
@@ -113,7 +118,7 @@ class SharedDemo:
 @pytest.fixture(scope="session", autouse=True)
 def demo_started_early(request, tmp_path_factory):
     """Starts the demo run before the first test, if a collected test needs it."""
-    if any("demo_run" in item.fixturenames for item in request.session.items):
+    if any(needs_demo(item) for item in request.session.items):
         SharedDemo(session_folder(tmp_path_factory)).start()
 
 
