@@ -34,7 +34,7 @@ RECIPES = {
     # fast and small as lean found best for a budget of minutes: 8,000-frame batches (more updates)
     # and a 100-step warm-up (their 500 would be most of a 30-minute run); their own LR, augmentation.
     "fast": {"max_frames": 8000, "warmup_steps": 100, "checkpoint_every": 20},
-    "small": {"max_frames": 8000, "warmup_steps": 100, "checkpoint_every": 10},
+    "small": {"max_frames": 8000, "warmup_steps": 100, "checkpoint_every": 20},
     "lean": {},  # the preset as it is: 8,000-frame batches, 100 warm-up steps, augmentation
     "tiny": {},
 }
