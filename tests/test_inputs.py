@@ -107,7 +107,8 @@ def test_lhotse_supervisions_and_cuts_are_cut_exactly_from_long_and_two_channel_
     b_start = (2 * len(gap) + len(a)) / RATE
     recordings = [recording("long", "long.flac", len(long)), recording("two", "two.wav", width, (0, 1)),
                   recording("whole", "whole.flac", len(c)), recording("unheard", "whole.flac", len(c)),
-                  recording("web", "https://example.org/x.flac", len(c), kind="url")]
+                  recording("web", "https://example.org/x.flac", len(c), kind="url"),
+                  recording("whole", "long.flac", len(long))]  # duplicate_id: the first "whole" stays
     supervisions = [supervision("long-a", "long", len(gap) / RATE, len(a)),
                     supervision("long-b", "long", b_start, len(b)),
                     supervision("two-left", "two", 0.0, len(a), channel=0),
@@ -122,7 +123,8 @@ def test_lhotse_supervisions_and_cuts_are_cut_exactly_from_long_and_two_channel_
 
     monkeypatch.chdir(tmp_path.parent)  # relative paths: from the manifest's folder when not from here
     summary = write_shard_set([tmp_path / "demo_supervisions_dev.jsonl.gz"], tmp_path / "sup")
-    assert summary["problem_counts"] == {"span": 1, "missing_audio": 1, "manifest_row": 1, "missing_transcript": 1}
+    assert summary["problem_counts"] == {"span": 1, "missing_audio": 1, "manifest_row": 1, "missing_transcript": 1,
+                                         "duplicate_id": 1}
     rows = rows_by_id(tmp_path / "sup")
     assert rows.keys() == expected.keys()
     for utt_id, samples in expected.items():

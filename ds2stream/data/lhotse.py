@@ -99,6 +99,10 @@ def _iter_supervisions(path: Path) -> Iterator[Item]:
     for where, entry in _lines(recordings_path):
         if entry is None or "id" not in entry:
             yield Problem("manifest_row", where, f"{where}: not a Lhotse recording")
+        elif entry["id"] in recordings:  # which audio its supervisions mean is unknowable: the first stays
+            first = recordings[entry["id"]][0]
+            yield Problem("duplicate_id", where, f"{where}: recording {entry['id']} appears more than once; "
+                                                 f"kept the first ({first})")
         else:
             recordings[entry["id"]] = (where, entry)
     for where, supervision in _lines(path):
