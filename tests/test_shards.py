@@ -240,6 +240,16 @@ def test_unknown_input_kind_and_foreign_out_dir_are_clear_errors(corpus, tmp_pat
     assert result.exit_code == 1 and "not empty" in result.output
 
 
+def test_inputs_that_give_no_utterance_are_an_error_that_says_why(corpus, tmp_path):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.txt").write_text("no speech here")
+    runner = CliRunner()
+    result = runner.invoke(cli, ["shard", str(tmp_path / "notes"), "--out", str(tmp_path / "a")])
+    assert result.exit_code == 1 and f"none found in {tmp_path / 'notes'}; ds2stream reads" in result.output
+    result = runner.invoke(cli, ["shard", str(corpus), "--out", str(tmp_path / "b"), "--min-duration", "60"])
+    assert result.exit_code == 1 and "all 180 were left out by --min-duration/--max-duration" in result.output
+
+
 # ---------------------------------------------------------------- resume after kill -9
 
 def test_kill_minus_nine_then_rerun_completes_the_set_exactly(sample_dir, tmp_path):

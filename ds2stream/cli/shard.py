@@ -29,13 +29,15 @@ def shard(inputs, out_dir, audio_format, features, shard_size, min_duration, max
 
     Each INPUT is an extracted LibriSpeech folder at any level (LibriSpeech/,
     LibriSpeech/train-clean-100/, one speaker), a LibriSpeech .tar.gz read as a stream (never
-    extracted), or a zoo CSV manifest of wav_path,txt_path rows. Several inputs make one set.
+    extracted), a zoo CSV manifest of wav_path,txt_path rows, a Hugging Face parquet file (or
+    its download folder) or a Lhotse manifest. Several inputs make one set.
 
     Bad input (corrupt audio, missing transcript lines or audio, a sample rate other than the
     feature config's, stereo, characters outside the label set, a truncated archive, a CSV row
     pointing at a missing file) is reported by file name, counted in the summary and in the
-    index, and never stops the good utterances. Re-running the same command after an
-    interruption finishes the set without losing or duplicating an utterance.
+    index, and never stops the good utterances; inputs that give no utterance at all are an
+    error that says why. Re-running the same command after an interruption finishes the set
+    without losing or duplicating an utterance.
     """
     from tqdm import tqdm
 
@@ -79,8 +81,21 @@ def shard(inputs, out_dir, audio_format, features, shard_size, min_duration, max
     click.echo(_format_summary(summary, out_dir))
     if seconds[0]:
         click.echo(f"speed: {rate:.0f}x real time ({jobs} jobs) for the audio of this run")
+    if not summary["utterances"]:
+        raise click.ClickException(f"{out_dir} holds no utterance: {_why_none(summary, inputs)}")
     if strict and summary["problems"]:
         raise click.ClickException(f"{len(summary['problems'])} problems (--strict)")
+
+
+def _why_none(summary: dict, inputs) -> str:
+    """Why a shard set came out empty, in the terms of what the user can change."""
+    if summary["filtered"]:
+        return f"all {sum(summary['filtered'].values())} were left out by --min-duration/--max-duration"
+    if summary["problems"]:
+        return f"every one of the {len(summary['problems'])} found had a problem (listed above)"
+    return (f"none found in {', '.join(map(str, inputs))}; ds2stream reads LibriSpeech folders "
+            "(<speaker>/<chapter>/*.trans.txt beside the audio) and .tar.gz archives, zoo CSV manifests, "
+            "Hugging Face parquet files and Lhotse manifests")
 
 
 def _format_summary(summary: dict, shard_dir: Path) -> str:
