@@ -177,6 +177,12 @@ def main():
     args = parser.parse_args()
     if args.run_worker:
         return worker(args)
+    for name in ("steps", "repeats"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} {getattr(args, name)}: needs at least 1")
+    if args.nodes and not all(0 < gbit <= 1000 for gbit in args.links):
+        given = " ".join(f"{gbit:g}" for gbit in args.links)
+        parser.error(f"--links {given}: each a rate in Gbit/s, above 0 and at most 1000")
     forbidden = namespaces_forbidden() if args.nodes else None
     if forbidden:
         sys.exit(f"--nodes: {forbidden}")
