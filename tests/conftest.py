@@ -16,8 +16,10 @@ from ds2stream.data import SAMPLE_DIR
 from ds2stream.data.shards import ShardOptions, write_shard_set
 from ds2stream.testing import ensure_chromium
 
-#: Files that train the most, started first so that the two workers end together (pytest-xdist
-#: hands out whole files in collection order: ``--no-loadscope-reorder`` in pyproject.toml).
+#: Files that train the most, started first and in this order so that the two workers end
+#: together (pytest-xdist hands out whole files in collection order, ``--no-loadscope-reorder`` in
+#: pyproject.toml, and gives a worker its next file when two tests of its current one are left:
+#: test_faults' worker then takes test_distributed, test_train's worker the short files).
 START_FIRST = ("test_faults.py", "test_train.py", "test_distributed.py")
 
 
@@ -30,7 +32,12 @@ def pytest_collection_modifyitems(config, items):
     """Files with a test that needs the demo's trained model go last: until the demo run (started
     before the first test) ends, both workers run the others instead of one of them waiting."""
     demo_files = {item.path for item in items if needs_demo(item)}
-    items.sort(key=lambda item: (item.path in demo_files, item.path.name not in START_FIRST))
+
+    def rank(item):
+        name = item.path.name
+        return item.path in demo_files, START_FIRST.index(name) if name in START_FIRST else len(START_FIRST)
+
+    items.sort(key=rank)  # stable: files keep their collection order otherwise
 
 
 @pytest.fixture(scope="session")
