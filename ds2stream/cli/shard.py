@@ -93,9 +93,9 @@ def _why_none(summary: dict, inputs) -> str:
         return f"all {sum(summary['filtered'].values())} were left out by --min-duration/--max-duration"
     if summary["problems"]:
         return f"every one of the {len(summary['problems'])} found had a problem (listed above)"
-    return (f"none found in {', '.join(map(str, inputs))}; ds2stream reads LibriSpeech folders "
-            "(<speaker>/<chapter>/*.trans.txt beside the audio) and .tar.gz archives, zoo CSV manifests, "
-            "Hugging Face parquet files and Lhotse manifests")
+    from ..data.inputs import READABLE_INPUTS
+
+    return f"none found in {', '.join(map(str, inputs))}; ds2stream reads {READABLE_INPUTS}"
 
 
 def _format_summary(summary: dict, shard_dir: Path) -> str:

@@ -24,6 +24,11 @@ def parquet_files(folder: Path) -> list[Path]:
     return found
 
 
+#: What ``ds2stream shard`` reads, for messages that say so.
+READABLE_INPUTS = ("LibriSpeech folders (<speaker>/<chapter>/*.trans.txt beside the audio), LibriSpeech .tar.gz "
+                   "archives, zoo .csv manifests, Hugging Face .parquet files and Lhotse .jsonl(.gz) manifests")
+
+
 def input_kind(path: Path) -> str:
     """'folder', 'parquet_folder', 'archive', 'csv', 'parquet' or 'lhotse'; ValueError naming the path
     otherwise (and for a parquet file or manifest that ds2stream cannot read as an input)."""
@@ -41,8 +46,7 @@ def input_kind(path: Path) -> str:
     if is_manifest(path):
         check_manifest(path)
         return "lhotse"
-    raise ValueError(f"{path}: not a LibriSpeech folder, .tar.gz archive, zoo .csv manifest, Hugging Face "
-                     f".parquet file or Lhotse .jsonl(.gz) manifest")
+    raise ValueError(f"{path}: not one of the inputs ds2stream reads: {READABLE_INPUTS}")
 
 
 def iter_source(path: Path) -> Iterator[Item]:
