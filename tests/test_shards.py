@@ -2,6 +2,7 @@
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -248,6 +249,14 @@ def test_inputs_that_give_no_utterance_are_an_error_that_says_why(corpus, tmp_pa
     assert result.exit_code == 1 and f"none found in {tmp_path / 'notes'}; ds2stream reads" in result.output
     result = runner.invoke(cli, ["shard", str(corpus), "--out", str(tmp_path / "b"), "--min-duration", "60"])
     assert result.exit_code == 1 and "all 180 were left out by --min-duration/--max-duration" in result.output
+    (tmp_path / "mixed").mkdir()  # utterances outside the filter, and a transcript line with no audio
+    shutil.copytree(corpus / "dev-clean", tmp_path / "mixed" / "dev-clean")
+    transcript = next((tmp_path / "mixed").rglob("*.trans.txt"))
+    transcript.write_text(transcript.read_text() + f"{transcript.name.split('.')[0]}-9999 NINE\n")
+    result = runner.invoke(cli, ["shard", str(tmp_path / "mixed"), "--out", str(tmp_path / "c"),
+                                 "--min-duration", "60"])
+    assert result.exit_code == 1 and "were left out by --min-duration/--max-duration and the other 1 had a problem" \
+        in result.output
 
 
 # ---------------------------------------------------------------- resume after kill -9

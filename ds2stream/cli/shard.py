@@ -89,10 +89,14 @@ def shard(inputs, out_dir, audio_format, features, shard_size, min_duration, max
 
 def _why_none(summary: dict, inputs) -> str:
     """Why a shard set came out empty, in the terms of what the user can change."""
-    if summary["filtered"]:
-        return f"all {sum(summary['filtered'].values())} were left out by --min-duration/--max-duration"
-    if summary["problems"]:
-        return f"every one of the {len(summary['problems'])} found had a problem (listed above)"
+    filtered, problems = sum(summary["filtered"].values()), len(summary["problems"])
+    if filtered and problems:
+        return (f"{filtered} were left out by --min-duration/--max-duration and the other {problems} had a "
+                "problem (listed above)")
+    if filtered:
+        return f"all {filtered} were left out by --min-duration/--max-duration"
+    if problems:
+        return f"every one of the {problems} found had a problem (listed above)"
     from ..data.inputs import READABLE_INPUTS
 
     return f"none found in {', '.join(map(str, inputs))}; ds2stream reads {READABLE_INPUTS}"
