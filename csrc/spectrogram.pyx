@@ -1,5 +1,6 @@
 # cython: language_level=3
-"""Native log-magnitude spectrogram (the DeepSpeech2 features), GIL released.
+"""Native log spectrogram features, GIL released: log1p |STFT| (DeepSpeech2's linear bins) or the
+log of filterbank energies (mel), normalised per utterance or per frequency bin.
 
 The real FFT of length N = 2M is done as a complex FFT of length M (even samples as real part,
 odd samples as imaginary part) followed by the usual split step. The complex FFT is a Stockham
@@ -15,12 +16,19 @@ from libc.string cimport memset, memcpy
 cdef enum:
     BLOCK = 16
 
-cdef inline void _log1p_block(float* row) noexcept nogil:
-    """row[b] = log(1 + row[b]) for row[b] >= 0, to about 1e-7 relative, for BLOCK values.
+cdef enum:
+    # Normalisation modes (ds2stream.features.Normalize, in that order).
+    NORMALIZE_NONE = 0
+    NORMALIZE_UTTERANCE = 1
+    NORMALIZE_PER_BIN = 2
 
-    libm's log1pf is a scalar call and took a third of the kernel's time; this is written as
+
+cdef inline void _log_block(float* row) noexcept nogil:
+    """row[b] = log(row[b]) for positive normal floats, to about 1e-7 relative, for BLOCK values.
+
+    libm's logf is a scalar call and took a third of the kernel's time; this is written as
     branch-free loops over floats and ints (the bits moved by memcpy) that gcc vectorises.
-    1 + x = m * 2^e with m in [sqrt(1/2), sqrt(2)) (the integer offset 0x3f3504f3 = bits of
+    x = m * 2^e with m in [sqrt(1/2), sqrt(2)) (the integer offset 0x3f3504f3 = bits of
     sqrt(1/2) moves the split point there); log m = 2 atanh(s), s = (m - 1) / (m + 1),
     |s| <= 0.172, and the odd series of atanh to s^9 leaves an error below 1e-8.
     Every constant is a float: a double literal would make gcc compute in scalar double.
@@ -33,8 +41,7 @@ cdef inline void _log1p_block(float* row) noexcept nogil:
     cdef int exponent[BLOCK]
     cdef float s, s2
     cdef int b
-    for b in range(BLOCK):
-        m[b] = one + row[b]
+    memcpy(m, row, sizeof(m))
     memcpy(bits, m, sizeof(m))
     for b in range(BLOCK):
         bits[b] = bits[b] + (0x3f800000 - 0x3f3504f3)
@@ -47,6 +54,16 @@ cdef inline void _log1p_block(float* row) noexcept nogil:
         s = (m[b] - one) / (m[b] + one)
         s2 = s * s
         row[b] = e[b] * ln2 + (s + s) * (one + s2 * (c3 + s2 * (c5 + s2 * (c7 + s2 * c9))))
+
+
+cdef inline void _log1p_block(float* row) noexcept nogil:
+    """row[b] = log(1 + row[b]) for row[b] >= 0, BLOCK values (1 + x is exact enough here: x is a
+    magnitude, and the features compress what lies below 1)."""
+    cdef float one = 1.0
+    cdef int b
+    for b in range(BLOCK):
+        row[b] = one + row[b]
+    _log_block(row)
 
 
 cdef class SpectrogramPlan:
@@ -118,28 +135,47 @@ cdef class SpectrogramPlan:
         self.split_re = np.cos(-2.0 * np.pi * k / self.n_fft).astype(np.float32)
         self.split_im = np.sin(-2.0 * np.pi * k / self.n_fft).astype(np.float32)
 
-    def compute(self, const float[::1] audio, float[:, ::1] out, bint normalize, double std_floor):
-        """Fill out (num_bins, frames) with log1p |STFT|, optionally mean/std normalised.
+    def compute(self, const float[::1] audio, float[:, ::1] out, int normalize, double std_floor,
+                filterbank=None, double log_floor=0.0):
+        """Fill out (rows, frames) with the features of audio, then normalise them.
 
+        Without a filterbank: log1p |STFT|, rows = num_bins. With one (float32, rows x num_bins):
+        log(max(filterbank @ |STFT|^2, log_floor)). normalize is NORMALIZE_NONE, _UTTERANCE (one
+        mean and std) or _PER_BIN (a mean and std per row); std is at least std_floor.
         audio must hold at least half + 1 samples (checked by the caller) so that the reflect
         padding exists; frames = 1 + len(audio) // hop.
         """
         cdef Py_ssize_t n = audio.shape[0]
         cdef Py_ssize_t frames = 1 + n // self.hop
+        cdef float[:, ::1] weights
+        cdef const float* weights_ptr = NULL
+        cdef int rows = self.num_bins
         if n <= self.half:
             raise ValueError(f"audio has {n} samples; at least {self.half + 1} are needed")
-        if out.shape[0] != self.num_bins or out.shape[1] != frames:
+        if filterbank is not None:
+            weights = filterbank
+            if weights.shape[1] != self.num_bins:
+                raise ValueError(f"the filterbank has {weights.shape[1]} columns, the spectrum {self.num_bins} bins")
+            rows = weights.shape[0]
+            weights_ptr = &weights[0, 0]
+            if not log_floor > 0:
+                raise ValueError(f"log_floor must be positive, got {log_floor}")
+        if out.shape[0] != rows or out.shape[1] != frames:
             raise ValueError(
-                f"out has shape {(out.shape[0], out.shape[1])}, expected {(self.num_bins, frames)}"
+                f"out has shape {(out.shape[0], out.shape[1])}, expected {(rows, frames)}"
             )
+        if normalize not in (NORMALIZE_NONE, NORMALIZE_UTTERANCE, NORMALIZE_PER_BIN):
+            raise ValueError(f"unknown normalisation mode {normalize}")
         cdef int status
         with nogil:
-            status = self._compute(&audio[0], n, &out[0, 0], frames, normalize, std_floor)
+            status = self._compute(&audio[0], n, &out[0, 0], frames, normalize, std_floor, weights_ptr, rows,
+                                   <float> log_floor)
         if status:
             raise MemoryError("spectrogram work buffers")
 
     cdef int _compute(self, const float* audio, Py_ssize_t n, float* out, Py_ssize_t frames,
-                      bint normalize, double std_floor) noexcept nogil:
+                      int normalize, double std_floor, const float* weights, int rows,
+                      float log_floor) noexcept nogil:
         cdef int M = self.half, pad = self.half, hop = self.hop, bins = self.num_bins
         cdef Py_ssize_t blocks = (frames + BLOCK - 1) // BLOCK
         # Padded signal: the reflect padding on both sides, and long enough for every frame of
@@ -150,12 +186,31 @@ cdef class SpectrogramPlan:
         cdef float* padded = <float*> malloc(padded_len * sizeof(float))
         cdef float* work = <float*> malloc(4 * M * BLOCK * sizeof(float))
         cdef float* row = <float*> malloc(BLOCK * sizeof(float))
-        if padded == NULL or work == NULL or row == NULL:
-            free(padded); free(work); free(row)
+        # With a filterbank: the power spectrum of a block, [bin][frame-in-block], and each
+        # filter's first and last non-zero bin (the triangles are sparse).
+        cdef float* power = NULL
+        cdef int* first = NULL
+        cdef int* last = NULL
+        if weights != NULL:
+            power = <float*> malloc(bins * BLOCK * sizeof(float))
+            first = <int*> malloc(rows * sizeof(int))
+            last = <int*> malloc(rows * sizeof(int))
+        if padded == NULL or work == NULL or row == NULL or (weights != NULL and (
+                power == NULL or first == NULL or last == NULL)):
+            free(padded); free(work); free(row); free(power); free(first); free(last)
             return 1
         cdef Py_ssize_t i, block, t0, valid
-        cdef int j, b
+        cdef int j, b, k
+        cdef float weight
         cdef double total = 0.0, total_sq = 0.0, v
+        if weights != NULL:
+            for j in range(rows):
+                first[j], last[j] = bins, -1
+                for k in range(bins):
+                    if weights[j * bins + k] != 0:
+                        if first[j] == bins:
+                            first[j] = k
+                        last[j] = k
         cdef float* result
         cdef const float* frame
         cdef const float* w = &self.window[0]
@@ -179,17 +234,49 @@ cdef class SpectrogramPlan:
                     work[j * BLOCK + b] = frame[b * hop + 2 * j] * w[2 * j]
                     work[(M + j) * BLOCK + b] = frame[b * hop + 2 * j + 1] * w[2 * j + 1]
             result = self._fft(work)
+            if weights == NULL:
+                for j in range(bins):
+                    self._split_magnitude(result, j, row)
+                    _log1p_block(row)
+                    for b in range(valid):
+                        v = row[b]
+                        total += v
+                        total_sq += v * v
+                        out[j * frames + t0 + b] = row[b]
+                continue
             for j in range(bins):
-                self._split_magnitude(result, j, row)
+                self._split_magnitude(result, j, power + j * BLOCK)
+                for b in range(BLOCK):
+                    power[j * BLOCK + b] = power[j * BLOCK + b] * power[j * BLOCK + b]
+            for j in range(rows):
+                for b in range(BLOCK):
+                    row[b] = 0
+                for k in range(first[j], last[j] + 1):
+                    weight = weights[j * bins + k]
+                    for b in range(BLOCK):
+                        row[b] = row[b] + weight * power[k * BLOCK + b]
+                for b in range(BLOCK):
+                    if row[b] < log_floor:
+                        row[b] = log_floor
+                _log_block(row)
                 for b in range(valid):
                     v = row[b]
                     total += v
                     total_sq += v * v
                     out[j * frames + t0 + b] = row[b]
 
-        free(padded); free(work); free(row)
-        if normalize:
-            self._normalize(out, bins * frames, total, total_sq, std_floor)
+        free(padded); free(work); free(row); free(power); free(first); free(last)
+        if normalize == NORMALIZE_UTTERANCE:
+            self._normalize(out, rows * frames, total, total_sq, std_floor)
+        elif normalize == NORMALIZE_PER_BIN:
+            for j in range(rows):
+                total = 0.0
+                total_sq = 0.0
+                for i in range(frames):
+                    v = out[j * frames + i]
+                    total += v
+                    total_sq += v * v
+                self._normalize(out + j * frames, frames, total, total_sq, std_floor)
         return 0
 
     cdef float* _fft(self, float* work) noexcept nogil:
@@ -233,7 +320,7 @@ cdef class SpectrogramPlan:
                 _radix5(xr, xi, yr, yi, a, o, wr, wi, run)
 
     cdef void _split_magnitude(self, const float* z, int k, float* row) noexcept nogil:
-        """row[b] = log1p |X[k]| of frame b, from the M-point FFT z of the packed frames."""
+        """row[b] = |X[k]| of frame b, from the M-point FFT z of the packed frames."""
         cdef int M = self.half
         cdef const float* zr = z
         cdef const float* zi = z + M * BLOCK
@@ -250,7 +337,6 @@ cdef class SpectrogramPlan:
             xr = er + wr * od_r - wi * od_i
             xim = ei + wr * od_i + wi * od_r
             row[b] = sqrt(xr * xr + xim * xim)
-        _log1p_block(row)
 
     cdef void _normalize(self, float* out, Py_ssize_t count, double total, double total_sq,
                          double std_floor) noexcept nogil:

@@ -1,4 +1,5 @@
-"""DeepSpeech2 features: the log-magnitude spectrogram, one config for training, eval and export.
+"""Speech features, one config for training, eval and export: DeepSpeech2's log spectrogram or a
+log-mel filterbank, normalised per utterance or per frequency bin.
 
 The zoo computed these with librosa and two drifted configs (a Hamming window in training, a
 Hanning window in eval). Here one frozen :class:`FeatureConfig` holds every number, the native
@@ -9,8 +10,15 @@ Definition, for audio ``x`` of ``n`` samples scaled to [-1, 1] (int16 / 32767):
   frames of ``n_fft`` samples every ``hop_length``, centred (``n_fft // 2`` samples of reflect
   padding on both sides, librosa's ``center=True``): ``1 + n // hop_length`` frames;
   a symmetric window (``scipy.signal.hamming(n_fft)``, what the zoo handed to librosa);
-  ``log1p(|rfft|)``, shape ``(n_fft // 2 + 1, frames)`` float32;
-  optionally ``(s - mean) / max(std, STD_FLOOR)`` over the whole utterance.
+  ``scale="linear"``: ``log1p(|rfft|)``, ``n_fft // 2 + 1`` rows (DeepSpeech2's);
+  ``scale="mel"``: ``log(max(W @ |rfft|^2, MEL_FLOOR))``, ``n_mels`` rows, ``W`` the triangular
+  filters of :func:`mel_filterbank` (HTK's mel scale, peaks of 1, no area normalisation: Kaldi's
+  and torchaudio's ``fbank`` convention);
+  then ``normalize``: none; ``"utterance"``, ``(s - mean) / max(std, STD_FLOOR)`` over the whole
+  utterance (DeepSpeech2's); or ``"per_bin"``, the same for each row on its own (cepstral mean and
+  variance normalisation: a fixed channel or vocal-tract colouring is a constant per row of the
+  log spectrum, and it subtracts it).
+Output float32 ``(rows, frames)``.
 """
 from __future__ import annotations
 
@@ -26,6 +34,9 @@ from ._config import config_from_dict
 STD_FLOOR = 1e-5
 #: int16 PCM is scaled by 1/32767, as the zoo does.
 INT16_SCALE = 32767.0
+#: Filterbank energies are floored here before the log (Whisper's and ESPnet's floor): digital
+#: silence gives log(1e-10) = -23, not -inf.
+MEL_FLOOR = 1e-10
 
 
 class Window(str, enum.Enum):
@@ -33,6 +44,21 @@ class Window(str, enum.Enum):
 
     HAMMING = "hamming"
     HANN = "hann"
+
+
+class Scale(str, enum.Enum):
+    """The frequency axis of the features."""
+
+    LINEAR = "linear"  # every FFT bin, log1p of the magnitude (DeepSpeech2)
+    MEL = "mel"  # mel filterbank energies, log of the power
+
+
+class Normalize(str, enum.Enum):
+    """Mean and variance normalisation, per utterance. The order is the kernel's mode number."""
+
+    NONE = "none"
+    UTTERANCE = "utterance"  # one mean and std over the whole utterance (DeepSpeech2)
+    PER_BIN = "per_bin"  # a mean and std per frequency row (cepstral mean and variance normalisation)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,19 +69,40 @@ class FeatureConfig:
     n_fft: int = 320  # samples per frame = window length (20 ms at 16 kHz)
     hop_length: int = 160  # samples between frames (10 ms at 16 kHz)
     window: Window = Window.HAMMING
-    normalize: bool = True  # per-utterance mean/std normalisation
+    normalize: Normalize = Normalize.UTTERANCE  # True / False in configs written before per_bin
+    scale: Scale = Scale.LINEAR
+    n_mels: int = 80  # rows of a mel config
+    f_min: float = 20.0  # Hz, the mel filters' range (Kaldi's default low edge) ...
+    f_max: float | None = None  # ... and its top; None: half the sample rate
 
     def __post_init__(self):
         object.__setattr__(self, "window", Window(self.window))
+        object.__setattr__(self, "scale", Scale(self.scale))
+        normalize = self.normalize
+        if isinstance(normalize, bool):
+            normalize = Normalize.UTTERANCE if normalize else Normalize.NONE
+        object.__setattr__(self, "normalize", Normalize(normalize))
         if self.n_fft < 4 or self.n_fft % 2:
             raise ValueError(f"n_fft must be even and at least 4, got {self.n_fft}")
         if not 0 < self.hop_length:
             raise ValueError(f"hop_length must be positive, got {self.hop_length}")
+        if self.scale is Scale.MEL:
+            top = self.sample_rate / 2 if self.f_max is None else self.f_max
+            if not 0 <= self.f_min < top <= self.sample_rate / 2:
+                raise ValueError(f"the mel range must satisfy 0 <= f_min < f_max <= sample_rate / 2, got "
+                                 f"f_min={self.f_min}, f_max={self.f_max}, sample_rate={self.sample_rate}")
+            if self.n_mels < 1:
+                raise ValueError(f"n_mels must be positive, got {self.n_mels}")
+
+    @property
+    def fft_bins(self) -> int:
+        """Bins of the FFT (161 for n_fft = 320)."""
+        return self.n_fft // 2 + 1
 
     @property
     def num_bins(self) -> int:
-        """Frequency bins of the output (161 for n_fft = 320)."""
-        return self.n_fft // 2 + 1
+        """Rows of the features: the FFT bins (161 for n_fft = 320), or n_mels."""
+        return self.n_mels if self.scale is Scale.MEL else self.fft_bins
 
     @property
     def min_samples(self) -> int:
@@ -73,7 +120,8 @@ class FeatureConfig:
         return a0 - (1.0 - a0) * np.cos(phase)
 
     def to_dict(self) -> dict:
-        return {**dataclasses.asdict(self), "window": self.window.value}
+        return {**dataclasses.asdict(self), "window": self.window.value, "normalize": self.normalize.value,
+                "scale": self.scale.value}
 
     @classmethod
     def from_dict(cls, data: dict) -> "FeatureConfig":
@@ -106,6 +154,58 @@ def as_float_audio(audio: np.ndarray, config: FeatureConfig) -> np.ndarray:
     return audio
 
 
+def hz_to_mel(hz):
+    """HTK's mel scale (Kaldi's, torchaudio's): 1127 ln(1 + f / 700)."""
+    return 1127.0 * np.log1p(np.asarray(hz, dtype=np.float64) / 700.0)
+
+
+def mel_to_hz(mel):
+    return 700.0 * np.expm1(np.asarray(mel, dtype=np.float64) / 1127.0)
+
+
+#: VTLP's boundary frequency (Jaitly & Hinton 2013: 4.8 kHz at 16 kHz): below it frequencies
+#: scale by the warp factor, above it a straight line takes the top of the band to itself.
+VTLP_BOUNDARY = 0.3
+
+
+def vtlp_warp(hz, factor: float, sample_rate: int):
+    """Vocal tract length perturbation of frequencies ``hz``: ``f * factor`` up to the boundary
+    ``VTLP_BOUNDARY * sample_rate * min(factor, 1) / factor``, then linear to ``sample_rate / 2``,
+    which stays put (Jaitly & Hinton 2013, eq. 1)."""
+    hz = np.asarray(hz, dtype=np.float64)
+    nyquist = sample_rate / 2
+    boundary = VTLP_BOUNDARY * sample_rate * min(factor, 1.0) / factor
+    above = nyquist - (nyquist - boundary * factor) / (nyquist - boundary) * (nyquist - hz)
+    return np.where(hz <= boundary, hz * factor, above)
+
+
+def mel_filterbank(config: FeatureConfig, warp: float = 1.0) -> np.ndarray:
+    """The mel filters, float32 ``(n_mels, fft_bins)``: triangles equally spaced on HTK's mel scale
+    between ``f_min`` and ``f_max``, each 1 at its centre and 0 at its neighbours' centres,
+    evaluated at the FFT bins' frequencies. ``warp`` != 1 moves the filters' corners by
+    :func:`vtlp_warp` (VTLP: Kaldi warps the filterbank the same way for VTLN).
+
+    Raises ValueError when a filter (unwarped) falls between two FFT bins: too many mel filters
+    for ``n_fft`` (Kaldi refuses the same).
+    """
+    top = config.sample_rate / 2 if config.f_max is None else config.f_max
+    corners = mel_to_hz(np.linspace(hz_to_mel(config.f_min), hz_to_mel(top), config.n_mels + 2))
+    if warp != 1.0:
+        corners = vtlp_warp(corners, warp, config.sample_rate)
+    bins = np.arange(config.fft_bins) * config.sample_rate / config.n_fft
+    left, centre, right = corners[:-2, None], corners[1:-1, None], corners[2:, None]
+    rising = (bins - left) / (centre - left)
+    falling = (right - bins) / (right - centre)
+    weights = np.clip(np.minimum(rising, falling), 0.0, None)
+    if warp == 1.0:
+        empty = np.flatnonzero(weights.max(axis=1) == 0)
+        if empty.size:
+            raise ValueError(f"mel filter {int(empty[0])} of {config.n_mels} covers no FFT bin (n_fft = "
+                             f"{config.n_fft}, {config.sample_rate / config.n_fft:g} Hz apart): use fewer "
+                             f"n_mels, a larger n_fft or a higher f_min")
+    return weights.astype(np.float32)
+
+
 @functools.lru_cache(maxsize=8)
 def _plan(config: FeatureConfig):
     from . import _spectrogram
@@ -115,24 +215,50 @@ def _plan(config: FeatureConfig):
     )
 
 
-def spectrogram(audio: np.ndarray, config: FeatureConfig = FeatureConfig()) -> np.ndarray:
+@functools.lru_cache(maxsize=8)
+def _filterbank(config: FeatureConfig) -> np.ndarray:
+    return mel_filterbank(config)
+
+
+def spectrogram(audio: np.ndarray, config: FeatureConfig = FeatureConfig(), warp: float = 1.0) -> np.ndarray:
     """The features of one utterance with the native kernel: float32 ``(num_bins, frames)``.
 
+    ``warp``: a VTLP factor for the mel filters (augmentation; mel configs only).
     The kernel releases the GIL, so threads computing features run in parallel.
     """
     samples = as_float_audio(audio, config)
     out = np.empty((config.num_bins, config.num_frames(samples.shape[0])), dtype=np.float32)
-    _plan(config).compute(samples, out, config.normalize, STD_FLOOR)
+    mode = list(Normalize).index(config.normalize)
+    if config.scale is Scale.MEL:
+        weights = _filterbank(config) if warp == 1.0 else mel_filterbank(config, warp)
+        _plan(config).compute(samples, out, mode, STD_FLOOR, weights, MEL_FLOOR)
+    elif warp != 1.0:
+        raise ValueError("VTLP warps the mel filters: it needs mel features (scale='mel')")
+    else:
+        _plan(config).compute(samples, out, mode, STD_FLOOR)
     return out
 
 
-def spectrogram_reference(audio: np.ndarray, config: FeatureConfig = FeatureConfig()) -> np.ndarray:
+def normalize(spect: np.ndarray, mode: Normalize) -> np.ndarray:
+    """``spect`` (rows, frames) normalised as ``mode`` says (numpy; the reference's definition)."""
+    mode = Normalize(mode)
+    if mode is Normalize.UTTERANCE:
+        return (spect - spect.mean()) / max(spect.std(), STD_FLOOR)
+    if mode is Normalize.PER_BIN:
+        return (spect - spect.mean(axis=1, keepdims=True)) / np.maximum(spect.std(axis=1, keepdims=True), STD_FLOOR)
+    return spect
+
+
+def spectrogram_reference(audio: np.ndarray, config: FeatureConfig = FeatureConfig(), warp: float = 1.0) -> np.ndarray:
     """The same features in vectorised numpy (float64 inside): the definition the kernel must match."""
     samples = as_float_audio(audio, config).astype(np.float64)
     pad = config.n_fft // 2
     padded = np.pad(samples, pad, mode="reflect")
     frames = np.lib.stride_tricks.sliding_window_view(padded, config.n_fft)[:: config.hop_length]
-    spec = np.log1p(np.abs(np.fft.rfft(frames * config.window_array(), axis=1))).T
-    if config.normalize:
-        spec = (spec - spec.mean()) / max(spec.std(), STD_FLOOR)
-    return spec.astype(np.float32)
+    magnitude = np.abs(np.fft.rfft(frames * config.window_array(), axis=1)).T
+    if config.scale is Scale.MEL:
+        weights = mel_filterbank(config, warp).astype(np.float64)
+        spec = np.log(np.maximum(weights @ magnitude ** 2, MEL_FLOOR))
+    else:
+        spec = np.log1p(magnitude)
+    return normalize(spec, config.normalize).astype(np.float32)
