@@ -25,7 +25,7 @@ def main():
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
-    from ds2stream.checkpoint import load_model
+    from ds2stream.checkpoint import load_model, model_features
     from ds2stream.data.text import LABELS
     from ds2stream.inference.decoding import DecoderConfig, make_decoder
     from ds2stream.inference.evaluate import run_network, score
@@ -34,8 +34,8 @@ def main():
 
     quiet_framework_logs(False)
     use_graph_mode()
-    network, _ = load_model(args.checkpoint)
-    shard_set = ShardSet(args.shards)
+    network, meta = load_model(args.checkpoint)
+    shard_set = ShardSet(args.shards, model_features(meta))
     outputs = run_network(network, shard_set)
     audio_hours = sum(shard_set.num_samples[p] for p in outputs.positions) / shard_set.feature_config.sample_rate / 3600
     tuned = DecoderConfig.read(args.decoder_config) if args.decoder_config else DecoderConfig("beam")

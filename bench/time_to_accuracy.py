@@ -31,7 +31,7 @@ def training_seconds(run_dir: Path) -> dict[int, float]:
 
 def evaluate_checkpoint(checkpoint: Path, shards: Path) -> dict:
     """One checkpoint on the held-out set (run in a process of its own: see evaluate_run)."""
-    from ds2stream.checkpoint import load_model
+    from ds2stream.checkpoint import load_model, model_features
     from ds2stream.inference.evaluate import evaluate
     from ds2stream.pipeline import ShardSet
     from ds2stream.runtime import quiet_framework_logs, use_graph_mode
@@ -39,7 +39,7 @@ def evaluate_checkpoint(checkpoint: Path, shards: Path) -> dict:
     quiet_framework_logs(False)
     use_graph_mode()
     network, meta = load_model(checkpoint)
-    report = evaluate(network, ShardSet(shards))
+    report = evaluate(network, ShardSet(shards, model_features(meta)))
     return {"checkpoint": checkpoint.name, "global_step": meta["state"]["global_step"], "epoch": meta["state"]["epoch"],
             "wer": report.wer, "cer": report.cer, "eval_seconds": report.wall_seconds}
 

@@ -81,6 +81,12 @@ def load_weights(network, params: dict, source: Path, strict: bool = True) -> li
     return sorted(set(params) - set(own))
 
 
+def model_features(meta: dict) -> FeatureConfig | None:
+    """The features a checkpoint's model was trained on: the ones to read a shard set with (None
+    where the checkpoint does not say)."""
+    return FeatureConfig.from_dict(meta["feature_config"]) if "feature_config" in meta else None
+
+
 def check_meta(meta: dict, source: Path, feature_config: FeatureConfig | None = None) -> None:
     """A ds2stream checkpoint must share the label set (and the feature config, when given)."""
     if meta.get("labels", LABELS) != LABELS:
@@ -89,7 +95,7 @@ def check_meta(meta: dict, source: Path, feature_config: FeatureConfig | None = 
         theirs = FeatureConfig.from_dict(meta["feature_config"])
         if theirs != feature_config:
             raise CheckpointError(f"{source}: trained on features {theirs.to_dict()}, these shards have "
-                                  f"{feature_config.to_dict()}; shard the data with the checkpoint's config")
+                                  f"{feature_config.to_dict()}; train with the checkpoint's features")
 
 
 def load_model(checkpoint: Path):
@@ -103,6 +109,35 @@ def load_model(checkpoint: Path):
     load_weights(network, params, checkpoint)
     network.set_train(False)
     return network, meta
+
+
+def average_checkpoints(paths: list[Path], out: Path) -> Path:
+    """Write to ``out`` a checkpoint whose network parameters are the mean of ``paths``' (the
+    last few checkpoints of a run: a smoother model than any one of them, as ESPnet and icefall
+    average). Every one must describe the same model; the optimizer state is left out (the
+    result is for evaluation, export and as ``--pretrained``), BatchNorm's running statistics are
+    averaged too. The metadata is the last one's, with ``averaged_from``."""
+    import mindspore as ms
+    import numpy as np
+
+    if not paths:
+        raise CheckpointError("no checkpoint to average")
+    network, meta = load_model(paths[-1])
+    names = [p.name for p in network.get_parameters()]
+    totals = {name: np.zeros(p.shape, np.float64) for name, p in zip(names, network.get_parameters())}
+    for path in paths:
+        params, other = read_checkpoint(path)
+        same = other.get("model_config") == meta["model_config"] and other.get("feature_config") == meta.get(
+            "feature_config")
+        if not same:
+            raise CheckpointError(f"{path}: made for another model or features than {paths[-1]}; "
+                                  f"only checkpoints of one run can be averaged")
+        for name in names:
+            totals[name] += params[name].asnumpy().astype(np.float64)
+    for param in network.get_parameters():
+        param.set_data(ms.Tensor((totals[param.name] / len(paths)).astype(np.float32), dtype=param.dtype))
+    save_checkpoint(network, Path(out), {**meta, "averaged_from": [str(p) for p in paths]})
+    return Path(out)
 
 
 class CheckpointFolder:

@@ -9,15 +9,16 @@ from click.testing import CliRunner
 
 from ds2stream.cli import cli
 from ds2stream.data.audio import read_audio
-from ds2stream.features import FeatureConfig, spectrogram
+from ds2stream.features import FeatureConfig, Normalize, Scale, spectrogram
 from ds2stream.pipeline import STANDARD_AUGMENT, AugmentConfig, Augmenter, BatchSampler, EpochIterator, ShardSet
-from ds2stream.pipeline.augment import mix_at_snr, perturb_speed, spec_augment, speed_samples, switch
+from ds2stream.pipeline.augment import mix_at_snr, perturb_speed, random_channel, spec_augment, speed_samples, switch
 from ds2stream.presets import PRESETS
 from ds2stream.training.trainer import make_source
 
 TINY = PRESETS["tiny"]
 AUGMENTED = dataclasses.replace(TINY.train, max_frames=2500, num_buckets=3, augment=STANDARD_AUGMENT)
 FC = FeatureConfig()
+MEL = FeatureConfig(scale=Scale.MEL, normalize=Normalize.PER_BIN)
 
 
 @pytest.fixture(scope="module")
@@ -148,6 +149,35 @@ def test_speed_perturbed_plans_bucket_by_the_new_length_and_fall_back_when_ctc_c
         assert np.array_equal(rank.epoch_lengths(3)[2], sampler.epoch_lengths(3)[2])
 
 
+def test_a_random_channel_colours_and_band_limits_without_clipping(speech):
+    loud = speech / np.abs(speech).max()
+    spectrum = np.abs(np.fft.rfft(loud)) ** 2
+    frequency = np.fft.rfftfreq(len(loud), 1 / 16000)
+    limited = 0
+    for seed in range(12):
+        out = random_channel(loud, np.random.default_rng(seed), 16000)
+        assert len(out) == len(loud) and np.abs(out).max() <= 1.0
+        np.testing.assert_array_equal(out, random_channel(loud, np.random.default_rng(seed), 16000))
+        ratio = np.abs(np.fft.rfft(out)) ** 2 / np.maximum(spectrum, 1e-12)
+        low = ratio[(frequency > 20) & (frequency < 40)].mean()
+        high = ratio[(frequency > 1000) & (frequency < 1200)].mean()
+        limited += low < 1e-3 * high  # a high-pass at 50-400 Hz takes 20-40 Hz down by 40 dB or more
+        assert not np.allclose(out, loud)
+    assert 2 <= limited <= 10  # about half the utterances are band-limited
+
+
+def test_vtlp_needs_mel_features_and_its_warp_changes_the_features(shard_set):
+    with pytest.raises(ValueError, match="VTLP warps the mel filters"):
+        Augmenter(AugmentConfig(vtlp=0.1), FC, seed=0)
+    samples, _ = shard_set.samples(0)
+    warped = Augmenter(AugmentConfig(vtlp=0.1), MEL, seed=0)
+    plain = Augmenter(AugmentConfig(volume_db=1e-9), MEL, seed=0)
+    one = warped.features(samples, None, 1.0, warped.rng(1, 0))
+    assert np.array_equal(one, warped.features(samples, None, 1.0, warped.rng(1, 0)))
+    assert not np.allclose(one, plain.features(samples, None, 1.0, plain.rng(1, 0)), atol=1e-3)
+    assert not np.array_equal(one, warped.features(samples, None, 1.0, warped.rng(2, 0)))
+
+
 # ---------------------------------------------------------------- determinism through the reader
 
 def test_augmented_batches_depend_only_on_seed_epoch_and_utterance(shard_set):
@@ -197,3 +227,25 @@ def test_switches_and_the_cli_record_augmentation_in_the_run(shard_set, tmp_path
     result = CliRunner().invoke(cli, ["train", "--resume", str(tmp_path / "run"), "--no-speed-perturb",
                                       "--max-steps", "2"])
     assert result.exit_code == 1 and "speeds [0.9, 1.0, 1.1] -> []" in result.output
+
+
+def test_mel_features_vtlp_and_channel_from_the_cli_train_evaluate_and_stay_the_runs(sample_test_shards, tmp_path):
+    run = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["train", "--shards", str(sample_test_shards), "--out", str(run),
+                                      "--preset", "tiny",
+                                      "--feature-scale", "mel", "--feature-norm", "per_bin", "--vtlp", "0.1",
+                                      "--channel-prob", "0.5", "--max-frames", "2500", "--max-steps", "2"])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["feature_config"]["scale"] == "mel" and saved["feature_config"]["normalize"] == "per_bin"
+    assert saved["model_config"]["num_bins"] == 80
+    assert saved["train_config"]["augment"]["vtlp"] == 0.1 and saved["train_config"]["augment"]["channel_prob"] == 0.5
+    checkpoint = run / "checkpoints" / "step-00000002.ckpt"
+    # eval reads the (linear-sharded) test set with the checkpoint's mel features.
+    result = CliRunner().invoke(cli, ["eval", "--shards", str(sample_test_shards), "--checkpoint", str(checkpoint)])
+    assert result.exit_code == 0, result.output
+    assert "300 utterances" in result.output
+    # The features are the run's: a resume that asks for others is refused.
+    result = CliRunner().invoke(cli, ["train", "--resume", str(run), "--feature-scale", "linear", "--vtlp", "0",
+                                      "--max-steps", "3"])
+    assert result.exit_code == 1 and "trained on features" in result.output

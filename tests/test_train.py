@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from ds2stream.cli import cli
 from ds2stream.data.shards import ShardOptions, write_shard_set
 from ds2stream.pipeline import STANDARD_AUGMENT, EpochIterator
+from ds2stream.model import ModelConfig
 from ds2stream.presets import PRESETS
 from ds2stream.runtime import use_graph_mode
 from ds2stream.testing import utterances_of_lengths
@@ -187,6 +188,34 @@ def test_keep_last_zero_keeps_every_checkpoint(whole_run):
         TrainConfig(keep_last=-1)
 
 
+def test_average_is_the_mean_of_the_checkpoints_network_parameters(whole_run, tmp_path):
+    from ds2stream.checkpoint import read_checkpoint
+
+    chosen = whole_run.checkpoints()[-3:]
+    out = tmp_path / "averaged.ckpt"
+    result = CliRunner().invoke(cli, ["average", *map(str, whole_run.checkpoints()), "--last", "3", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    averaged, meta = read_checkpoint(out)
+    inputs = [read_checkpoint(path)[0] for path in chosen]
+    network_names = {p.name for p in whole_run.network.get_parameters()}
+    assert set(averaged) == network_names  # Adam's moments are left out
+    for name in network_names:
+        expected = np.mean([params[name].asnumpy().astype(np.float64) for params in inputs], axis=0)
+        np.testing.assert_allclose(averaged[name].asnumpy(), expected, rtol=1e-6, atol=1e-7, err_msg=name)
+    assert meta["averaged_from"] == [str(p) for p in chosen]
+    assert ModelConfig.from_dict(meta["model_config"]) == whole_run.model_config
+
+
+def test_checkpoints_of_different_models_are_not_averaged(whole_run, shard_dir, tmp_path):
+    other = Trainer(tmp_path / "other", shard_dir, dataclasses.replace(TINY, rnn_hidden=64),
+                    dataclasses.replace(FAST_TRAIN, keep_last=0), progress=False)
+    other.start_new()
+    other.fit(max_steps=1)
+    result = CliRunner().invoke(cli, ["average", str(whole_run.checkpoints()[-1]), str(other.checkpoints()[-1]),
+                                      "--out", str(tmp_path / "mixed.ckpt")])
+    assert result.exit_code == 1 and "made for another model or features" in result.output
+
+
 def test_resume_after_a_corrupt_newest_checkpoint_goes_back_one_and_logs_each_step_once(shard_dir, tmp_path,
                                                                                        whole_run, caplog):
     first = Trainer(tmp_path / "run", shard_dir, TINY, AUGMENTED_TRAIN, progress=False)
@@ -237,8 +266,12 @@ def test_train_cli_refuses_ambiguous_or_occupied_run_dirs(shard_dir, tmp_path):
 
 
 def test_train_config_round_trips_and_names_unknown_keys():
-    config = TrainConfig(epochs=3)
-    assert TrainConfig.from_dict(config.to_dict()) == config
+    from ds2stream.features import FeatureConfig, Scale
+
+    config = TrainConfig(epochs=3, best_by="cer", features=FeatureConfig(scale=Scale.MEL, n_mels=64))
+    assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    with pytest.raises(ValueError, match="best_by must be 'wer' or 'cer'"):
+        TrainConfig(best_by="loss")
     with pytest.raises(ValueError, match="unknown TrainConfig keys"):
         TrainConfig.from_dict({"epochs": 1, "loss_scale": 1024})
 

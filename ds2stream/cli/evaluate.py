@@ -26,7 +26,7 @@ from .decoding import decoder_from, decoder_options
 def evaluate_command(shards, checkpoint, verbose, json_path, max_frames, workers, tune_path, **decoder):
     """Evaluate CHECKPOINT on SHARDS: corpus WER and CER, bucketed batches; greedy decoding
     (the native kernel) unless a beam search, with or without an LM, is asked for."""
-    from ..checkpoint import CheckpointError, check_meta, load_model
+    from ..checkpoint import CheckpointError, check_meta, load_model, model_features
     from ..inference.decoding import DecoderConfig, make_decoder, read_lm
     from ..inference.evaluate import evaluate, tune_decoder
     from ..pipeline import ShardSet
@@ -43,8 +43,8 @@ def evaluate_command(shards, checkpoint, verbose, json_path, max_frames, workers
     use_graph_mode()
     try:
         network, meta = load_model(checkpoint)
-        shard_set = ShardSet(shards)
-        check_meta(meta, checkpoint, shard_set.feature_config)
+        check_meta(meta, checkpoint)
+        shard_set = ShardSet(shards, model_features(meta))  # the model's features, from the shards' audio
         if len(shard_set) == 0:
             raise ValueError(f"{shards}: the shard set holds no utterance (see `ds2stream info {shards} --problems`)")
     except (CheckpointError, ValueError) as err:

@@ -1,4 +1,5 @@
-"""``ds2stream export`` and ``ds2stream transcribe``: a checkpoint -> an inference file, audio -> text."""
+"""``ds2stream average``, ``export`` and ``transcribe``: checkpoints -> one, -> an inference file,
+audio -> text."""
 from pathlib import Path
 
 import click
@@ -28,6 +29,25 @@ def export(checkpoint, file_format, out, **decoder):
     except (CheckpointError, ValueError) as err:
         raise click.ClickException(str(err)) from None
     click.echo(str(path))
+
+
+@cli.command()
+@click.argument("checkpoints", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--last", type=click.IntRange(min=1), help="Average only the last N of CHECKPOINTS (in the order given).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="The averaged checkpoint.")
+def average(checkpoints, last, out):
+    """Average the parameters of CHECKPOINTS of one run (e.g. its last few:
+    runs/x/checkpoints/step-*.ckpt --last 3) into one checkpoint for eval, export or transcribe."""
+    from ..checkpoint import CheckpointError, average_checkpoints
+    from ..runtime import use_graph_mode
+
+    chosen = list(checkpoints)[-last:] if last else list(checkpoints)
+    use_graph_mode()
+    try:
+        path = average_checkpoints(chosen, out)
+    except CheckpointError as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(f"{path}: the mean of {len(chosen)} checkpoints ({chosen[0].name} ... {chosen[-1].name})")
 
 
 @cli.command()

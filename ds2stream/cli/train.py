@@ -4,6 +4,7 @@ from pathlib import Path
 
 import click
 
+from ..features import Normalize, Scale
 from ..pipeline.augment import STANDARD_AUGMENT
 from ..presets import PRESETS
 from .base import cli
@@ -59,11 +60,23 @@ from .base import cli
               help="Mix noise from this folder of audio files (any length, any rate) instead of synthetic "
                    "coloured noise; switches noise on.")
 @click.option("--noise-prob", type=click.FloatRange(0, 1), help="Share of utterances mixed with noise (0: off).")
+@click.option("--vtlp", type=click.FloatRange(0, 0.5, max_open=True),
+              help="Vocal tract length perturbation: warp the mel filters by a factor drawn per utterance in "
+                   "[1 - VTLP, 1 + VTLP] (0.1 is usual; 0: off). Needs mel features.")
+@click.option("--channel-prob", type=click.FloatRange(0, 1),
+              help="Share of utterances played through a random channel: spectral tilt, band limit (0: off).")
+@click.option("--feature-scale", type=click.Choice([s.value for s in Scale]),
+              help="Features the model learns from, computed from the shards' audio: DeepSpeech2's linear "
+                   "spectrogram or a log-mel filterbank (default: the preset's, else what the shards hold).")
+@click.option("--n-mels", type=click.IntRange(min=1), help="Mel filters of mel features (default 80).")
+@click.option("--feature-norm", type=click.Choice([n.value for n in Normalize]),
+              help="Feature normalisation per utterance: one mean and std, or one per frequency row "
+                   "(default: the preset's, else what the shards hold).")
 @click.option("--pynative", is_flag=True, help="PyNative mode instead of graph mode (debugging; 4-8x slower).")
 def train(shards, dev_shards, preset, run_dir, resume_dir, bucketed, epochs, learning_rate, max_frames,
           num_buckets, max_duration, checkpoint_every, keep_last, workers, seed, max_steps, max_minutes, pretrained,
           distributed, allow_plan_change, augment, speed_perturb, volume_perturb, spec_augment, noise_dir, noise_prob,
-          pynative):
+          vtlp, channel_prob, feature_scale, n_mels, feature_norm, pynative):
     """Train DeepSpeech2 on a shard set, in graph mode with bucketed shapes.
 
     Start a run with --shards and --out, or continue one with --resume RUN_DIR (the same next batch
@@ -87,10 +100,14 @@ def train(shards, dev_shards, preset, run_dir, resume_dir, bucketed, epochs, lea
                  "workers": workers, "seed": seed, "batch_mode": None if bucketed else "unbucketed"}
     overrides = {k: v for k, v in overrides.items() if v is not None}
     augment_switches = {"everything": augment, "speed": speed_perturb, "volume": volume_perturb,
-                        "spec_augment": spec_augment, "noise_dir": noise_dir, "noise_prob": noise_prob}
+                        "spec_augment": spec_augment, "noise_dir": noise_dir, "noise_prob": noise_prob,
+                        "vtlp": vtlp, "channel_prob": channel_prob}
+    feature_changes = {k: v for k, v in {"scale": feature_scale, "n_mels": n_mels, "normalize": feature_norm}.items()
+                       if v is not None}
     try:
         _, record = run_training(run_dir=run_dir, resume_dir=resume_dir, shards=shards, dev_shards=dev_shards,
                                  preset=preset, overrides=overrides, augment_switches=augment_switches,
+                                 feature_changes=feature_changes,
                                  pretrained=pretrained, distributed=distributed, graph=not pynative,
                                  max_steps=max_steps, max_minutes=max_minutes, allow_plan_change=allow_plan_change)
     except (ValueError, PeerLostError) as err:  # a peer lost: msrun shows the scheduler's "Error:" lines

@@ -1,5 +1,6 @@
-"""Data augmentation in the reader's workers: speed, volume and noise on the waveform, SpecAugment
-on the spectrogram. Training only: evaluation never builds an ``Augmenter``.
+"""Data augmentation in the reader's workers: speed, volume, noise and a random channel on the
+waveform, vocal tract length perturbation (VTLP) in the mel filters, SpecAugment on the features.
+Training only: evaluation never builds an ``Augmenter``.
 
 Every random draw for utterance ``u`` in epoch ``e`` comes from a generator seeded with
 ``(seed, e, u)``: the same batches come out on any rank, in any worker, after any resume, and two
@@ -8,7 +9,8 @@ exception: it changes an utterance's length, so the sampler draws it when it pla
 (``speed_choices``) and buckets the utterance by its perturbed length; the plan carries it.
 
 Order, as in Lhotse's and ESPnet's LibriSpeech recipes: speed -> volume -> noise -> features ->
-SpecAugment.
+SpecAugment; the channel (a microphone or a line: after the room's noise) comes before the
+features, VTLP in them.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .._config import config_from_dict
-from ..features import INT16_SCALE, FeatureConfig, spectrogram
+from ..features import INT16_SCALE, FeatureConfig, Scale, spectrogram
 
 #: Separates the augmentation's per-utterance streams from the sampler's ([seed, epoch] and
 #: [seed, epoch, 1]) and the speed draw ([seed, epoch, SPEED_STREAM]).
@@ -42,6 +44,8 @@ class AugmentConfig:
     time_masks_per_second: float = 0.0  # SpecAugment: time masks per second of audio (rounded); 0 = off
     time_mask_fraction: float = 0.04  # the widest time mask, as a share of the utterance ...
     time_mask_frames: int = 40  # ... and in frames
+    vtlp: float = 0.0  # VTLP warp factors drawn uniformly in [1 - vtlp, 1 + vtlp]; 0 = off (mel features only)
+    channel_prob: float = 0.0  # share of utterances played through a random channel (random_channel); 0 = off
 
     def __post_init__(self):
         object.__setattr__(self, "speeds", tuple(float(s) for s in self.speeds))
@@ -59,11 +63,16 @@ class AugmentConfig:
         if min(self.freq_masks, self.freq_mask_bins, self.time_mask_frames) < 0 or self.time_masks_per_second < 0 \
                 or not 0 <= self.time_mask_fraction <= 1:
             raise ValueError(f"SpecAugment sizes must be >= 0 (and the time mask fraction <= 1): {self}")
+        if not 0.0 <= self.vtlp < 0.5:
+            raise ValueError(f"vtlp is a warp range, [1 - vtlp, 1 + vtlp], and must lie in [0, 0.5), got {self.vtlp}")
+        if not 0.0 <= self.channel_prob <= 1.0:
+            raise ValueError(f"channel_prob must lie in [0, 1], got {self.channel_prob}")
 
     @property
     def waveform(self) -> bool:
         """Whether any transform needs the samples (not stored features)."""
-        return bool(self.speeds) or self.volume_db > 0 or self.noise_prob > 0
+        return bool(self.speeds) or self.volume_db > 0 or self.noise_prob > 0 or self.vtlp > 0 \
+            or self.channel_prob > 0
 
     @property
     def enabled(self) -> bool:
@@ -146,6 +155,25 @@ def mix_at_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarr
     return mixed / np.float32(peak) if peak > 1.0 else mixed
 
 
+def random_channel(audio: np.ndarray, rng: np.random.Generator, sample_rate: int) -> np.ndarray:
+    """``audio`` through a random linear channel, as another microphone or line would colour it: a
+    spectral tilt of -3 to +3 dB per octave around 1 kHz (at most +-12 dB), and on half the
+    utterances a band limit (a 4th-order high-pass at 50-400 Hz and low-pass at 3-7.5 kHz; the
+    telephone band is 300-3,400 Hz). Applied as one gain curve on the utterance's spectrum;
+    scaled down as a whole if it would leave [-1, 1]."""
+    frequency = np.fft.rfftfreq(len(audio), 1.0 / sample_rate)
+    octaves = np.log2(np.maximum(frequency, 50.0) / 1000.0)
+    gain_db = np.clip(rng.uniform(-3.0, 3.0) * octaves, -12.0, 12.0)
+    gain = 10 ** (gain_db / 20)
+    if rng.random() < 0.5:
+        low, high = rng.uniform(50.0, 400.0), rng.uniform(3000.0, 7500.0)
+        with np.errstate(divide="ignore"):
+            gain = gain / np.sqrt(1 + (low / frequency) ** 8) / np.sqrt(1 + (frequency / high) ** 8)
+    out = np.fft.irfft(np.fft.rfft(audio.astype(np.float64)) * gain, n=len(audio)).astype(np.float32)
+    peak = float(np.max(np.abs(out))) if len(out) else 0.0
+    return out / np.float32(peak) if peak > 1.0 else out
+
+
 def spec_augment(spect: np.ndarray, config: AugmentConfig, rng: np.random.Generator,
                  frames_per_second: float) -> np.ndarray:
     """Frequency and time masks on a (bins, frames) spectrogram, in place, filled with its mean
@@ -173,6 +201,9 @@ class Augmenter:
 
     def __init__(self, config: AugmentConfig, feature_config: FeatureConfig, seed: int):
         self.config, self.feature_config, self.seed = config, feature_config, seed
+        if config.vtlp > 0 and feature_config.scale is not Scale.MEL:
+            raise ValueError(f"VTLP warps the mel filters: it needs mel features, these are "
+                             f"{feature_config.scale.value}")
         if config.noise_dir is not None and config.noise_prob > 0:
             load_noise(config.noise_dir, feature_config.sample_rate)  # a bad folder fails here, not in a worker
 
@@ -187,6 +218,8 @@ class Augmenter:
             audio = audio * np.float32(10 ** (rng.uniform(-config.volume_db, config.volume_db) / 20))
         if config.noise_prob > 0 and rng.random() < config.noise_prob:
             audio = mix_at_snr(audio, self._noise(rng, len(audio)), rng.uniform(*config.snr_db))
+        if config.channel_prob > 0 and rng.random() < config.channel_prob:
+            audio = random_channel(audio, rng, self.feature_config.sample_rate)
         peak = float(np.max(np.abs(audio))) if len(audio) else 0.0
         return audio / np.float32(peak) if peak > 1.0 else audio
 
@@ -203,14 +236,17 @@ class Augmenter:
         """The augmented spectrogram from ``samples`` (when a waveform transform is on) or from the
         stored ``spect``."""
         if self.config.waveform:
-            spect = spectrogram(self.waveform(samples, speed, rng), self.feature_config)
+            audio = self.waveform(samples, speed, rng)
+            warp = rng.uniform(1 - self.config.vtlp, 1 + self.config.vtlp) if self.config.vtlp > 0 else 1.0
+            spect = spectrogram(audio, self.feature_config, warp)
         frames_per_second = self.feature_config.sample_rate / self.feature_config.hop_length
         return spec_augment(spect, self.config, rng, frames_per_second)
 
 
 def switch(config: AugmentConfig, *, everything: bool | None = None, speed: bool | None = None,
            volume: bool | None = None, noise: bool | None = None, spec_augment: bool | None = None,
-           noise_dir: str | None = None, noise_prob: float | None = None) -> AugmentConfig:
+           noise_dir: str | None = None, noise_prob: float | None = None, vtlp: float | None = None,
+           channel_prob: float | None = None) -> AugmentConfig:
     """``config`` with transforms switched on (at ``STANDARD_AUGMENT``'s rates, unless already on)
     or off; None leaves a transform as it is. ``everything`` first, then each transform; a noise
     folder switches noise on."""
@@ -227,6 +263,10 @@ def switch(config: AugmentConfig, *, everything: bool | None = None, speed: bool
         changes["noise_prob"] = (config.noise_prob or standard.noise_prob) if noise else 0.0
     if noise_prob is not None:
         changes["noise_prob"] = noise_prob
+    if vtlp is not None:
+        changes["vtlp"] = vtlp
+    if channel_prob is not None:
+        changes["channel_prob"] = channel_prob
     if spec_augment is not None:
         on = spec_augment
         changes["freq_masks"] = (config.freq_masks or standard.freq_masks) if on else 0

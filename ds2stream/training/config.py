@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 
 from .._config import config_from_dict
+from ..features import FeatureConfig
 from ..pipeline.augment import AugmentConfig
 
 #: The TrainConfig fields that decide which utterances form each batch, in which order (with the
@@ -33,6 +34,12 @@ class TrainConfig:
     batch_mode: str = "bucketed"  # or "unbucketed" (pipeline.BatchMode)
     max_duration: float | None = None  # seconds; longer utterances are left out (counted)
     augment: AugmentConfig = AugmentConfig()  # in the reader's workers; off unless a preset or a flag says
+    # Which dev error rate picks best.ckpt: "wer", or "cer" where words are still mostly wrong (at
+    # 80 % WER one checkpoint's WER against another's is noise; their CER is not).
+    best_by: str = "wer"
+    # The features the model learns from, computed from the shards' audio; None: the ones the
+    # shards were made with (ds2stream shard's default, DeepSpeech2's linear spectrogram).
+    features: FeatureConfig | None = None
     # One training graph for every batch shape (batch rows and frames left open) instead of one
     # graph per bucket shape: each static graph keeps its own buffers, so memory grew with the
     # number of buckets (24 GB with 13 shapes of `fast`).
@@ -41,13 +48,17 @@ class TrainConfig:
     def __post_init__(self):
         if isinstance(self.augment, dict):  # read back from config.json or a checkpoint
             object.__setattr__(self, "augment", AugmentConfig.from_dict(self.augment))
+        if isinstance(self.features, dict):
+            object.__setattr__(self, "features", FeatureConfig.from_dict(self.features))
         if self.keep_last < 0:
             raise ValueError(f"keep_last must be a count of checkpoints, or 0 to keep every one; got {self.keep_last}")
+        if self.best_by not in ("wer", "cer"):
+            raise ValueError(f"best_by must be 'wer' or 'cer', got {self.best_by!r}")
         if self.max_duration is not None and self.max_duration <= 0:
             raise ValueError(f"max_duration must be positive seconds, got {self.max_duration}")
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return {**dataclasses.asdict(self), "features": self.features.to_dict() if self.features else None}
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":

@@ -6,7 +6,8 @@ A run directory holds:
   ``metrics.jsonl``             a line per step, per epoch and per event (``metrics.MetricsLog``);
   ``checkpoints/step-N.ckpt``   model + Adam state + the position in the data and the fingerprint of
                                 the batch plan (keep the last k), CRC-checked (``checkpoint``);
-  ``best.ckpt``                 the checkpoint with the lowest dev WER (with ``--dev-shards``).
+  ``best.ckpt``                 the checkpoint with the lowest dev WER, or CER (``best_by``), of
+                                the epoch ends (with ``--dev-shards``).
 
 After a ``kill -9`` anywhere, ``--resume`` continues from the newest checkpoint that reads back
 whole (a truncated or corrupt newer one is set aside as ``.corrupt``, with a warning), drops the
@@ -38,6 +39,7 @@ from ..checkpoint import (
 )
 from ..data.text import LABELS
 from ..failpoints import failpoint
+from ..features import FeatureConfig
 from ..files import write_durably
 from ..model import ModelConfig, build_model, running_statistics
 from ..pipeline import Augmenter, BatchMode, BatchSampler, BatchSource, EpochIterator, ShardSet
@@ -101,7 +103,8 @@ class RunState:
     global_step: int = 0  # batches consumed, skipped ones included
     lr_scale: float = 1.0  # halved by every rollback
     skipped: int = 0  # steps without an update (non-finite or a kernel error), total
-    best_wer: float | None = None
+    best_wer: float | None = None  # dev WER and CER of best.ckpt
+    best_cer: float | None = None
     best_step: int | None = None  # the global step whose checkpoint is best.ckpt
 
 
@@ -117,17 +120,15 @@ class Trainer:
 
         self.run_dir, self.config = Path(run_dir), config
         self.rank, self.world_size, self.progress = rank, world_size, progress
-        self.shards = ShardSet(shard_dir)
+        self.shards = ShardSet(shard_dir, config.features)
         if len(self.shards) == 0:
             raise ValueError(f"{shard_dir}: the shard set holds no utterance (see `ds2stream info {shard_dir} "
                              f"--problems`)")
-        self.dev = ShardSet(dev_shard_dir) if dev_shard_dir else None
+        self.feature_config = self.shards.feature_config
+        # Dev is read with the training features, whatever its shards stored (they hold the audio).
+        self.dev = ShardSet(dev_shard_dir, self.feature_config) if dev_shard_dir else None
         if self.dev is not None and len(self.dev) == 0:
             raise ValueError(f"{dev_shard_dir}: the dev shard set holds no utterance")
-        self.feature_config = self.shards.feature_config
-        if self.dev is not None and self.dev.feature_config != self.feature_config:
-            raise ValueError(f"{dev_shard_dir}: made with features {self.dev.feature_config.to_dict()}, "
-                             f"the training shards with {self.feature_config.to_dict()}")
         self.model_config = dataclasses.replace(model_config, num_bins=self.feature_config.num_bins)
         self.shard_dirs = {"train": str(Path(shard_dir).resolve()),
                            "dev": str(Path(dev_shard_dir).resolve()) if dev_shard_dir else None}
@@ -380,10 +381,12 @@ class Trainer:
             if self.is_writer:
                 failpoint("dev_evaluation")
             record.update(self.evaluate_dev())
-        improved = record.get("dev_wer") is not None and (
-            self.state.best_wer is None or record["dev_wer"] < self.state.best_wer)
+        best = {"wer": self.state.best_wer, "cer": self.state.best_cer}[self.config.best_by]
+        value = record.get(f"dev_{self.config.best_by}")
+        improved = value is not None and (best is None or value < best)
         if improved:  # before saving, so that a resumed run knows the best so far
-            self.state.best_wer, self.state.best_step = record["dev_wer"], self.state.global_step
+            self.state.best_wer, self.state.best_cer = record["dev_wer"], record["dev_cer"]
+            self.state.best_step = self.state.global_step
         self.metrics.write(record)
         path = self.save()
         if path is not None and improved:
@@ -413,16 +416,21 @@ class Trainer:
 
 def run_training(*, run_dir: Path | None, resume_dir: Path | None, shards: Path | None, dev_shards: Path | None,
                  preset: str, overrides: dict, augment_switches: dict | None = None,
+                 feature_changes: dict | None = None,
                  pretrained: Path | None = None, distributed: bool = False,
                  graph: bool = True, max_steps: int | None = None, max_minutes: float | None = None,
                  progress: bool = True, allow_plan_change: bool = False) -> tuple[Trainer, dict]:
     """What ``ds2stream train`` does: a new run from a preset, or the resumption of a run (with the
     settings it was last run with, then ``overrides``). Returns the trainer (after training) and
     its last record. ``augment_switches``: ``augment.switch``'s arguments, applied to the run's
-    augmentation (the preset's, or the resumed run's)."""
+    augmentation (the preset's, or the resumed run's); ``feature_changes``: FeatureConfig fields
+    changed from the run's features (the default FeatureConfig where it has none)."""
     from ..presets import get_preset
 
     def with_switches(config: TrainConfig) -> TrainConfig:
+        if feature_changes:
+            features = dataclasses.replace(config.features or FeatureConfig(), **feature_changes)
+            config = dataclasses.replace(config, features=features)
         return dataclasses.replace(config, augment=switch(config.augment, **(augment_switches or {})))
 
     use_graph_mode(graph)
