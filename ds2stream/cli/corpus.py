@@ -1,0 +1,44 @@
+"""``ds2stream corpus``: sentences -> a LibriSpeech-layout speech corpus read by offline TTS voices."""
+import os
+from pathlib import Path
+
+import click
+
+from .base import cli
+
+
+@cli.command()
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Corpus folder (train/, dev/, test/); an unfinished one is resumed.")
+@click.option("--text", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Sentences: `<id> <text>` lines or one a line (default: the 13,068 LJ Speech sentences "
+                   "shipped with ds2stream).")
+@click.option("--train-hours", type=click.FloatRange(min=0), default=5.0, show_default=True,
+              help="Hours of training speech.")
+@click.option("--dev-hours", type=click.FloatRange(min=0), default=0.25, show_default=True,
+              help="Hours of dev speech (voices never heard in training).")
+@click.option("--test-hours", type=click.FloatRange(min=0), default=0.25, show_default=True,
+              help="Hours of test speech (voices heard in neither training nor dev).")
+@click.option("--jobs", type=click.IntRange(min=1), default=os.cpu_count() or 1,
+              help="Rendering processes (default: one per core).")
+@click.option("--engines", default="espeak,flite,festival,piper", show_default=True,
+              help="Comma-separated TTS engines to use, of: espeak, flite, festival, piper.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Which sentences each split and voice reads, and each sentence's rate and pitch.")
+def corpus(out, text, train_hours, dev_hours, test_hours, jobs, engines, seed):
+    """Read sentences aloud with offline text-to-speech voices into a LibriSpeech-layout corpus that
+    `ds2stream shard` reads. Deterministic and resumable; an engine that is not installed is
+    skipped with a line saying how to install it."""
+    from ..corpus import DEFAULT_TEXT, CorpusError, make_corpus
+
+    hours = {"train": train_hours, "dev": dev_hours, "test": test_hours}
+    chosen = [e.strip() for e in engines.split(",") if e.strip()]
+    try:
+        summary = make_corpus(out, text or DEFAULT_TEXT, hours, jobs, chosen, seed, progress=True, log=click.echo)
+    except CorpusError as err:
+        raise click.ClickException(str(err)) from None
+    for split, facts in summary["splits"].items():
+        click.echo(f"{split}: {facts['utterances']} utterances, {facts['hours']:.2f} h, {len(facts['voices'])} voices")
+    if summary["realtime_factor"]:
+        click.echo(f"rendered at {summary['realtime_factor']:.0f}x real time in {summary['render_seconds']:.0f} s; "
+                   f"next: ds2stream shard {out}/train --out SHARDS/train")
