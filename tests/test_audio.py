@@ -1,7 +1,9 @@
 """Audio: resampling (libsoxr) against what a resampler must do: no aliasing, no wrap-around."""
 import numpy as np
+import pytest
+import soundfile
 
-from ds2stream.data.audio import read_audio, resample
+from ds2stream.data.audio import AudioError, read_audio, resample
 
 
 def tone(frequency, rate, seconds, amplitude=10000.0):
@@ -43,3 +45,18 @@ def test_speech_survives_a_round_trip_through_a_lower_rate(sample_flacs):
     # FSDD was recorded at 8 kHz: nothing above 4 kHz, so 16 -> 8 -> 16 kHz loses almost nothing
     error = np.abs(up.astype(float) - samples).mean() / np.abs(samples.astype(float)).mean()
     assert error < 0.05
+
+
+def test_a_truncated_wav_given_by_path_is_an_error_naming_it(tmp_path, sample_flacs):
+    # libsndfile decodes what is there; the header's data size says what is missing. Paths are what
+    # transcribe and the noise folder pass (shard passes bytes).
+    samples, rate = read_audio(sample_flacs[0])
+    whole = tmp_path / "whole.wav"
+    soundfile.write(whole, samples, rate, subtype="PCM_16")
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(data[:-1000])
+    assert np.array_equal(read_audio(whole)[0], samples)
+    for source in (cut, str(cut), data[:-1000]):
+        with pytest.raises(AudioError, match="truncated WAV \\(1000 bytes of its data chunk missing\\)"):
+            read_audio(source)

@@ -77,7 +77,7 @@ def test_plot_writes_the_run_curves(demo_run, tmp_path):
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_user_mistakes_are_clear_errors_without_a_traceback(demo_run, tmp_path):
+def test_user_mistakes_are_clear_errors_without_a_traceback(demo_run, tmp_path, sample_flacs):
     out, result = demo_run
     runner = CliRunner()
     broken = tmp_path / "broken.ckpt"
@@ -89,6 +89,13 @@ def test_user_mistakes_are_clear_errors_without_a_traceback(demo_run, tmp_path):
     outcome = runner.invoke(cli, ["transcribe", "--model", str(result.run_dir / "best.ckpt"), str(noise)])
     assert outcome.exit_code == 1 and "cannot decode audio" in outcome.output
     assert "Traceback" not in outcome.output
+    # A WAV cut short (a copy that stopped) is an error by path too, not a shorter transcript.
+    samples = read_audio(sample_flacs[0])[0]
+    cut = tmp_path / "cut.wav"
+    soundfile.write(cut, samples, 16000, subtype="PCM_16")
+    cut.write_bytes(cut.read_bytes()[:-400])
+    outcome = runner.invoke(cli, ["transcribe", "--model", str(result.run_dir / "best.ckpt"), str(cut)])
+    assert outcome.exit_code == 1 and "truncated WAV (400 bytes of its data chunk missing)" in outcome.output
 
 
 def test_demo_refuses_a_folder_it_did_not_make(tmp_path):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import os
 import re
 from pathlib import Path
 
@@ -65,7 +66,7 @@ def read_audio(source: str | Path | bytes, name: str | None = None, max_seconds:
     if span is not None and samples.shape[0] < count:
         raise AudioError("unreadable_audio", f"{name}: {count - samples.shape[0]} samples fewer than its header "
                                              f"says (truncated?)")
-    missing = _wav_bytes_missing(source if is_bytes else None)
+    missing = _wav_bytes_missing(source)
     if missing:
         raise AudioError("unreadable_audio", f"{name}: truncated WAV ({missing} bytes of its data chunk missing)")
     return np.ascontiguousarray(samples), int(rate)
@@ -88,15 +89,30 @@ def _span_frames(span: tuple[float, float] | None, rate: int, frames: int, name:
     return first, min(count, frames - first)
 
 
-def _wav_bytes_missing(data: bytes | None) -> int:
-    """How many bytes of a RIFF/WAVE file's data chunk are not there (0 when whole, or not a WAV)."""
-    if data is None or bytes(data[:4]) != b"RIFF" or bytes(data[8:12]) != b"WAVE":
+def _wav_bytes_missing(source: str | Path | bytes) -> int:
+    """How many bytes of a RIFF/WAVE file's data chunk (bytes or a path) are not there (0 when
+    whole, or not a WAV): libsndfile decodes a truncated WAV without a word."""
+    if isinstance(source, (str, Path)):
+        with open(source, "rb") as handle:
+            def read(position: int, count: int) -> bytes:
+                handle.seek(position)
+                return handle.read(count)
+            return _chunk_bytes_missing(read, os.fstat(handle.fileno()).st_size)
+    return _chunk_bytes_missing(lambda position, count: bytes(source[position:position + count]), len(source))
+
+
+def _chunk_bytes_missing(read, length: int) -> int:
+    """_wav_bytes_missing over ``read(position, count)`` of a file of ``length`` bytes, reading only
+    the chunk headers."""
+    header = read(0, 12)
+    if header[:4] != b"RIFF" or header[8:12] != b"WAVE":
         return 0
     position = 12
-    while position + 8 <= len(data):
-        chunk, size = bytes(data[position:position + 4]), int.from_bytes(data[position + 4:position + 8], "little")
-        if chunk == b"data":
-            return max(0, position + 8 + size - len(data))
+    while position + 8 <= length:
+        chunk = read(position, 8)
+        size = int.from_bytes(chunk[4:8], "little")
+        if chunk[:4] == b"data":
+            return max(0, position + 8 + size - length)
         position += 8 + size + (size & 1)
     return 0
 
