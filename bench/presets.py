@@ -25,6 +25,8 @@ from pathlib import Path
 
 from time_to_accuracy import THRESHOLDS, evaluate_run, minutes_to_reach, training_seconds
 
+from ds2stream.pipeline.augment import STANDARD_AUGMENT
+
 #: Per preset, what differs from its own defaults. Every run sets `epochs` high enough that the
 #: budget ends it; that changes nothing else, as the LR decays per epoch of steps, not per run.
 RECIPES = {
@@ -37,6 +39,11 @@ RECIPES = {
     "small": {"max_frames": 8000, "warmup_steps": 100, "checkpoint_every": 20},
     "lean": {},  # the preset as it is: 8,000-frame batches, 100 warm-up steps, augmentation
     "tiny": {},
+    # Levers against unseen voices, each a recipe of another preset ("preset"): features, then
+    # speaker augmentation on top (docs/results/unseen-voices.md).
+    "lean-mel": {"preset": "lean", "features": {"scale": "mel", "n_mels": 80, "normalize": "per_bin"}},
+    "lean-mel-vtlp": {"preset": "lean", "features": {"scale": "mel", "n_mels": 80, "normalize": "per_bin"},
+                      "augment": {**STANDARD_AUGMENT.to_dict(), "vtlp": 0.1, "channel_prob": 0.3}},
 }
 
 
@@ -58,10 +65,12 @@ def train_one(spec: dict) -> None:
 
     quiet_framework_logs(False)
     continued = spec.get("continue")
+    recipe = {k: v for k, v in RECIPES[spec["preset"]].items() if k != "preset"}
     run_training(run_dir=None if continued else Path(spec["run_dir"]),
                  resume_dir=Path(continued) if continued else None,
-                 shards=Path(spec["train"]), dev_shards=Path(spec["dev"]), preset=spec["preset"],
-                 overrides={**RECIPES[spec["preset"]], "epochs": 1000, "keep_last": 0},
+                 shards=Path(spec["train"]), dev_shards=Path(spec["dev"]),
+                 preset=RECIPES[spec["preset"]].get("preset", spec["preset"]),
+                 overrides={**recipe, "epochs": 1000, "keep_last": 0},
                  max_minutes=spec["minutes"], progress=True)
 
 

@@ -9,8 +9,8 @@ from click.testing import CliRunner
 
 from ds2stream.cli import cli
 from ds2stream.data.shards import ShardOptions, write_shard_set
-from ds2stream.pipeline import STANDARD_AUGMENT, EpochIterator
 from ds2stream.model import ModelConfig
+from ds2stream.pipeline import STANDARD_AUGMENT, EpochIterator
 from ds2stream.presets import PRESETS
 from ds2stream.runtime import use_graph_mode
 from ds2stream.testing import utterances_of_lengths
