@@ -35,8 +35,11 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the test harness, tests/support
+
+from support.machines import TwoMachines, local_msrun, namespaces_forbidden
+
 from ds2stream.presets import PRESETS
-from ds2stream.testing import TwoMachines, local_msrun, namespaces_forbidden
 
 FRAMES = 1760  # one bucket edge: 17.6 s
 TRAIN_CLEAN_100_HOURS = 100.6

@@ -7,10 +7,13 @@ mode compiles each batch shape once).
 """
 import argparse
 import asyncio
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the test harness, tests/support
 
 
 async def load(url: str, bodies: list[bytes], clients: int, requests: int) -> tuple[list[float], list[float], int]:
@@ -46,9 +49,10 @@ def main():
     parser.add_argument("--files", type=int, default=40, help="distinct recordings, sent round-robin")
     args = parser.parse_args()
 
+    from support.servers import served
+
     from ds2stream.data.shards import audio_bytes
     from ds2stream.pipeline import ShardSet
-    from ds2stream.testing import served
 
     shard_set = ShardSet(args.shards)
     positions = np.linspace(0, len(shard_set) - 1, min(args.files, len(shard_set))).astype(int)

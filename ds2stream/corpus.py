@@ -208,7 +208,7 @@ class Flite:
 
 class Festival:
     """One festival process per batch of texts (starting it costs about a second)."""
-    install = "apt-get install festival festvox-kallpc16k"
+    install = "apt-get install festival festvox-kallpc16k festvox-kdlpc16k"
 
     @staticmethod
     def missing() -> str | None:

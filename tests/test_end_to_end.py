@@ -8,12 +8,13 @@ import urllib.request
 import pytest
 import soundfile
 from click.testing import CliRunner
+from support.browser import headless_chromium
+from support.servers import multipart_body, post_audio, served
 
 from ds2stream.cli import cli
 from ds2stream.data.audio import read_audio
 from ds2stream.data.shards import audio_bytes
 from ds2stream.pipeline import ShardSet, decode_samples
-from ds2stream.testing import headless_chromium, multipart_body, post_audio, served
 
 pytestmark = pytest.mark.slow
 

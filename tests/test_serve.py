@@ -8,6 +8,7 @@ import socket
 import numpy as np
 import pytest
 import soundfile
+from support.servers import multipart_body, post_audio, served
 
 from ds2stream.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
 from ds2stream.data.audio import read_audio
@@ -17,7 +18,6 @@ from ds2stream.inference.align import ctc_align, word_times
 from ds2stream.inference.serve import padded_frames
 from ds2stream.model import build_model
 from ds2stream.presets import PRESETS
-from ds2stream.testing import multipart_body, post_audio, served
 
 
 @pytest.fixture(scope="module")

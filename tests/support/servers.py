@@ -1,0 +1,64 @@
+"""``ds2stream serve`` in a process of its own, and the HTTP requests the tests and benches send it."""
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+
+from .machines import free_port
+
+
+@contextlib.contextmanager
+def served(model: Path, *args, timeout: float = 120.0):
+    """``ds2stream serve --model MODEL ARGS`` in its own process on a free loopback port, as a user
+    starts it; yields its base URL once it answers /health, and stops it after."""
+    import subprocess
+    import time
+    import urllib.request
+
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "ds2stream.cli", "serve", "--model", str(model),
+                                "--port", str(port), *map(str, args)], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"ds2stream serve exited ({process.returncode}): {process.stdout.read()}")
+            try:
+                urllib.request.urlopen(url + "/health", timeout=2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"ds2stream serve did not answer within {timeout:.0f} s") from None
+                time.sleep(0.3)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def post_audio(url: str, body: bytes, content_type: str, timeout: float = 120.0) -> tuple[int, dict]:
+    """POST to a server's /transcribe: (HTTP status, its JSON answer)."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url + "/transcribe", data=body, headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def multipart_body(field: str, data: bytes, filename: str = "audio.flac") -> tuple[bytes, str]:
+    """(body, content type) of a multipart/form-data upload of ``data`` as ``field``."""
+    boundary = "ds2stream-upload-boundary"
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{filename}\"\r\n"
+            f"Content-Type: application/octet-stream\r\n\r\n").encode()
+    return head + data + f"\r\n--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
