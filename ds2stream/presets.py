@@ -52,7 +52,7 @@ PRESETS = {
         conv=(dataclasses.replace(ZOO_CONV[0], channels=16), ConvLayer(16, (21, 11), (2, 2), (10, 5))),
         rnn_layers=3, rnn_hidden=256, **_IMPROVED),
         TrainConfig(epochs=4, learning_rate=8e-4, warmup_steps=100, lr_decay_per_epoch=0.8, max_frames=8000,
-                    checkpoint_every=100, augment=STANDARD_AUGMENT)),
+                    checkpoint_every=100, augment=STANDARD_AUGMENT, best_by="cer")),
     "tiny": Preset("tiny", ModelConfig(
         conv=(dataclasses.replace(ZOO_CONV[0], channels=8), ConvLayer(8, (21, 11), (2, 2), (10, 5))),
         rnn_layers=2, rnn_hidden=160, **_IMPROVED),
