@@ -5,7 +5,7 @@ The network runs once over the shard set; each decoder then decodes every uttera
 its own (one process, so CPU-seconds = wall seconds). Reported: WER, CER, decoding seconds per
 audio hour, real-time factor, and decoding's share of an eval (network + decoding).
 
-    python bench/decoders.py --checkpoint CKPT --shards SHARDS/test --lm lm.arpa \\
+    python bench/decoders.py --model CKPT --shards SHARDS/test --lm lm.arpa \\
         [--decoder-config decoder.json] [--widths 8 32 128] [--out bench/out/decoders.json]
 """
 import argparse
@@ -17,7 +17,7 @@ from pathlib import Path
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--checkpoint", type=Path, required=True)
+    parser.add_argument("--model", type=Path, required=True, help="a ds2stream checkpoint")
     parser.add_argument("--shards", type=Path, required=True)
     parser.add_argument("--lm", type=Path, required=True)
     parser.add_argument("--decoder-config", type=Path, help="tuned alpha/beta (eval --tune-lm); default 0.5/1.0")
@@ -34,7 +34,7 @@ def main():
 
     quiet_framework_logs(False)
     use_graph_mode()
-    network, meta = load_model(args.checkpoint)
+    network, meta = load_model(args.model)
     shard_set = ShardSet(args.shards, model_features(meta))
     outputs = run_network(network, shard_set)
     audio_hours = sum(shard_set.num_samples[p] for p in outputs.positions) / shard_set.feature_config.sample_rate / 3600
@@ -72,7 +72,7 @@ def main():
                 result, decode_seconds=time.perf_counter() - started))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"checkpoint": str(args.checkpoint), "shards": str(args.shards),
+        args.out.write_text(json.dumps({"checkpoint": str(args.model), "shards": str(args.shards),
                                         "lm": str(args.lm), "tuned": tuned.to_dict(),
                                         "network_seconds": outputs.seconds, "audio_hours": audio_hours,
                                         "rows": rows}, indent=1))

@@ -242,7 +242,7 @@ def test_mel_features_vtlp_and_channel_from_the_cli_train_evaluate_and_stay_the_
     assert saved["train_config"]["augment"]["vtlp"] == 0.1 and saved["train_config"]["augment"]["channel_prob"] == 0.5
     checkpoint = run / "checkpoints" / "step-00000002.ckpt"
     # eval reads the (linear-sharded) test set with the checkpoint's mel features.
-    result = CliRunner().invoke(cli, ["eval", "--shards", str(sample_test_shards), "--checkpoint", str(checkpoint)])
+    result = CliRunner().invoke(cli, ["eval", "--shards", str(sample_test_shards), "--model", str(checkpoint)])
     assert result.exit_code == 0, result.output
     assert "300 utterances" in result.output
     # The features are the run's: a resume that asks for others is refused.

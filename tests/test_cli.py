@@ -1,5 +1,6 @@
 import subprocess
 
+import click
 from click.testing import CliRunner
 
 from ds2stream import __version__
@@ -16,3 +17,30 @@ def test_console_script_lists_commands_and_version():
 def test_unknown_command_exits_non_zero():
     result = CliRunner().invoke(cli, ["no-such-command"])
     assert result.exit_code != 0 and "No such command" in result.output
+
+
+def test_every_option_of_every_command_says_what_it_is():
+    missing = [f"{name} {'/'.join(param.opts)}" for name, command in cli.commands.items()
+               for param in command.params
+               if isinstance(param, click.Option) and not param.hidden and not param.help]
+    assert not missing
+
+
+def test_one_name_for_one_thing_across_verbs():
+    # A model file is --model and worker processes are --jobs in every verb that takes them.
+    visible = {name: {opt for p in command.params if isinstance(p, click.Option) and not p.hidden for opt in p.opts}
+               for name, command in cli.commands.items()}
+    for verb in ("eval", "export", "transcribe", "serve"):
+        assert "--model" in visible[verb] and "--checkpoint" not in visible[verb], verb
+    for verb in ("eval", "train", "shard", "corpus"):
+        assert "--jobs" in visible[verb] and "--workers" not in visible[verb], verb
+
+
+def test_old_option_names_keep_working(tmp_path):
+    # The hidden old spellings give their value when the new one is not given.
+    for args in (["eval", "--shards", str(tmp_path), "--checkpoint", str(tmp_path / "none.ckpt")],
+                 ["export", "--checkpoint", str(tmp_path / "none.ckpt")]):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 2 and "none.ckpt" in result.output and "does not exist" in result.output
+    result = CliRunner().invoke(cli, ["eval", "--shards", str(tmp_path)])
+    assert result.exit_code == 2 and "Missing option '--model'" in result.output

@@ -31,9 +31,9 @@ def test_demo_learns_the_bundled_sample(demo_run):
 def test_eval_cli_on_the_checkpoint_training_wrote(demo_run, tmp_path):
     out, result = demo_run
     report_path = tmp_path / "report.json"
-    cli_result = CliRunner().invoke(cli, ["eval", "--shards", str(out / "shards" / "test"), "--checkpoint",
+    cli_result = CliRunner().invoke(cli, ["eval", "--shards", str(out / "shards" / "test"), "--model",
                                           str(result.checkpoint), "--json", str(report_path),
-                                          "--verbose"])
+                                          "--per-utterance"])
     assert cli_result.exit_code == 0, cli_result.output
     assert cli_result.output.count("Ref: ") == 300 and "WER " in cli_result.output
     report = json.loads(report_path.read_text())
@@ -44,7 +44,7 @@ def test_eval_cli_on_the_checkpoint_training_wrote(demo_run, tmp_path):
 def test_export_then_transcribe_gives_the_text_eval_gives(demo_run, tmp_path):
     out, result = demo_run
     runner = CliRunner()
-    exported = runner.invoke(cli, ["export", "--checkpoint", str(result.run_dir / "best.ckpt"),
+    exported = runner.invoke(cli, ["export", "--model", str(result.run_dir / "best.ckpt"),
                                    "--out", str(tmp_path / "model.mindir")])
     assert exported.exit_code == 0, exported.output
     assert (tmp_path / "model.mindir").exists() and (tmp_path / "model.json").exists()
@@ -83,7 +83,7 @@ def test_user_mistakes_are_clear_errors_without_a_traceback(demo_run, tmp_path, 
     runner = CliRunner()
     broken = tmp_path / "broken.ckpt"
     broken.write_bytes(b"\0" * 100)
-    outcome = runner.invoke(cli, ["eval", "--shards", str(out / "shards" / "test"), "--checkpoint", str(broken)])
+    outcome = runner.invoke(cli, ["eval", "--shards", str(out / "shards" / "test"), "--model", str(broken)])
     assert outcome.exit_code == 1 and "not a readable MindSpore checkpoint" in outcome.output
     noise = tmp_path / "noise.flac"
     noise.write_bytes(b"fLaC garbage")
@@ -134,7 +134,7 @@ def test_beam_search_and_lm_on_the_demo_models_outputs(demo_run, tmp_path):
     assert guided.wer <= greedy.wer + 0.02
     settings = tmp_path / "decoder.json"
     settings.write_text(json.dumps(best.to_dict()))
-    exported = runner.invoke(cli, ["export", "--checkpoint", str(result.checkpoint), "--out",
+    exported = runner.invoke(cli, ["export", "--model", str(result.checkpoint), "--out",
                                    str(tmp_path / "model.mindir"), "--decoder-config", str(settings)])
     assert exported.exit_code == 0, exported.output
     sidecar = json.loads((tmp_path / "model.json").read_text())

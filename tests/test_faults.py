@@ -139,7 +139,7 @@ def test_broken_checkpoints_models_and_empty_shard_sets_are_one_line_errors(trai
     truncated = tmp_path / "truncated.ckpt"
     truncated.write_bytes(checkpoint.read_bytes()[:5000])
     runner = CliRunner()
-    exported = runner.invoke(cli, ["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "m.mindir")])
+    exported = runner.invoke(cli, ["export", "--model", str(checkpoint), "--out", str(tmp_path / "m.mindir")])
     assert exported.exit_code == 0, exported.output
     sidecar = json.loads((tmp_path / "m.json").read_text())
     sidecar["feature_config"]["n_fft"] = 400  # a MindIR beside another feature config's description
@@ -150,12 +150,12 @@ def test_broken_checkpoints_models_and_empty_shard_sets_are_one_line_errors(trai
     small = tmp_path / "small-run"
 
     cases = [
-        (["eval", "--shards", str(dev), "--checkpoint", str(truncated)], f"{truncated}: not a readable"),
+        (["eval", "--shards", str(dev), "--model", str(truncated)], f"{truncated}: not a readable"),
         (["transcribe", "--model", str(truncated), str(sample_flacs[0])], f"{truncated}: not a readable"),
         (["train", "--shards", str(train), "--out", str(small), "--preset", "small", "--pretrained", str(checkpoint)],
          f"{checkpoint}: lacks"),
         (["transcribe", "--model", str(tmp_path / "m.mindir"), str(sample_flacs[0])], "m.json"),
-        (["eval", "--shards", str(empty), "--checkpoint", str(checkpoint)], f"{empty}: the shard set holds no"),
+        (["eval", "--shards", str(empty), "--model", str(checkpoint)], f"{empty}: the shard set holds no"),
         (["train", "--shards", str(empty), "--out", str(tmp_path / "r2")], f"{empty}: the shard set holds no"),
     ]
     for args, message in cases:

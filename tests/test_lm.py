@@ -115,8 +115,8 @@ def test_lm_command_builds_from_text_and_shards_and_reports_bad_input(tmp_path, 
     assert read_arpa(tmp_path / "digits.arpa").vocabulary - {"<s>", "</s>", "<unk>"} == \
         {"ZERO", "ONE", "TWO", "THREE", "FOUR", "FIVE", "SIX", "SEVEN", "EIGHT", "NINE"}
 
-    width = runner.invoke(cli, ["eval", "--shards", str(shards), "--checkpoint", str(text), "--beam-width", "0"])
+    width = runner.invoke(cli, ["eval", "--shards", str(shards), "--model", str(text), "--beam-width", "0"])
     assert width.exit_code != 0 and "--beam-width" in width.output and "0" in width.output
-    missing = runner.invoke(cli, ["eval", "--shards", str(shards), "--checkpoint", str(text),
+    missing = runner.invoke(cli, ["eval", "--shards", str(shards), "--model", str(text),
                                   "--lm", str(tmp_path / "nope.arpa")])
     assert missing.exit_code != 0 and "nope.arpa: no such file" in missing.output

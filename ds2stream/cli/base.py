@@ -1,4 +1,5 @@
 """The root ``ds2stream`` command group; each verb group lives in its own module of this package."""
+import functools
 import logging
 
 import click
@@ -21,3 +22,27 @@ def cli(verbose: bool):
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+
+
+def renamed_option(name: str, old_name: str, dest: str, **kwargs):
+    """An option whose old spelling keeps working, hidden from ``--help`` (scripts written for it
+    go on running): ``old_name`` gives the value when ``name`` is not given. ``default`` and
+    ``required`` apply to the two together."""
+    default, required = kwargs.pop("default", None), kwargs.pop("required", False)
+    if default is not None and not kwargs.get("is_flag"):
+        kwargs["show_default"] = str(default)
+    old_kwargs = {k: v for k, v in kwargs.items() if k in ("type", "is_flag")}
+
+    def decorate(function):
+        @functools.wraps(function)
+        def merged(*args, **values):
+            new, old = values.pop(dest), values.pop(dest + "_old")
+            value = new if new not in (None, False) else old
+            if value in (None, False) and required:
+                raise click.MissingParameter(param_hint=f"'{name}'", param_type="option")
+            return function(*args, **{dest: default if value is None else value}, **values)
+
+        merged = click.option(old_name, dest + "_old", hidden=True, **old_kwargs)(merged)
+        return click.option(name, dest, **kwargs)(merged)
+
+    return decorate

@@ -16,7 +16,7 @@ from .base import cli
               help="Data that chooses the best checkpoint (optional; without it the last one is evaluated).")
 @click.option("--test", "test_inputs", multiple=True, type=click.Path(exists=True, path_type=Path),
               help="Held-out data instead of the sample's test split (repeatable).")
-@click.option("--preset", type=click.Choice(list(PRESETS)), default="tiny")
+@click.option("--preset", type=click.Choice(list(PRESETS)), default="tiny", help="Model and training recipe.")
 @click.option("--epochs", type=click.IntRange(min=1), help="Epochs (default: the preset's).")
 def demo(out, train_inputs, dev_inputs, test_inputs, preset, epochs):
     """Shard, train and evaluate: by default the tiny preset on the bundled sample (1,020 training,

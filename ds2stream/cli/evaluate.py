@@ -5,26 +5,29 @@ from pathlib import Path
 import click
 
 from ..inference.evaluate import EVAL_MAX_FRAMES
-from .base import cli
+from .base import cli, renamed_option
 from .decoding import decoder_from, decoder_options
 
 
 @cli.command("eval")
 @click.option("--shards", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Shard set to evaluate on.")
-@click.option("--checkpoint", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="A ds2stream checkpoint (e.g. RUN_DIR/best.ckpt).")
-@click.option("--verbose", is_flag=True, help="Print Ref:/Hyp:/WER:/CER: for every utterance.")
+@renamed_option("--model", "--checkpoint", "checkpoint", required=True,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                help="A ds2stream checkpoint (e.g. RUN_DIR/best.ckpt).")
+@renamed_option("--per-utterance", "--verbose", "per_utterance", is_flag=True,
+                help="Print Ref:/Hyp:/WER:/CER: for every utterance.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the report with every utterance as JSON.")
 @click.option("--max-frames", type=click.IntRange(min=1), default=EVAL_MAX_FRAMES, help="Padded frames per batch.")
-@click.option("--workers", type=click.IntRange(min=1), default=1, help="Reader worker processes.")
+@renamed_option("--jobs", "--workers", "workers", type=click.IntRange(min=1), default=1,
+                help="Reader worker processes.")
 @decoder_options
 @click.option("--tune-lm", "tune_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Grid-search --alpha and --beta for --lm on SHARDS (a dev set, never the test set) and "
                    "write the best decoder settings to this JSON, for eval/transcribe/export --decoder-config.")
-def evaluate_command(shards, checkpoint, verbose, json_path, max_frames, workers, tune_path, **decoder):
-    """Evaluate CHECKPOINT on SHARDS: corpus WER and CER, bucketed batches; greedy decoding
+def evaluate_command(shards, checkpoint, per_utterance, json_path, max_frames, workers, tune_path, **decoder):
+    """Evaluate a model (--model) on SHARDS: corpus WER and CER, bucketed batches; greedy decoding
     (the native kernel) unless a beam search, with or without an LM, is asked for."""
     from ..checkpoint import CheckpointError, check_meta, load_model, model_features
     from ..inference.decoding import DecoderConfig, make_decoder, read_lm
@@ -56,7 +59,7 @@ def evaluate_command(shards, checkpoint, verbose, json_path, max_frames, workers
         click.echo(f"best: alpha {best.alpha:g}, beta {best.beta:g} (beam width {best.beam_width}) -> {tune_path}")
         config, decode = best, make_decoder(best, lm)
     report = evaluate(network, shard_set, max_frames=max_frames, workers=workers, decode=decode)
-    if verbose:
+    if per_utterance:
         for result in report.results:
             click.echo(f"Ref: {result['ref']}\nHyp: {result['hyp']}\n"
                        f"WER: {result['wer']:.4f}  CER: {result['cer']:.4f}\n")

@@ -4,19 +4,21 @@ from pathlib import Path
 
 import click
 
-from .base import cli
+from .base import cli, renamed_option
 from .decoding import decoder_from, decoder_options
 
 
 @cli.command()
-@click.option("--checkpoint", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@renamed_option("--model", "--checkpoint", "checkpoint", required=True,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                help="The ds2stream checkpoint to export (e.g. RUN_DIR/best.ckpt).")
 @click.option("--format", "file_format", type=click.Choice(["mindir"]), default="mindir",
               help="MindIR, with variable batch and frames (ONNX: see the README).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="Output file (default: beside the checkpoint, .mindir).")
 @decoder_options
 def export(checkpoint, file_format, out, **decoder):
-    """Export CHECKPOINT for inference (plus a .json with its feature config, labels and, if any
+    """Export a checkpoint (--model) for inference (plus a .json with its feature config, labels and, if any
     decoder option is given, the decoder settings, with a copy of the LM beside it)."""
     from ..checkpoint import CheckpointError
     from ..inference.export import export_model

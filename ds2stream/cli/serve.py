@@ -13,7 +13,7 @@ from .export import open_transcriber
               help="A ds2stream checkpoint (.ckpt) or an exported .mindir.")
 @decoder_options
 @click.option("--host", default="127.0.0.1", help="Address to listen on (0.0.0.0: every interface).")
-@click.option("--port", type=click.IntRange(1, 65535), default=8000)
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, help="TCP port to listen on.")
 @click.option("--max-upload-mb", type=click.FloatRange(min=0, min_open=True), default=20.0,
               help="Larger uploads are refused (413).")
 @click.option("--max-seconds", type=click.FloatRange(min=0, min_open=True), default=60.0,

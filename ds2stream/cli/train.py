@@ -6,8 +6,9 @@ import click
 
 from ..features import Normalize, Scale
 from ..pipeline.augment import STANDARD_AUGMENT
+from ..pipeline.buckets import BatchMode
 from ..presets import PRESETS
-from .base import cli
+from .base import cli, renamed_option
 
 
 @cli.command()
@@ -19,8 +20,10 @@ from .base import cli
 @click.option("--out", "run_dir", type=click.Path(file_okay=False, path_type=Path), help="New run directory.")
 @click.option("--resume", "resume_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Continue the run in this directory from its newest checkpoint (its configs are reused).")
-@click.option("--bucketed/--unbucketed", default=True,
-              help="Length buckets padded to their edge, or random batches padded to their longest.")
+@click.option("--batch-mode", type=click.Choice([m.value for m in BatchMode]),
+              help="bucketed: length buckets padded to their edge; unbucketed: random batches padded to their "
+                   "longest; fixed: the zoo's, every batch padded to 12.5 s (default: the preset's).")
+@click.option("--bucketed/--unbucketed", default=None, hidden=True, help="Old spelling of --batch-mode.")
 @click.option("--epochs", type=click.IntRange(min=1), help="Epochs in all (default: the preset's).")
 @click.option("--lr", "learning_rate", type=float, help="Peak learning rate (default: the preset's).")
 @click.option("--max-frames", type=click.IntRange(min=1), help="Padded frames per batch (default: the preset's).")
@@ -31,7 +34,8 @@ from .base import cli
 @click.option("--checkpoint-every", type=click.IntRange(min=1), help="Steps between checkpoints.")
 @click.option("--keep-last", type=click.IntRange(min=0),
               help="Step checkpoints kept (default: the preset's, 3); 0 keeps every one.")
-@click.option("--workers", type=click.IntRange(min=1), help="Reader worker processes.")
+@renamed_option("--jobs", "--workers", "workers", type=click.IntRange(min=1),
+                help="Reader worker processes (default: the preset's, 1).")
 @click.option("--seed", type=int, help="Seed of initialisation and batch order.")
 @click.option("--max-steps", type=click.IntRange(min=1), help="Stop (with a checkpoint) after this many steps.")
 @click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True),
@@ -73,7 +77,7 @@ from .base import cli
               help="Feature normalisation per utterance: one mean and std, or one per frequency row "
                    "(default: the preset's, else what the shards hold).")
 @click.option("--pynative", is_flag=True, help="PyNative mode instead of graph mode (debugging; 4-8x slower).")
-def train(shards, dev_shards, preset, run_dir, resume_dir, bucketed, epochs, learning_rate, max_frames,
+def train(shards, dev_shards, preset, run_dir, resume_dir, batch_mode, bucketed, epochs, learning_rate, max_frames,
           num_buckets, max_duration, checkpoint_every, keep_last, workers, seed, max_steps, max_minutes, pretrained,
           distributed, allow_plan_change, augment, speed_perturb, volume_perturb, spec_augment, noise_dir, noise_prob,
           vtlp, channel_prob, feature_scale, n_mels, feature_norm, pynative):
@@ -97,7 +101,8 @@ def train(shards, dev_shards, preset, run_dir, resume_dir, bucketed, epochs, lea
     overrides = {"epochs": epochs, "learning_rate": learning_rate, "max_frames": max_frames,
                  "num_buckets": num_buckets, "max_duration": max_duration, "checkpoint_every": checkpoint_every,
                  "keep_last": keep_last,
-                 "workers": workers, "seed": seed, "batch_mode": None if bucketed else "unbucketed"}
+                 "workers": workers, "seed": seed,
+                 "batch_mode": batch_mode or {None: None, True: "bucketed", False: "unbucketed"}[bucketed]}
     overrides = {k: v for k, v in overrides.items() if v is not None}
     augment_switches = {"everything": augment, "speed": speed_perturb, "volume": volume_perturb,
                         "spec_augment": spec_augment, "noise_dir": noise_dir, "noise_prob": noise_prob,
