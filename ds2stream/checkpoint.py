@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 from .data.text import LABELS
+from .errors import DataError
 from .failpoints import failpoint
 from .features import FeatureConfig
 from .files import replace_durably
@@ -25,7 +26,7 @@ META_KEY = "ds2stream_meta"
 CHECKPOINT_FORMAT = 1
 
 
-class CheckpointError(ValueError):
+class CheckpointError(DataError):
     """A checkpoint that cannot be used here: unreadable, or made for another model or label set."""
 
 

@@ -45,6 +45,7 @@ from tqdm import tqdm
 
 from .data import SAMPLE_DIR
 from .data.text import read_sentences
+from .errors import Ds2streamError
 from .files import write_durably
 
 SAMPLE_RATE = 16000
@@ -57,7 +58,7 @@ PLAN_FILE = "corpus-plan.json"
 SUMMARY_FILE = "corpus.json"
 
 
-class CorpusError(ValueError):
+class CorpusError(Ds2streamError):
     """A corpus that cannot be made as asked: no voice for a split, too little text, another
     corpus in the folder, or an engine that failed (a re-run resumes)."""
 

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from .data import SAMPLE_DIR
+from .errors import DataError
 
 MARKER = ".ds2stream-demo"
 
@@ -26,7 +27,7 @@ def prepare_out_dir(out: Path) -> None:
     """Use ``out`` for a demo: a fresh folder, or one a previous demo made (emptied)."""
     if out.exists() and any(out.iterdir()):
         if not (out / MARKER).exists():
-            raise ValueError(f"{out} exists and was not made by `ds2stream demo`; choose another --out")
+            raise DataError(f"{out} exists and was not made by `ds2stream demo`; choose another --out")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / MARKER).write_text("made by ds2stream demo; deleted by the next demo run with this --out\n")

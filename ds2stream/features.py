@@ -29,6 +29,7 @@ import functools
 import numpy as np
 
 from ._config import config_from_dict
+from .errors import ConfigError, DataError
 
 #: The normalisation divides by at least this, so silence gives zeros, never NaN.
 STD_FLOOR = 1e-5
@@ -83,16 +84,16 @@ class FeatureConfig:
             normalize = Normalize.UTTERANCE if normalize else Normalize.NONE
         object.__setattr__(self, "normalize", Normalize(normalize))
         if self.n_fft < 4 or self.n_fft % 2:
-            raise ValueError(f"n_fft must be even and at least 4, got {self.n_fft}")
+            raise ConfigError(f"n_fft must be even and at least 4, got {self.n_fft}")
         if not 0 < self.hop_length:
-            raise ValueError(f"hop_length must be positive, got {self.hop_length}")
+            raise ConfigError(f"hop_length must be positive, got {self.hop_length}")
         if self.scale is Scale.MEL:
             top = self.sample_rate / 2 if self.f_max is None else self.f_max
             if not 0 <= self.f_min < top <= self.sample_rate / 2:
-                raise ValueError(f"the mel range must satisfy 0 <= f_min < f_max <= sample_rate / 2, got "
+                raise ConfigError(f"the mel range must satisfy 0 <= f_min < f_max <= sample_rate / 2, got "
                                  f"f_min={self.f_min}, f_max={self.f_max}, sample_rate={self.sample_rate}")
             if self.n_mels < 1:
-                raise ValueError(f"n_mels must be positive, got {self.n_mels}")
+                raise ConfigError(f"n_mels must be positive, got {self.n_mels}")
 
     @property
     def fft_bins(self) -> int:
@@ -137,20 +138,20 @@ def as_float_audio(audio: np.ndarray, config: FeatureConfig) -> np.ndarray:
     """
     audio = np.asarray(audio)
     if audio.ndim != 1:
-        raise ValueError(f"audio must be 1-D (mono samples), got shape {audio.shape}")
+        raise DataError(f"audio must be 1-D (mono samples), got shape {audio.shape}")
     if audio.shape[0] < config.min_samples:
-        raise ValueError(
+        raise DataError(
             f"audio has {audio.shape[0]} samples; the spectrogram needs at least "
             f"{config.min_samples} ({1000 * config.min_samples / config.sample_rate:.1f} ms)"
         )
     if audio.dtype == np.int16:
         return (audio.astype(np.float32) / np.float32(INT16_SCALE))
     if not np.issubdtype(audio.dtype, np.floating):
-        raise ValueError(f"audio must be int16 or float, got {audio.dtype}")
+        raise DataError(f"audio must be int16 or float, got {audio.dtype}")
     audio = np.ascontiguousarray(audio, dtype=np.float32)
     if not np.isfinite(audio).all():
         bad = int(np.flatnonzero(~np.isfinite(audio))[0])
-        raise ValueError(f"audio holds NaN or inf (first at sample {bad})")
+        raise DataError(f"audio holds NaN or inf (first at sample {bad})")
     return audio
 
 
@@ -200,7 +201,7 @@ def mel_filterbank(config: FeatureConfig, warp: float = 1.0) -> np.ndarray:
     if warp == 1.0:
         empty = np.flatnonzero(weights.max(axis=1) == 0)
         if empty.size:
-            raise ValueError(f"mel filter {int(empty[0])} of {config.n_mels} covers no FFT bin (n_fft = "
+            raise ConfigError(f"mel filter {int(empty[0])} of {config.n_mels} covers no FFT bin (n_fft = "
                              f"{config.n_fft}, {config.sample_rate / config.n_fft:g} Hz apart): use fewer "
                              f"n_mels, a larger n_fft or a higher f_min")
     return weights.astype(np.float32)
@@ -233,7 +234,7 @@ def spectrogram(audio: np.ndarray, config: FeatureConfig = FeatureConfig(), warp
         weights = _filterbank(config) if warp == 1.0 else mel_filterbank(config, warp)
         _plan(config).compute(samples, out, mode, STD_FLOOR, weights, MEL_FLOOR)
     elif warp != 1.0:
-        raise ValueError("VTLP warps the mel filters: it needs mel features (scale='mel')")
+        raise ConfigError("VTLP warps the mel filters: it needs mel features (scale='mel')")
     else:
         _plan(config).compute(samples, out, mode, STD_FLOOR)
     return out

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from .errors import ConfigError
 from .model import ZOO_CONV, Activation, ConvLayer, ModelConfig
 from .pipeline.augment import STANDARD_AUGMENT
 from .training.config import TrainConfig
@@ -65,4 +66,4 @@ def get_preset(name: str) -> Preset:
     try:
         return PRESETS[name]
     except KeyError:
-        raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}") from None
+        raise ConfigError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}") from None

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import click
 
+from ..errors import Ds2streamError
 from .base import cli
 
 
@@ -47,7 +48,7 @@ def decoder_from(decoder, beam_width, lm_path, alpha, beta, decoder_config):
         elif any(k in given for k in ("beam_width", "alpha", "beta")):
             given.setdefault("decoder", "beam")
         return dataclasses.replace(base, **given)
-    except ValueError as err:
+    except Ds2streamError as err:
         raise click.ClickException(str(err)) from None
 
 
@@ -74,7 +75,7 @@ def lm_command(inputs, order, out, discount_fallback):
                 sentences += [shard_set.text(i) for i in range(len(shard_set))]
             else:
                 sentences += read_sentences(path)
-        except (ValueError, OSError) as err:
+        except (Ds2streamError, OSError, UnicodeDecodeError) as err:
             raise click.ClickException(f"{path}: {err}") from None
     try:
         lm = build_lm((s.split() for s in sentences), order, discount_fallback=discount_fallback)

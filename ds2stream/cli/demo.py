@@ -3,6 +3,7 @@ from pathlib import Path
 
 import click
 
+from ..errors import Ds2streamError
 from ..presets import PRESETS
 from .base import cli
 
@@ -33,7 +34,7 @@ def demo(out, train_inputs, dev_inputs, test_inputs, preset, epochs):
     try:
         result = run_demo(out, list(train_inputs), list(test_inputs), list(dev_inputs), preset, epochs,
                           progress=False, log=click.echo)
-    except ValueError as err:
+    except Ds2streamError as err:
         raise click.ClickException(str(err)) from None
     click.echo("")
     click.echo(format_report(result.report, out / "shards" / "test"))

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import click
 
+from ..errors import DataError, Ds2streamError
 from ..inference.evaluate import EVAL_MAX_FRAMES
 from .base import cli, renamed_option
 from .decoding import decoder_from, decoder_options
@@ -29,7 +30,7 @@ from .decoding import decoder_from, decoder_options
 def evaluate_command(shards, checkpoint, per_utterance, json_path, max_frames, workers, tune_path, **decoder):
     """Evaluate a model (--model) on SHARDS: corpus WER and CER, bucketed batches; greedy decoding
     (the native kernel) unless a beam search, with or without an LM, is asked for."""
-    from ..checkpoint import CheckpointError, check_meta, load_model, model_features
+    from ..checkpoint import check_meta, load_model, model_features
     from ..inference.decoding import DecoderConfig, make_decoder, read_lm
     from ..inference.evaluate import evaluate, tune_decoder
     from ..pipeline import ShardSet
@@ -41,7 +42,7 @@ def evaluate_command(shards, checkpoint, per_utterance, json_path, max_frames, w
     try:  # a bad LM or setting fails before the network loads; the LM is read once
         lm = read_lm(config.lm) if config and config.lm else None
         decode = make_decoder(config, lm)
-    except ValueError as err:
+    except Ds2streamError as err:
         raise click.ClickException(str(err)) from None
     use_graph_mode()
     try:
@@ -49,8 +50,8 @@ def evaluate_command(shards, checkpoint, per_utterance, json_path, max_frames, w
         check_meta(meta, checkpoint)
         shard_set = ShardSet(shards, model_features(meta))  # the model's features, from the shards' audio
         if len(shard_set) == 0:
-            raise ValueError(f"{shards}: the shard set holds no utterance (see `ds2stream info {shards} --problems`)")
-    except (CheckpointError, ValueError) as err:
+            raise DataError(f"{shards}: the shard set holds no utterance (see `ds2stream info {shards} --problems`)")
+    except Ds2streamError as err:
         raise click.ClickException(str(err)) from None
     if tune_path:
         best, _ = tune_decoder(network, shard_set, config, max_frames=max_frames, workers=workers,

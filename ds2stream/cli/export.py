@@ -4,6 +4,7 @@ from pathlib import Path
 
 import click
 
+from ..errors import Ds2streamError
 from .base import cli, renamed_option
 from .decoding import decoder_from, decoder_options
 
@@ -20,7 +21,6 @@ from .decoding import decoder_from, decoder_options
 def export(checkpoint, file_format, out, **decoder):
     """Export a checkpoint (--model) for inference (plus a .json with its feature config, labels and, if any
     decoder option is given, the decoder settings, with a copy of the LM beside it)."""
-    from ..checkpoint import CheckpointError
     from ..inference.export import export_model
     from ..runtime import use_graph_mode
 
@@ -28,7 +28,7 @@ def export(checkpoint, file_format, out, **decoder):
     use_graph_mode()
     try:
         path = export_model(checkpoint, out or checkpoint.with_suffix("." + file_format), config)
-    except (CheckpointError, ValueError) as err:
+    except Ds2streamError as err:
         raise click.ClickException(str(err)) from None
     click.echo(str(path))
 
@@ -60,14 +60,13 @@ def average(checkpoints, last, out):
 def transcribe(files, model_path, **decoder):
     """Print the transcript of each audio FILE (flac, wav, ... at any sample rate): FILE<TAB>TEXT.
     Decodes as the options say, else as an exported model's settings say, else greedily."""
-    from ..data.audio import AudioError
 
     transcriber = open_transcriber(model_path, decoder)
     failed = 0
     for path in files:
         try:
             click.echo(f"{path}\t{transcriber.transcribe_file(path)}")
-        except (AudioError, ValueError) as err:
+        except Ds2streamError as err:
             click.echo(f"error: {err}", err=True)
             failed += 1
     if failed:
@@ -76,7 +75,6 @@ def transcribe(files, model_path, **decoder):
 
 def open_transcriber(model_path: Path, decoder: dict):
     """The model (in graph mode) with the decoder the options ask for; a one-line error otherwise."""
-    from ..checkpoint import CheckpointError
     from ..inference.transcribe import Transcriber
     from ..runtime import use_graph_mode
 
@@ -84,5 +82,5 @@ def open_transcriber(model_path: Path, decoder: dict):
     use_graph_mode()
     try:
         return Transcriber(model_path, config)
-    except (CheckpointError, ValueError) as err:
+    except Ds2streamError as err:
         raise click.ClickException(str(err)) from None

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import click
 
+from ..errors import Ds2streamError
 from .base import cli
 
 
@@ -47,13 +48,13 @@ def shard(inputs, out_dir, audio_format, features, shard_size, min_duration, max
 
     try:
         counts = [count_hint(path) for path in inputs]
-    except ValueError as err:
+    except Ds2streamError as err:
         raise click.BadParameter(str(err), param_hint="INPUTS") from None
     try:
         options = ShardOptions(audio_format=audio_format, with_features=features, shard_size_mb=shard_size,
                                min_duration=min_duration,
                                max_duration=float("inf") if max_duration is None else max_duration)
-    except ValueError as err:
+    except Ds2streamError as err:
         raise click.UsageError(str(err)) from None
     if overwrite and out_dir.exists():
         shutil.rmtree(out_dir)
@@ -73,7 +74,7 @@ def shard(inputs, out_dir, audio_format, features, shard_size, min_duration, max
 
     try:
         summary = write_shard_set(inputs, out_dir, options, jobs=jobs, progress=progress)
-    except ValueError as err:
+    except Ds2streamError as err:
         raise click.ClickException(str(err)) from None
     finally:
         bar.close()
@@ -127,7 +128,7 @@ def info(shard_dir, show_problems):
 
     try:
         summary, _ = load_index(shard_dir)
-    except ValueError as err:
+    except Ds2streamError as err:
         raise click.ClickException(str(err)) from None
     click.echo(_format_summary(summary, shard_dir))
     click.echo(f"audio: {summary['audio_format']}, features stored: {summary['features']}, "

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import click
 
+from ..errors import Ds2streamError
 from ..features import Normalize, Scale
 from ..pipeline.augment import STANDARD_AUGMENT
 from ..pipeline.buckets import BatchMode
@@ -115,7 +116,7 @@ def train(shards, dev_shards, preset, run_dir, resume_dir, batch_mode, bucketed,
                                  feature_changes=feature_changes,
                                  pretrained=pretrained, distributed=distributed, graph=not pynative,
                                  max_steps=max_steps, max_minutes=max_minutes, allow_plan_change=allow_plan_change)
-    except (ValueError, PeerLostError) as err:  # a peer lost: msrun shows the scheduler's "Error:" lines
+    except (Ds2streamError, PeerLostError) as err:  # a peer lost: msrun shows the scheduler's "Error:" lines
         raise click.ClickException(str(err)) from None
     if record:
         click.echo(json.dumps(record))
@@ -130,6 +131,6 @@ def plot(run_dir, out):
 
     try:
         path = plot_run(run_dir, out)
-    except (ValueError, ImportError) as err:
+    except (Ds2streamError, ImportError) as err:
         raise click.ClickException(str(err)) from None
     click.echo(str(path))

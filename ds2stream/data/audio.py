@@ -9,8 +9,10 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
+from ..errors import DataError
 
-class AudioError(ValueError):
+
+class AudioError(DataError):
     """Audio that cannot be used. ``kind`` says why: unreadable_audio, empty_audio, channels,
     too_long or span (the kinds of ``sources.PROBLEM_KINDS``)."""
 

@@ -15,6 +15,7 @@ from typing import Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..errors import DataError
 from .sources import Item, Problem, SourceItem
 
 PARQUET_SUFFIX = ".parquet"
@@ -27,12 +28,12 @@ def open_parquet(path: Path) -> pq.ParquetFile:
     try:
         parquet = pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as err:
-        raise ValueError(f"{path}: not a readable parquet file ({err})") from None
+        raise DataError(f"{path}: not a readable parquet file ({err})") from None
     schema = parquet.schema_arrow
     missing = [name for name in REQUIRED_COLUMNS if name not in schema.names]
     audio = schema.field("audio").type if "audio" in schema.names else None
     if missing or not (pa.types.is_struct(audio) and audio.get_field_index("bytes") >= 0):
-        raise ValueError(f"{path}: not Hugging Face LibriSpeech's schema (id, text, audio as a struct of bytes and "
+        raise DataError(f"{path}: not Hugging Face LibriSpeech's schema (id, text, audio as a struct of bytes and "
                          f"path); it has {', '.join(f'{f.name}: {f.type}' for f in schema)}")
     return parquet
 

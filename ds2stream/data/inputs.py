@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Iterator
 
+from ..errors import DataError
 from .hf_parquet import PARQUET_SUFFIX, iter_parquet, parquet_rows
 from .lhotse import check_manifest, count_entries, is_manifest, iter_lhotse
 from .sources import ARCHIVE_SUFFIXES, AUDIO_EXTENSIONS, Item, iter_archive, iter_csv, iter_folder
@@ -35,7 +36,7 @@ def input_kind(path: Path) -> str:
     if path.is_dir():
         return "parquet_folder" if parquet_files(path) else "folder"
     if not path.exists():
-        raise ValueError(f"{path}: no such file or folder")
+        raise DataError(f"{path}: no such file or folder")
     name = path.name.lower()
     if name.endswith(ARCHIVE_SUFFIXES):
         return "archive"
@@ -46,7 +47,7 @@ def input_kind(path: Path) -> str:
     if is_manifest(path):
         check_manifest(path)
         return "lhotse"
-    raise ValueError(f"{path}: not one of the inputs ds2stream reads: {READABLE_INPUTS}")
+    raise DataError(f"{path}: not one of the inputs ds2stream reads: {READABLE_INPUTS}")
 
 
 def iter_source(path: Path) -> Iterator[Item]:

@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 from typing import Iterator
 
+from ..errors import DataError
 from .sources import Item, Problem, SourceItem
 
 MANIFEST_SUFFIXES = (".jsonl", ".jsonl.gz")
@@ -45,16 +46,16 @@ def manifest_kind(path: Path) -> str:
     try:
         where, first = next(_lines(path), (str(path), None))
     except (OSError, EOFError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: not a readable Lhotse manifest ({err})") from None
+        raise DataError(f"{path}: not a readable Lhotse manifest ({err})") from None
     if first is None:
-        raise ValueError(f"{where}: not a Lhotse manifest entry (a JSON object per line)")
+        raise DataError(f"{where}: not a Lhotse manifest entry (a JSON object per line)")
     if "recording" in first or first.get("type", "").endswith("Cut"):
         return "cuts"
     if "recording_id" in first:
         return "supervisions"
     if "sources" in first:
         return "recordings"
-    raise ValueError(f"{where}: neither a cut, a supervision nor a recording (keys: {', '.join(first)})")
+    raise DataError(f"{where}: neither a cut, a supervision nor a recording (keys: {', '.join(first)})")
 
 
 def recordings_beside(supervisions: Path) -> Path:
@@ -62,7 +63,7 @@ def recordings_beside(supervisions: Path) -> Path:
     name = supervisions.name.replace("supervisions", "recordings")
     path = supervisions.with_name(name)
     if name == supervisions.name or not path.is_file():
-        raise ValueError(f"{supervisions}: a supervisions manifest needs its recordings manifest beside it, "
+        raise DataError(f"{supervisions}: a supervisions manifest needs its recordings manifest beside it, "
                          f"named as Lhotse names it ({path.name if name != supervisions.name else '*recordings*'})")
     return path
 
@@ -71,7 +72,7 @@ def check_manifest(path: Path) -> str:
     """The manifest's kind, after checking that ds2stream can read it as an input."""
     kind = manifest_kind(path)
     if kind == "recordings":
-        raise ValueError(f"{path}: a recordings manifest has no transcripts; give its supervisions manifest "
+        raise DataError(f"{path}: a recordings manifest has no transcripts; give its supervisions manifest "
                          f"(ds2stream finds the recordings beside it) or a cuts manifest")
     if kind == "supervisions":
         recordings_beside(path)

@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute  # noqa: F401  (pa.compute)
 
+from ..errors import ConfigError, DataError
 from ..failpoints import failpoint
 from ..features import FeatureConfig, spectrogram
 from ..files import replace_durably, write_durably
@@ -85,11 +86,11 @@ class ShardOptions:
 
     def __post_init__(self):
         if self.audio_format not in AUDIO_FORMATS:
-            raise ValueError(f"audio format must be one of {AUDIO_FORMATS}, got {self.audio_format!r}")
+            raise ConfigError(f"audio format must be one of {AUDIO_FORMATS}, got {self.audio_format!r}")
         if self.shard_size_mb <= 0:
-            raise ValueError(f"shard size must be positive, got {self.shard_size_mb} MB")
+            raise ConfigError(f"shard size must be positive, got {self.shard_size_mb} MB")
         if self.min_duration > self.max_duration:
-            raise ValueError(f"min duration {self.min_duration} s exceeds max duration {self.max_duration} s")
+            raise ConfigError(f"min duration {self.min_duration} s exceeds max duration {self.max_duration} s")
 
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
@@ -254,7 +255,7 @@ class ShardSetWriter:
         if journal.exists():
             state = json.loads(journal.read_text())
             if state["fingerprint"] != self.fingerprint():
-                raise ValueError(
+                raise DataError(
                     f"{self.out_dir} holds an unfinished shard set made from other inputs or options; "
                     f"re-run the same command to finish it, or use another --out (or --overwrite)"
                 )
@@ -264,7 +265,7 @@ class ShardSetWriter:
                 table = read_shard(self.out_dir / info["file"], columns=["id"])
                 self.seen_ids.update(table.column("id").to_pylist())
         elif any(self.out_dir.iterdir()):
-            raise ValueError(f"{self.out_dir} is not empty; use another --out (or --overwrite)")
+            raise DataError(f"{self.out_dir} is not empty; use another --out (or --overwrite)")
         kept = {info["file"] for info in self.shards} | {PROGRESS_JSON}
         for path in self.out_dir.iterdir():
             if path.name not in kept and (path.suffix in (".arrow", ".tmp") or path.name == INDEX_ARROW):
@@ -445,10 +446,10 @@ def load_index(shard_dir: Path) -> tuple[dict, pa.Table]:
     if not summary_path.exists():
         hint = " (an unfinished run: re-run the same `ds2stream shard` command)" \
             if (shard_dir / PROGRESS_JSON).exists() else ""
-        raise ValueError(f"{shard_dir}: not a complete shard set, no {INDEX_JSON}{hint}")
+        raise DataError(f"{shard_dir}: not a complete shard set, no {INDEX_JSON}{hint}")
     summary = json.loads(summary_path.read_text())
     if summary.get("format_version") not in READABLE_FORMATS:
-        raise ValueError(f"{shard_dir}: shard format {summary.get('format_version')}, this ds2stream reads "
+        raise DataError(f"{shard_dir}: shard format {summary.get('format_version')}, this ds2stream reads "
                          f"formats {', '.join(map(str, READABLE_FORMATS))}; shard the data again")
     with pa.memory_map(str(shard_dir / INDEX_ARROW), "r") as source:
         index = pa.ipc.open_file(source).read_all()

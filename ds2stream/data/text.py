@@ -21,6 +21,8 @@ import unicodedata
 
 import numpy as np
 
+from ..errors import DataError
+
 #: The zoo's DeepSpeech2 labels: apostrophe, A-Z, space, and the CTC blank last.
 LABELS = "'ABCDEFGHIJKLMNOPQRSTUVWXYZ _"
 BLANK = "_"
@@ -40,7 +42,7 @@ _FOLD = str.maketrans({**_APOSTROPHES, **LETTERS})
 _CHAR_TO_INDEX = {c: i for i, c in enumerate(LABELS) if c != BLANK}
 
 
-class TextError(ValueError):
+class TextError(DataError):
     """A transcript holds characters that are not in the label set."""
 
 

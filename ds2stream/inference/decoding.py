@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.text import BLANK_INDEX, LABELS
+from ..errors import ConfigError, DataError
 
 
 def _check(log_probs: np.ndarray, lengths, time_major: bool, labels: str, blank: int):
@@ -87,11 +88,11 @@ class DecoderConfig:
 
     def __post_init__(self):
         if self.decoder not in DECODERS:
-            raise ValueError(f"decoder {self.decoder!r} is not one of {', '.join(DECODERS)}")
+            raise ConfigError(f"decoder {self.decoder!r} is not one of {', '.join(DECODERS)}")
         if self.beam_width < 1:
-            raise ValueError(f"beam width must be at least 1, got {self.beam_width}")
+            raise ConfigError(f"beam width must be at least 1, got {self.beam_width}")
         if self.lm and self.decoder != "beam":
-            raise ValueError("an LM needs --decoder beam")
+            raise ConfigError("an LM needs --decoder beam")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -103,7 +104,7 @@ class DecoderConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"{source}: unknown decoder settings {unknown}; known: {sorted(known)}")
+            raise ConfigError(f"{source}: unknown decoder settings {unknown}; known: {sorted(known)}")
         config = cls(**data)
         if config.lm and not Path(config.lm).is_absolute():
             config = dataclasses.replace(config, lm=str((Path(source).parent / config.lm).resolve()))
@@ -114,7 +115,7 @@ class DecoderConfig:
         try:
             data = json.loads(Path(path).read_text())
         except (OSError, json.JSONDecodeError) as err:
-            raise ValueError(f"{path}: not a decoder settings file ({err})") from None
+            raise ConfigError(f"{path}: not a decoder settings file ({err})") from None
         return cls.from_dict(data, path)
 
 
@@ -125,7 +126,7 @@ def read_lm(path):
     lm = read_arpa(Path(path))
     outside = sorted({c for word in lm.vocabulary - {"<s>", "</s>", "<unk>"} for c in word} - set(LABELS))
     if outside:
-        raise ValueError(f"{path}: the LM's words hold characters outside the label set {outside!r} "
+        raise DataError(f"{path}: the LM's words hold characters outside the label set {outside!r} "
                          "(build it from normalised text: `ds2stream lm`)")
     return lm
 

@@ -19,11 +19,13 @@ import math
 from collections import defaultdict
 from pathlib import Path
 
+from ..errors import DataError
+
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
 LOG10_ZERO = -99.0  # what ARPA files write for a probability of zero (<s> as a predicted word)
 
 
-class LMError(ValueError):
+class LMError(DataError):
     """An LM file that cannot be read, or text that cannot make one."""
 
 

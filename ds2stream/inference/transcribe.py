@@ -10,6 +10,7 @@ import numpy as np
 
 from ..checkpoint import check_meta, load_model
 from ..data.audio import read_audio, resample
+from ..errors import DataError
 from ..features import FeatureConfig, spectrogram
 from ..model import ModelConfig
 from .decoding import DecoderConfig, make_decoder
@@ -28,7 +29,7 @@ class Transcriber:
         if model_path.suffix == ".mindir":
             sidecar = model_path.with_suffix(".json")
             if not sidecar.is_file():
-                raise ValueError(f"{model_path}: its {sidecar.name} (feature config, labels) is missing")
+                raise DataError(f"{model_path}: its {sidecar.name} (feature config, labels) is missing")
             try:
                 meta = json.loads(sidecar.read_text())
                 check_meta(meta, model_path)
@@ -36,11 +37,11 @@ class Transcriber:
                 if meta.get("decoder"):
                     carried = DecoderConfig.from_dict(meta["decoder"], sidecar)
             except (ValueError, KeyError, TypeError) as err:
-                raise ValueError(f"{sidecar}: not a ds2stream model description ({err})") from None
+                raise DataError(f"{sidecar}: not a ds2stream model description ({err})") from None
             try:
                 self.network = ms.nn.GraphCell(ms.load(str(model_path)))
             except (ValueError, RuntimeError, OSError) as err:
-                raise ValueError(f"{model_path}: not a readable MindIR file ({' '.join(str(err).split())[:200]})") \
+                raise DataError(f"{model_path}: not a readable MindIR file ({' '.join(str(err).split())[:200]})") \
                     from None
             self._probe(model_path, sidecar, features)
         else:
@@ -56,7 +57,7 @@ class Transcriber:
         try:
             network_log_probs(self.network, np.zeros((1, 1, features.num_bins, 64), np.float32), np.array([64]))
         except RuntimeError as err:
-            raise ValueError(f"{model_path} does not take the {features.num_bins}-bin features that {sidecar.name} "
+            raise DataError(f"{model_path} does not take the {features.num_bins}-bin features that {sidecar.name} "
                              f"describes: the two come from different exports "
                              f"({' '.join(str(err).split('C++ Call Stack')[0].split())[:160]})") from None
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .._config import config_from_dict
+from ..errors import ConfigError, DataError
 from ..features import INT16_SCALE, FeatureConfig, Scale, spectrogram
 
 #: Separates the augmentation's per-utterance streams from the sampler's ([seed, epoch] and
@@ -51,22 +52,22 @@ class AugmentConfig:
         object.__setattr__(self, "speeds", tuple(float(s) for s in self.speeds))
         object.__setattr__(self, "snr_db", tuple(float(s) for s in self.snr_db))
         if any(not 0.5 <= s <= 2.0 for s in self.speeds):
-            raise ValueError(f"speed factors must lie in [0.5, 2], got {self.speeds}")
+            raise ConfigError(f"speed factors must lie in [0.5, 2], got {self.speeds}")
         if self.volume_db < 0:
-            raise ValueError(f"volume_db is a range in dB, must be >= 0, got {self.volume_db}")
+            raise ConfigError(f"volume_db is a range in dB, must be >= 0, got {self.volume_db}")
         if not 0.0 <= self.noise_prob <= 1.0:
-            raise ValueError(f"noise_prob must lie in [0, 1], got {self.noise_prob}")
+            raise ConfigError(f"noise_prob must lie in [0, 1], got {self.noise_prob}")
         if len(self.snr_db) != 2 or self.snr_db[0] > self.snr_db[1]:
-            raise ValueError(f"snr_db must be (low, high) dB, got {self.snr_db}")
+            raise ConfigError(f"snr_db must be (low, high) dB, got {self.snr_db}")
         if self.noise_dir is not None and not Path(self.noise_dir).is_dir():
-            raise ValueError(f"noise folder {self.noise_dir} does not exist")
+            raise ConfigError(f"noise folder {self.noise_dir} does not exist")
         if min(self.freq_masks, self.freq_mask_bins, self.time_mask_frames) < 0 or self.time_masks_per_second < 0 \
                 or not 0 <= self.time_mask_fraction <= 1:
-            raise ValueError(f"SpecAugment sizes must be >= 0 (and the time mask fraction <= 1): {self}")
+            raise ConfigError(f"SpecAugment sizes must be >= 0 (and the time mask fraction <= 1): {self}")
         if not 0.0 <= self.vtlp < 0.5:
-            raise ValueError(f"vtlp is a warp range, [1 - vtlp, 1 + vtlp], and must lie in [0, 0.5), got {self.vtlp}")
+            raise ConfigError(f"vtlp is a warp range, [1 - vtlp, 1 + vtlp], and must lie in [0, 0.5), got {self.vtlp}")
         if not 0.0 <= self.channel_prob <= 1.0:
-            raise ValueError(f"channel_prob must lie in [0, 1], got {self.channel_prob}")
+            raise ConfigError(f"channel_prob must lie in [0, 1], got {self.channel_prob}")
 
     @property
     def waveform(self) -> bool:
@@ -133,13 +134,13 @@ def load_noise(folder: str, sample_rate: int) -> tuple:
 
     files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in NOISE_SUFFIXES)
     if not files:
-        raise ValueError(f"noise folder {folder}: no audio files ({', '.join(NOISE_SUFFIXES)})")
+        raise DataError(f"noise folder {folder}: no audio files ({', '.join(NOISE_SUFFIXES)})")
     clips = []
     for path in files:
         try:
             samples, rate = read_audio(path)
         except AudioError as err:
-            raise ValueError(f"noise folder {folder}: {err}") from None
+            raise DataError(f"noise folder {folder}: {err}") from None
         clips.append(resample(samples, rate, sample_rate).astype(np.float32) / np.float32(INT16_SCALE))
     return tuple(clips)
 
@@ -202,7 +203,7 @@ class Augmenter:
     def __init__(self, config: AugmentConfig, feature_config: FeatureConfig, seed: int):
         self.config, self.feature_config, self.seed = config, feature_config, seed
         if config.vtlp > 0 and feature_config.scale is not Scale.MEL:
-            raise ValueError(f"VTLP warps the mel filters: it needs mel features, these are "
+            raise ConfigError(f"VTLP warps the mel filters: it needs mel features, these are "
                              f"{feature_config.scale.value}")
         if config.noise_dir is not None and config.noise_prob > 0:
             load_noise(config.noise_dir, feature_config.sample_rate)  # a bad folder fails here, not in a worker

@@ -10,6 +10,8 @@ import enum
 
 import numpy as np
 
+from ..errors import ConfigError
+
 #: Bucket edges are rounded up to a multiple of this many frames (friendlier strides, fewer shapes).
 FRAME_MULTIPLE = 8
 #: The zoo pads every training batch to this many frames (12.5 s) and every eval batch to 3500.
@@ -42,7 +44,7 @@ def bucket_boundaries(frames: np.ndarray, num_buckets: int, multiple: int = FRAM
     if frames.size == 0:
         raise ValueError("no lengths to estimate bucket boundaries from")
     if num_buckets < 1:
-        raise ValueError(f"num_buckets must be at least 1, got {num_buckets}")
+        raise ConfigError(f"num_buckets must be at least 1, got {num_buckets}")
     lengths, counts = np.unique(round_up_frames(frames, multiple), return_counts=True)
     below = np.concatenate([[0], np.cumsum(counts)])  # utterances shorter than lengths[j]
     n, buckets = len(lengths), min(num_buckets, len(lengths))
@@ -74,8 +76,8 @@ def batch_sizes_for(edges: np.ndarray, max_frames: int | None, batch_size: int |
         raise ValueError("give exactly one of max_frames (a padded-frame budget) or batch_size")
     if batch_size is not None:
         if batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
+            raise ConfigError(f"batch_size must be positive, got {batch_size}")
         return np.full(len(edges), batch_size, dtype=np.int64)
     if max_frames < 1:
-        raise ValueError(f"max_frames must be positive, got {max_frames}")
+        raise ConfigError(f"max_frames must be positive, got {max_frames}")
     return np.maximum(1, max_frames // edges).astype(np.int64)

@@ -22,6 +22,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..errors import ConfigError, DataError
 from .augment import speed_choices
 from .buckets import ZOO_TRAIN_FRAMES, BatchMode, batch_sizes_for, bucket_boundaries, round_up_frames
 
@@ -106,10 +107,10 @@ class BatchSampler:
             keep &= ~infeasible
         self.keep = keep
         if not keep.any():
-            raise ValueError(f"no utterance left to batch (left out: {self.dropped})")
+            raise DataError(f"no utterance left to batch (left out: {self.dropped})")
         self.speeds = tuple(speeds)
         if self.speeds and self.mode is not BatchMode.BUCKETED:
-            raise ValueError("speed perturbation needs bucketed batches (the zoo's fixed frames would crop or drop)")
+            raise ConfigError("speed perturbation needs bucketed batches (the zoo's fixed frames would crop or drop)")
         # Each utterance's frames at each factor, and where that factor is usable (else: factor 1).
         self.speed_frames = np.asarray(speed_frames if self.speeds else np.empty((0, len(self.frames))),
                                        dtype=np.int64).reshape(len(self.speeds), len(self.frames))

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..data.shards import audio_bytes, load_index, read_shard
 from ..data.text import LABELS, ctc_min_frames
+from ..errors import DataError
 from ..features import FeatureConfig, spectrogram
 
 
@@ -21,7 +22,7 @@ class ShardSet:
         stored = FeatureConfig.from_dict(self.summary["feature_config"])
         self.feature_config = feature_config or stored
         if self.summary["labels"] != LABELS:
-            raise ValueError(f"{self.dir}: made with labels {self.summary['labels']!r}, "
+            raise DataError(f"{self.dir}: made with labels {self.summary['labels']!r}, "
                              f"this ds2stream uses {LABELS!r}; shard the data again")
         self.use_stored_features = self.summary["features"] and stored == self.feature_config
         self.ids = index.column("id")  # kept in Arrow: no Python objects for workers to copy

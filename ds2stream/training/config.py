@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 
 from .._config import config_from_dict
+from ..errors import ConfigError
 from ..features import FeatureConfig
 from ..pipeline.augment import AugmentConfig
 
@@ -51,11 +52,11 @@ class TrainConfig:
         if isinstance(self.features, dict):
             object.__setattr__(self, "features", FeatureConfig.from_dict(self.features))
         if self.keep_last < 0:
-            raise ValueError(f"keep_last must be a count of checkpoints, or 0 to keep every one; got {self.keep_last}")
+            raise ConfigError(f"keep_last must be a count of checkpoints, or 0 to keep every one; got {self.keep_last}")
         if self.best_by not in ("wer", "cer"):
-            raise ValueError(f"best_by must be 'wer' or 'cer', got {self.best_by!r}")
+            raise ConfigError(f"best_by must be 'wer' or 'cer', got {self.best_by!r}")
         if self.max_duration is not None and self.max_duration <= 0:
-            raise ValueError(f"max_duration must be positive seconds, got {self.max_duration}")
+            raise ConfigError(f"max_duration must be positive seconds, got {self.max_duration}")
 
     def to_dict(self) -> dict:
         return {**dataclasses.asdict(self), "features": self.features.to_dict() if self.features else None}

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import DataError
+
 NODE_TIMEOUT = 30
 COLLECTIVE_TIMEOUT = 900
 
@@ -123,5 +125,5 @@ def share_rank_0(parameters: list) -> None:
 def require_shared_run_dir(rank: int, found: Path) -> None:
     """Ranks > 0 read rank 0's checkpoints (resume, rollback): the run directory must be theirs too."""
     if not Path(found).exists():
-        raise ValueError(f"rank {rank} cannot see {found}: a distributed run's directory must be on a "
+        raise DataError(f"rank {rank} cannot see {found}: a distributed run's directory must be on a "
                          f"filesystem shared by every rank (e.g. NFS), since ranks > 0 read rank 0's checkpoints")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..errors import DataError
 from ..files import write_durably
 
 
@@ -60,7 +61,7 @@ def plot_run(run_dir: Path, out: Path | None = None) -> Path:
 
     path = Path(run_dir) / "metrics.jsonl"
     if not path.exists():
-        raise ValueError(f"{run_dir}: no metrics.jsonl (not a run directory?)")
+        raise DataError(f"{run_dir}: no metrics.jsonl (not a run directory?)")
     records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     steps = [r for r in records if "event" not in r]
     epochs = [r for r in records if r.get("event") == "epoch_end"]

@@ -38,6 +38,7 @@ from ..checkpoint import (
     read_checkpoint,
 )
 from ..data.text import LABELS
+from ..errors import ConfigError, DataError
 from ..failpoints import failpoint
 from ..features import FeatureConfig
 from ..files import write_durably
@@ -54,7 +55,7 @@ from .step import STEP_INPUTS, StepResult, build_train_step, kernel_error_summar
 log = logging.getLogger(__name__)
 
 
-class PlanChangedError(ValueError):
+class PlanChangedError(ConfigError):
     """A resume whose settings would change the batch plan of the run it continues."""
 
 
@@ -122,13 +123,13 @@ class Trainer:
         self.rank, self.world_size, self.progress = rank, world_size, progress
         self.shards = ShardSet(shard_dir, config.features)
         if len(self.shards) == 0:
-            raise ValueError(f"{shard_dir}: the shard set holds no utterance (see `ds2stream info {shard_dir} "
+            raise DataError(f"{shard_dir}: the shard set holds no utterance (see `ds2stream info {shard_dir} "
                              f"--problems`)")
         self.feature_config = self.shards.feature_config
         # Dev is read with the training features, whatever its shards stored (they hold the audio).
         self.dev = ShardSet(dev_shard_dir, self.feature_config) if dev_shard_dir else None
         if self.dev is not None and len(self.dev) == 0:
-            raise ValueError(f"{dev_shard_dir}: the dev shard set holds no utterance")
+            raise DataError(f"{dev_shard_dir}: the dev shard set holds no utterance")
         self.model_config = dataclasses.replace(model_config, num_bins=self.feature_config.num_bins)
         self.shard_dirs = {"train": str(Path(shard_dir).resolve()),
                            "dev": str(Path(dev_shard_dir).resolve()) if dev_shard_dir else None}
@@ -184,7 +185,7 @@ class Trainer:
     def start_new(self, pretrained: Path | None = None) -> None:
         """A fresh run (refuses a run directory that has checkpoints); optionally start from weights."""
         if self.run_dir.exists() and any(self.folder.folder.glob("*.ckpt")):
-            raise ValueError(f"{self.run_dir} already holds a run; continue it with --resume, or use another --out")
+            raise DataError(f"{self.run_dir} already holds a run; continue it with --resume, or use another --out")
         if pretrained is not None:
             params, meta = read_checkpoint(pretrained)
             check_meta(meta, pretrained, self.feature_config)
@@ -208,7 +209,7 @@ class Trainer:
         require_shared_run_dir(self.rank, self.run_dir / "config.json")
         found = self.folder.newest_valid(set_aside=self.is_writer)
         if found is None:
-            raise ValueError(f"{self.run_dir}: no checkpoint to resume from (it stopped before its first one); "
+            raise DataError(f"{self.run_dir}: no checkpoint to resume from (it stopped before its first one); "
                              f"start it again with the command that started it")
         path, params, meta = found
         check_meta(meta, path, self.feature_config)
@@ -439,7 +440,7 @@ def run_training(*, run_dir: Path | None, resume_dir: Path | None, shards: Path 
         config_path = Path(resume_dir) / "config.json"
         if not config_path.is_file():
             shared = "; a distributed run's directory must be shared by every rank (e.g. NFS)" if world_size > 1 else ""
-            raise ValueError(f"{resume_dir}: not a run directory (no config.json){shared}")
+            raise DataError(f"{resume_dir}: not a run directory (no config.json){shared}")
         saved = json.loads(config_path.read_text())
         model_config = ModelConfig.from_dict(saved["model_config"])
         config = with_switches(dataclasses.replace(TrainConfig.from_dict(saved["train_config"]), **overrides))
