@@ -2,8 +2,12 @@
 requests are answered with a 4xx that says why, and the server goes on; the CTC alignment behind
 word times. (Answers of a trained model, batching and the page in a browser: test_end_to_end.py,
 on the demo's model.)"""
+import concurrent.futures
 import io
+import json
 import socket
+import urllib.error
+import urllib.request
 
 import numpy as np
 import pytest
@@ -21,14 +25,20 @@ from ds2stream.presets import PRESETS
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """An untrained tiny model served with small limits (what it says does not matter here)."""
+def untrained_checkpoint(tmp_path_factory):
+    """An untrained tiny model (what it says does not matter here)."""
     model = PRESETS["tiny"].model
     path = tmp_path_factory.mktemp("serve") / "untrained.ckpt"
     save_checkpoint(build_model(model), path, {"format": CHECKPOINT_FORMAT, "labels": LABELS,
                                                "model_config": model.to_dict(),
                                                "feature_config": FeatureConfig().to_dict()})
-    with served(path, "--max-upload-mb", "0.2", "--max-seconds", "4") as url:
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(untrained_checkpoint):
+    """The untrained model served with small limits."""
+    with served(untrained_checkpoint, "--max-upload-mb", "0.2", "--max-seconds", "4") as url:
         yield url
 
 
@@ -64,6 +74,40 @@ def test_bad_requests_get_a_4xx_that_says_why_and_the_server_goes_on(server, sam
                            f"Content-Length: {len(good)}\r\n\r\n".encode() + good)
     status, answer = post_audio(server, good, "audio/flac")
     assert status == 200 and answer["duration"] == pytest.approx(len(samples) / rate, abs=1e-3)
+
+
+def test_a_burst_past_the_queue_is_refused_with_retry_after_and_the_accepted_requests_are_answered(
+        untrained_checkpoint, sample_flacs):
+    # One utterance in the queue at most, one per forward pass: of 12 requests of 8 s of audio sent
+    # together, the server answers some and refuses the rest at once (503, Retry-After), and says so.
+    samples, rate = read_audio(sample_flacs[0])
+    buffer = io.BytesIO()
+    soundfile.write(buffer, np.tile(samples, int(8 * rate / len(samples)) + 1)[: 8 * rate], rate, format="WAV",
+                    subtype="PCM_16")
+    body = buffer.getvalue()
+
+    def send(url):
+        request = urllib.request.Request(url + "/transcribe", data=body, headers={"Content-Type": "audio/wav"})
+        try:
+            with urllib.request.urlopen(request, timeout=300) as response:
+                return response.status, json.loads(response.read()), None
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read()), err.headers.get("Retry-After")
+
+    with served(untrained_checkpoint, "--max-queue", "1", "--max-batch", "1") as url:
+        with concurrent.futures.ThreadPoolExecutor(12) as pool:
+            answers = list(pool.map(send, [url] * 12))
+        health = json.loads(urllib.request.urlopen(url + "/health").read())
+        after = send(url)  # the server goes on
+    statuses = [status for status, _, _ in answers]
+    assert set(statuses) <= {200, 503} and statuses.count(200) >= 2 and statuses.count(503) >= 1, statuses
+    for status, answer, retry_after in answers:
+        if status == 503:
+            assert "busy" in answer["error"] and int(retry_after) >= 1
+        else:
+            assert answer["duration"] == pytest.approx(8.0, abs=1e-3)
+    assert health["refused"] == statuses.count(503) and health["max_queue"] == 1
+    assert health["utterances"] == statuses.count(200) and after[0] == 200
 
 
 def test_the_ctc_alignment_is_the_best_path_that_reads_the_labels():

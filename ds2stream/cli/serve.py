@@ -20,7 +20,9 @@ from .export import open_transcriber
               help="Longer audio is refused (422).")
 @click.option("--max-batch", type=click.IntRange(min=1), default=8,
               help="Requests that arrive together share one forward pass, up to this many.")
-def serve(model_path, host, port, max_upload_mb, max_seconds, max_batch, **decoder):
+@click.option("--max-queue", type=click.IntRange(min=1), default=64,
+              help="Requests waiting for the model, at most; more are refused (503 with Retry-After).")
+def serve(model_path, host, port, max_upload_mb, max_seconds, max_batch, max_queue, **decoder):
     """Serve MODEL over HTTP: POST /transcribe (the audio as a multipart field 'file' or as the
     body) answers {"text", "words": [{"word", "start", "end"}], "duration"}; GET / is a page to
     upload a file or record from the microphone. Needs aiohttp: pip install 'ds2stream[serve]'."""
@@ -32,6 +34,7 @@ def serve(model_path, host, port, max_upload_mb, max_seconds, max_batch, **decod
     from ..inference.serve import serve as run_server
 
     transcriber = open_transcriber(model_path, decoder)
-    limits = ServeLimits(max_upload_mb=max_upload_mb, max_seconds=max_seconds, max_batch=max_batch)
+    limits = ServeLimits(max_upload_mb=max_upload_mb, max_seconds=max_seconds, max_batch=max_batch,
+                         max_queue=max_queue)
     warm_up(transcriber, limits)
     run_server(transcriber, host, port, limits, print_=click.echo)

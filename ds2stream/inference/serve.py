@@ -5,14 +5,16 @@ server, the multipart parser and the client the load bench uses; no ASGI server 
                         ``{"text", "words": [{"word", "start", "end"}], "duration"}`` (seconds; each
                         word's times from the CTC alignment of the text, ``align.word_times``)
   ``GET /``             the page: upload a file or record from the microphone, see the transcript
-  ``GET /health``       ``{"status": "ok", ...}``
+  ``GET /health``       ``{"status": "ok" | "busy", "queued", "max_queue", "refused", ...}``
 
 Requests that arrive together are batched: one task takes what is queued (up to ``max_batch``
 utterances), pads it to a bucket of frames and a batch of a power of two (so that graph mode
 compiles a bounded set of shapes, once each) and runs one forward pass in a worker thread while
 the server goes on reading uploads. Bad input gets a 4xx with a message and never stops the
 server: 413 (upload larger than ``max_upload_mb``), 415 (not audio), 422 (unreadable audio, longer
-than ``max_seconds``, shorter than one window).
+than ``max_seconds``, shorter than one window). What it cannot serve in time it refuses: past
+``max_queue`` utterances waiting for the model, a request gets 503 with ``Retry-After`` (the
+seconds the queue ahead of it takes), so a burst costs no memory and no latency without bound.
 """
 from __future__ import annotations
 
@@ -42,12 +44,13 @@ class ServeLimits:
     max_upload_mb: float = 20.0
     max_seconds: float = 60.0
     max_batch: int = 8
+    max_queue: int = 64  # utterances waiting for a forward pass; past it: 503
 
 
 class HTTPError(Exception):
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, headers: dict | None = None):
         super().__init__(message)
-        self.status = status
+        self.status, self.headers = status, headers or {}
 
 
 def padded_frames(frames: int) -> int:
@@ -72,9 +75,24 @@ class Recognizer:
         self.transcriber, self.limits = transcriber, limits
         self.queue: asyncio.Queue[_Request] = asyncio.Queue()
         self.pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ds2stream-forward")
-        self.batches = self.utterances = 0
+        self.batches = self.utterances = self.refused = 0
+        self.batch_seconds = 1.0  # the last forward pass's, for Retry-After
+
+    @property
+    def full(self) -> bool:
+        return self.queue.qsize() >= self.limits.max_queue
+
+    def admit(self) -> None:
+        """Refuse (503, Retry-After) when the queue is full, before any work is spent on the request."""
+        if self.full:
+            self.refused += 1
+            batches_ahead = -(-self.queue.qsize() // self.limits.max_batch) + 1
+            retry = max(1, round(batches_ahead * self.batch_seconds))
+            raise HTTPError(503, f"busy: {self.queue.qsize()} utterances are waiting for the model; retry in "
+                                 f"{retry} s", {"Retry-After": str(retry)})
 
     async def transcribe(self, samples: np.ndarray, rate: int) -> dict:
+        self.admit()
         duration = len(samples) / rate
         loop = asyncio.get_running_loop()
         features = await loop.run_in_executor(None, self.transcriber.features_of, samples, rate)
@@ -89,8 +107,10 @@ class Recognizer:
             batch = [await self.queue.get()]
             while len(batch) < self.limits.max_batch and not self.queue.empty():
                 batch.append(self.queue.get_nowait())
+            started = time.perf_counter()
             try:
                 results = await loop.run_in_executor(self.pool, self._forward, [r.features for r in batch])
+                self.batch_seconds = time.perf_counter() - started
             except Exception as err:  # noqa: BLE001 - a failed batch fails its requests, not the server
                 results = [err] * len(batch)
             for request, result in zip(batch, results):
@@ -164,6 +184,7 @@ def make_app(transcriber: Transcriber, limits: ServeLimits = ServeLimits()):
     async def transcribe(request):
         started = time.perf_counter()
         try:
+            recognizer.admit()  # before reading the upload: a full server spends nothing on it
             data = await read_upload(request, limits)
             if not data:
                 raise HTTPError(422, "empty upload")
@@ -176,7 +197,7 @@ def make_app(transcriber: Transcriber, limits: ServeLimits = ServeLimits()):
                                      f"window ({min_seconds:.3f} s)")
             result = await recognizer.transcribe(samples, rate)
         except HTTPError as err:
-            return web.json_response({"error": str(err)}, status=err.status)
+            return web.json_response({"error": str(err)}, status=err.status, headers=err.headers)
         result["seconds"] = round(time.perf_counter() - started, 3)
         return web.json_response(result)
 
@@ -186,9 +207,12 @@ def make_app(transcriber: Transcriber, limits: ServeLimits = ServeLimits()):
         return web.Response(text=page_html, content_type="text/html")
 
     async def health(_request):
-        return web.json_response({"status": "ok", "decoder": transcriber.decoder.decoder,
+        return web.json_response({"status": "busy" if recognizer.full else "ok",
+                                  "decoder": transcriber.decoder.decoder,
                                   "sample_rate": transcriber.features.sample_rate,
-                                  "batches": recognizer.batches, "utterances": recognizer.utterances})
+                                  "batches": recognizer.batches, "utterances": recognizer.utterances,
+                                  "queued": recognizer.queue.qsize(), "max_queue": limits.max_queue,
+                                  "refused": recognizer.refused})
 
     async def start_batching(app):
         app["batching"] = asyncio.get_running_loop().create_task(recognizer.run())
