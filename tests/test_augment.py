@@ -89,6 +89,24 @@ def test_noise_comes_from_the_folder_given_at_any_rate(speech, tmp_path, sample_
         Augmenter(AugmentConfig(noise_prob=1.0, noise_dir=str(empty)), FC, seed=0)
     with pytest.raises(ValueError, match="does not exist"):
         AugmentConfig(noise_dir=str(tmp_path / "missing"))
+    silent = tmp_path / "silent"
+    silent.mkdir()
+    soundfile.write(silent / "hum.wav", hum, 8000)
+    soundfile.write(silent / "quiet.wav", np.zeros(8000, np.float32), 8000)
+    with pytest.raises(ValueError, match="quiet.wav is silent"):  # it would mix nothing, without a word
+        Augmenter(AugmentConfig(noise_prob=1.0, noise_dir=str(silent)), FC, seed=0)
+
+
+def test_a_noise_folder_larger_than_workers_should_hold_is_refused_from_its_headers(tmp_path, monkeypatch):
+    from ds2stream.pipeline import augment
+
+    folder = tmp_path / "noise"
+    folder.mkdir()
+    for i in range(3):
+        soundfile.write(folder / f"n{i}.wav", np.full(16000, 0.1, np.float32), 16000)
+    monkeypatch.setattr(augment, "MAX_NOISE_SECONDS", 2.0)  # the real limit is an hour: 3 s of files here
+    with pytest.raises(ValueError, match=f"noise folder {folder}: 3 s of audio.*at most 2 s"):
+        Augmenter(AugmentConfig(noise_prob=1.0, noise_dir=str(folder)), FC, seed=0)
 
 
 def test_spec_augment_fills_masks_with_the_mean_and_masks_long_utterances_more(speech):

@@ -29,6 +29,12 @@ from ..features import INT16_SCALE, FeatureConfig, Scale, spectrogram
 UTTERANCE_STREAM = 3
 SPEED_STREAM = 2
 NOISE_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
+#: Every reader worker holds the whole noise folder in memory (float32): at most this much audio
+#: (an hour: 230 MB per worker at 16 kHz).
+MAX_NOISE_SECONDS = 3600.0
+#: A noise file quieter than this (RMS, relative to full scale) is refused: mixed "at an SNR" it
+#: would be scaled up from nothing, or add nothing.
+MIN_NOISE_RMS = 10 ** (-80 / 20)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,19 +135,35 @@ def coloured_noise(rng: np.random.Generator, num_samples: int) -> np.ndarray:
 
 @functools.lru_cache(maxsize=4)
 def load_noise(folder: str, sample_rate: int) -> tuple:
-    """Every audio file under ``folder`` as float samples at ``sample_rate``: read once per process."""
+    """Every audio file under ``folder`` as float samples at ``sample_rate``: read once per process.
+    DataError for a folder without audio, an unreadable or silent file, or more than
+    ``MAX_NOISE_SECONDS`` of audio in all (checked from the headers before anything is decoded)."""
+    import soundfile
+
     from ..data.audio import AudioError, read_audio, resample
 
     files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in NOISE_SUFFIXES)
     if not files:
         raise DataError(f"noise folder {folder}: no audio files ({', '.join(NOISE_SUFFIXES)})")
+    total = 0.0
+    for path in files:
+        try:
+            total += soundfile.info(path).duration
+        except (soundfile.LibsndfileError, RuntimeError) as err:
+            raise DataError(f"noise folder {folder}: {path}: cannot decode audio ({err})") from None
+    if total > MAX_NOISE_SECONDS:
+        raise DataError(f"noise folder {folder}: {total:.0f} s of audio; every reader worker holds its noise in "
+                        f"memory, so at most {MAX_NOISE_SECONDS:.0f} s: give a folder with less")
     clips = []
     for path in files:
         try:
             samples, rate = read_audio(path)
         except AudioError as err:
             raise DataError(f"noise folder {folder}: {err}") from None
-        clips.append(resample(samples, rate, sample_rate).astype(np.float32) / np.float32(INT16_SCALE))
+        clip = resample(samples, rate, sample_rate).astype(np.float32) / np.float32(INT16_SCALE)
+        if float(np.sqrt(np.mean(clip.astype(np.float64) ** 2))) < MIN_NOISE_RMS:
+            raise DataError(f"noise folder {folder}: {path} is silent (below -80 dBFS): it would add no noise")
+        clips.append(clip)
     return tuple(clips)
 
 
