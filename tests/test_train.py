@@ -118,21 +118,32 @@ def test_the_learning_rate_reaches_the_compiled_step(shard_dir, tmp_path):
 
 
 def test_guard_rolls_back_to_the_last_checkpoint_with_a_lower_learning_rate(shard_dir, tmp_path):
+    # Failed steps through the loop's own step (_step: the guard's verdict acted on, the records
+    # written), not a call of the rollback itself.
     trainer = Trainer(tmp_path / "run", shard_dir, TINY, FAST_TRAIN, progress=False)
     trainer.start_new()
     batch = first_batch(trainer)
     trainer.train_step(batch)
-    trainer.save()
+    checkpoint = trainer.save()
     saved = all_parameters(trainer)
     trainer.train_step(batch)
     bad = {**batch, "features": np.full_like(batch["features"], np.nan)}
-    for _ in range(FAST_TRAIN.guard_patience):
-        assert not trainer.train_step(bad)[2]
-    trainer._rollback()
-    assert trainer.state.lr_scale == 0.5
+    for step in range(FAST_TRAIN.guard_patience):
+        result, _, _ = trainer._step(0, step, bad)
+        assert not result.finite
+    assert trainer.state.lr_scale == 0.5 and trainer.state.skipped == FAST_TRAIN.guard_patience
     for name, value in all_parameters(trainer).items():
         if name != "learning_rate":
             np.testing.assert_array_equal(value, saved[name], err_msg=name)
+    records = read_metrics(tmp_path / "run")
+    failed = [r for r in records if r.get("event") == "nonfinite"]
+    ids = sorted(trainer.shards.ids[int(r)].as_py() for r, m in zip(batch["rows"], batch["mask"]) if m)
+    assert len(failed) == FAST_TRAIN.guard_patience and all(sorted(r["ids"]) == ids for r in failed)
+    rollbacks = [r for r in records if r.get("event") == "rollback"]
+    assert len(rollbacks) == 1 and rollbacks[0]["checkpoint"] == str(checkpoint) and rollbacks[0]["lr_scale"] == 0.5
+    # The next failed steps count afresh: one more is no second rollback.
+    trainer._step(0, FAST_TRAIN.guard_patience, bad)
+    assert trainer.state.lr_scale == 0.5
 
 
 def test_fit_logs_steps_applies_the_schedule_and_keeps_checkpoints(shard_dir, tmp_path):
