@@ -21,11 +21,14 @@ import numpy as np
 from ds2stream.demo import run_demo
 from ds2stream.pipeline import BatchSampler
 
-RULES = {
-    "bucket": BatchSampler._fillers,
-    "copies": lambda self, bucket, frames, count, rng: np.repeat(
-        BatchSampler._fillers(self, bucket, frames, min(count, 1), rng), count),
-}
+BUCKET_RULE = BatchSampler._fillers  # kept: the "copies" rule draws its one row with it
+
+
+def copies_of_one_row(self, in_bucket, lengths, frames, count, rng):
+    return np.repeat(BUCKET_RULE(self, in_bucket, lengths, frames, min(count, 1), rng), count)
+
+
+RULES = {"bucket": BUCKET_RULE, "copies": copies_of_one_row}
 
 
 def main():
