@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ds2stream.demo import run_demo
 from ds2stream.presets import PRESETS
+from ds2stream.training.metrics import EpochEnd, read_records
 
 
 def demo_scores(label: str, preset: str, train_config, epochs: int | None = None) -> dict:
@@ -26,16 +27,15 @@ def demo_scores(label: str, preset: str, train_config, epochs: int | None = None
         started = time.perf_counter()
         result = run_demo(Path(work) / label, preset=preset, epochs=epochs, train_config=train_config,
                           progress=False, log=lambda line: print(f"[{label}] {line}", flush=True))
-        metrics = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
-        epochs_done = [m for m in metrics if m.get("event") == "epoch_end"]
+        epochs_done = [r for r in read_records(result.run_dir) if isinstance(r, EpochEnd)]
         scores = {
             "test_wer": result.report.wer, "test_cer": result.report.cer,
             "checkpoint": result.checkpoint.name,
-            "best_dev_wer": min(m["dev_wer"] for m in epochs_done),
+            "best_dev_wer": min(r.dev_wer for r in epochs_done),
             "epochs": len(epochs_done),
             "train_seconds": result.stage_seconds["train"],
-            "train_audio_seconds_per_second": sum(m["audio_seconds"] for m in epochs_done)
-            / sum(m["seconds"] for m in epochs_done),
+            "train_audio_seconds_per_second": sum(r.audio_seconds for r in epochs_done)
+            / sum(r.seconds for r in epochs_done),
             "total_seconds": time.perf_counter() - started,
         }
     print(json.dumps({label: scores}), flush=True)

@@ -20,6 +20,7 @@ import numpy as np
 
 from ds2stream.demo import run_demo
 from ds2stream.pipeline import BatchSampler
+from ds2stream.training.metrics import EpochEnd, read_records
 
 BUCKET_RULE = BatchSampler._fillers  # kept: the "copies" rule draws its one row with it
 
@@ -42,8 +43,7 @@ def main():
         started = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="ds2stream-bench-fillers-") as work:
             result = run_demo(Path(work) / "demo", epochs=args.epochs, progress=False, log=lambda *_: None)
-            records = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
-        dev = [r["dev_wer"] for r in records if r.get("event") == "epoch_end"]
+            dev = [r.dev_wer for r in read_records(result.run_dir) if isinstance(r, EpochEnd)]
         results.append({"rule": rule, "test_wer": result.report.wer, "test_cer": result.report.cer,
                         "best_dev_wer": min(dev), "mean_dev_wer_last_8_epochs": float(np.mean(dev[-8:])),
                         "dev_wer_per_epoch": dev, "seconds": time.perf_counter() - started})

@@ -17,11 +17,9 @@ THRESHOLDS = (0.40, 0.25, 0.15)  # CER
 
 def training_seconds(run_dir: Path) -> dict[int, float]:
     """Global step -> summed step seconds up to it (a step logged twice after a resume counts once)."""
-    step_seconds = {}
-    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
-        record = json.loads(line)
-        if "step_seconds" in record and "event" not in record:
-            step_seconds[record["global_step"]] = record["step_seconds"]
+    from ds2stream.training.metrics import StepRecord, read_records
+
+    step_seconds = {r.global_step: r.step_seconds for r in read_records(run_dir) if isinstance(r, StepRecord)}
     total, at = 0.0, {}
     for step in sorted(step_seconds):
         total += step_seconds[step]

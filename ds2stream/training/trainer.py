@@ -49,7 +49,7 @@ from ..runtime import use_graph_mode
 from .config import PLAN_FIELDS, TrainConfig
 from .distributed import barrier, init_distributed, require_shared_run_dir, share_rank_0, sum_counts_over_ranks
 from .guard import StepGuard
-from .metrics import MetricsLog
+from .metrics import CheckpointSaved, EpochEnd, FailedStep, MetricsLog, Resumed, Rollback, StepRecord, to_json
 from .step import STEP_INPUTS, StepResult, build_train_step, kernel_error_summary
 
 log = logging.getLogger(__name__)
@@ -175,8 +175,8 @@ class Trainer:
         path = None
         if self.is_writer:
             # Logged first: a kill before the rename leaves a line past the resumed step, dropped then.
-            self.metrics.write({"event": "checkpoint", "path": str(self.folder.path_for(self.state.global_step)),
-                                "global_step": self.state.global_step})
+            self.metrics.write(CheckpointSaved(str(self.folder.path_for(self.state.global_step)),
+                                               self.state.global_step))
             path = self.folder.save(self.step_cell, self.state.global_step, self._meta())
         barrier(self.world_size)
         return path
@@ -234,8 +234,7 @@ class Trainer:
             if self.state.best_step is not None and self.state.best_step == self.state.global_step:
                 self.folder.save_best(path)  # the kill may have come before best.ckpt was replaced
             self._write_config()
-            self.metrics.write({"event": "resume", "checkpoint": str(path), "global_step": self.state.global_step,
-                                "metric_lines_dropped": dropped})
+            self.metrics.write(Resumed(str(path), self.state.global_step, dropped))
         barrier(self.world_size)
         log.info("resuming %s at epoch %d, step %d", path, self.state.epoch, self.state.step)
 
@@ -257,8 +256,7 @@ class Trainer:
             path, params, _ = found
             load_weights(self.step_cell, params, path)
         self.guard.rolled_back()
-        self.metrics.write({"event": "rollback", "checkpoint": str(found[0]) if found else None,
-                            "lr_scale": self.state.lr_scale, "global_step": self.state.global_step})
+        self.metrics.write(Rollback(str(found[0]) if found else None, self.state.lr_scale, self.state.global_step))
         log.warning("%d failed steps in a row: learning rate x%.3g, back to %s", self.config.guard_patience,
                     self.state.lr_scale, found[0] if found else "the current weights")
 
@@ -350,21 +348,20 @@ class Trainer:
             self._log_failed_step(epoch, step, batch, result)
             if self.guard.rollback_due:
                 self._rollback()
-        self.metrics.write({"epoch": epoch, "step": step, "global_step": self.state.global_step,
-                            "loss": result.loss if result.finite else None,
-                            "grad_norm": result.grad_norm if result.finite else None,
-                            "lr": self.config.learning_rate_at(self.state.global_step - 1, self.steps_per_epoch)
-                            * self.state.lr_scale, "step_seconds": seconds, "audio_seconds": audio,
-                            "shape": list(batch["features"].shape)})
+        self.metrics.write(StepRecord(
+            epoch=epoch, step=step, global_step=self.state.global_step,
+            loss=result.loss if result.finite else None, grad_norm=result.grad_norm if result.finite else None,
+            lr=self.config.learning_rate_at(self.state.global_step - 1, self.steps_per_epoch) * self.state.lr_scale,
+            step_seconds=seconds, audio_seconds=audio, shape=list(batch["features"].shape)))
         failpoint("step_logged")
         return result, audio, seconds
 
     def _log_failed_step(self, epoch: int, step: int, batch: dict, result: StepResult) -> None:
         ids = [self.shards.ids[int(r)].as_py() for r, m in zip(batch["rows"], batch["mask"]) if m]
         what = "kernel error" if result.error else "non-finite loss or gradient"
-        self.metrics.write({"event": "kernel_error" if result.error else "nonfinite", "epoch": epoch, "step": step,
-                            "global_step": self.state.global_step, "loss": repr(result.loss),
-                            "grad_norm": repr(result.grad_norm), "error": result.error, "ids": ids})
+        self.metrics.write(FailedStep("kernel_error" if result.error else "nonfinite", epoch, step,
+                                      self.state.global_step, repr(result.loss), repr(result.grad_norm),
+                                      result.error, ids))
         log.warning("%s at epoch %d step %d (utterances %s): update skipped%s", what, epoch, step,
                     ", ".join(ids[:5]), f" ({result.error})" if result.error else "")
 
@@ -373,27 +370,27 @@ class Trainer:
         anywhere between them leaves a run that resumes exactly (the record is logged before the
         checkpoint: a kill between them drops it on resume, and the epoch end is done again)."""
         self.state.epoch, self.state.step = epoch + 1, 0
-        record = {"event": "epoch_end", "epoch": epoch, "global_step": self.state.global_step,
-                  "mean_loss": float(np.mean(losses)) if losses else None, "seconds": seconds,
-                  "audio_seconds": audio_seconds, "padding_ratio": report.padding_ratio,
-                  "data_wait_seconds": report.data_wait_seconds, "dropped": report.dropped,
-                  "skipped_total": self.state.skipped, "shapes": len(report.batches_per_shape)}
+        record = EpochEnd(epoch=epoch, global_step=self.state.global_step,
+                          mean_loss=float(np.mean(losses)) if losses else None, seconds=seconds,
+                          audio_seconds=audio_seconds, padding_ratio=report.padding_ratio,
+                          data_wait_seconds=report.data_wait_seconds, dropped=report.dropped,
+                          skipped_total=self.state.skipped, shapes=len(report.batches_per_shape))
         if self.dev is not None:
             if self.is_writer:
                 failpoint("dev_evaluation")
-            record.update(self.evaluate_dev())
+            record = dataclasses.replace(record, **self.evaluate_dev())
         best = {"wer": self.state.best_wer, "cer": self.state.best_cer}[self.config.best_by]
-        value = record.get(f"dev_{self.config.best_by}")
+        value = getattr(record, f"dev_{self.config.best_by}")
         improved = value is not None and (best is None or value < best)
         if improved:  # before saving, so that a resumed run knows the best so far
-            self.state.best_wer, self.state.best_cer = record["dev_wer"], record["dev_cer"]
+            self.state.best_wer, self.state.best_cer = record.dev_wer, record.dev_cer
             self.state.best_step = self.state.global_step
         self.metrics.write(record)
         path = self.save()
         if path is not None and improved:
             failpoint("best_before_copy")
             self.folder.save_best(path)
-        return record
+        return to_json(record)
 
     def evaluate_dev(self) -> dict:
         """Dev WER/CER at an epoch end, in batches sized from the training budget (the network is
