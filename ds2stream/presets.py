@@ -20,7 +20,7 @@
 
 Augmentation (``pipeline.augment.STANDARD_AUGMENT``: speed, volume, noise, SpecAugment) is on in
 ``small``, ``fast`` and ``lean``; off in ``zoo`` (the seed's recipe, which had none) and ``tiny``
-(measured on the bundled sample: README, "Augmentation").
+(measured on the bundled sample: docs/results/augmentation.md).
 """
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ from .decoding import decoder_from, decoder_options
                 type=click.Path(exists=True, dir_okay=False, path_type=Path),
                 help="The ds2stream checkpoint to export (e.g. RUN_DIR/best.ckpt).")
 @click.option("--format", "file_format", type=click.Choice(["mindir"]), default="mindir",
-              help="MindIR, with variable batch and frames (ONNX: see the README).")
+              help="MindIR, with variable batch and frames (ONNX: see docs/inference.md).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="Output file (default: beside the checkpoint, .mindir).")
 @decoder_options
