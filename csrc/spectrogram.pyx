@@ -56,6 +56,19 @@ cdef inline void _log_block(float* row) noexcept nogil:
         row[b] = e[b] * ln2 + (s + s) * (one + s2 * (c3 + s2 * (c5 + s2 * (c7 + s2 * c9))))
 
 
+cdef inline void _store(const float* row, float* out, Py_ssize_t valid, double* total,
+                        double* total_sq) noexcept nogil:
+    """out[b] = row[b] for the block's valid frames, summed (and squared) into the utterance's
+    totals for its normalisation."""
+    cdef Py_ssize_t b
+    cdef double v
+    for b in range(valid):
+        v = row[b]
+        total[0] += v
+        total_sq[0] += v * v
+        out[b] = row[b]
+
+
 cdef inline void _log1p_block(float* row) noexcept nogil:
     """row[b] = log(1 + row[b]) for row[b] >= 0, BLOCK values (1 + x is exact enough here: x is a
     magnitude, and the features compress what lies below 1)."""
@@ -238,11 +251,7 @@ cdef class SpectrogramPlan:
                 for j in range(bins):
                     self._split_magnitude(result, j, row)
                     _log1p_block(row)
-                    for b in range(valid):
-                        v = row[b]
-                        total += v
-                        total_sq += v * v
-                        out[j * frames + t0 + b] = row[b]
+                    _store(row, out + j * frames + t0, valid, &total, &total_sq)
                 continue
             for j in range(bins):
                 self._split_magnitude(result, j, power + j * BLOCK)
@@ -259,11 +268,7 @@ cdef class SpectrogramPlan:
                     if row[b] < log_floor:
                         row[b] = log_floor
                 _log_block(row)
-                for b in range(valid):
-                    v = row[b]
-                    total += v
-                    total_sq += v * v
-                    out[j * frames + t0 + b] = row[b]
+                _store(row, out + j * frames + t0, valid, &total, &total_sq)
 
         free(padded); free(work); free(row); free(power); free(first); free(last)
         if normalize == NORMALIZE_UTTERANCE:
