@@ -167,6 +167,12 @@ def load_noise(folder: str, sample_rate: int) -> tuple:
     return tuple(clips)
 
 
+def within_full_scale(audio: np.ndarray) -> np.ndarray:
+    """``audio`` scaled down as a whole if it leaves [-1, 1] (a transform never clips)."""
+    peak = float(np.max(np.abs(audio))) if len(audio) else 0.0
+    return audio / np.float32(peak) if peak > 1.0 else audio
+
+
 def mix_at_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
     """``speech + g * noise`` with g such that the power ratio is ``snr_db``; scaled down as a whole
     if it would leave [-1, 1] (a mix never clips)."""
@@ -174,8 +180,7 @@ def mix_at_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarr
     noise_power = max(float(np.mean(noise.astype(np.float64) ** 2)), 1e-20)
     gain = np.sqrt(speech_power / (noise_power * 10 ** (snr_db / 10)))
     mixed = speech + np.float32(gain) * noise.astype(np.float32)
-    peak = float(np.max(np.abs(mixed)))
-    return mixed / np.float32(peak) if peak > 1.0 else mixed
+    return within_full_scale(mixed)
 
 
 def random_channel(audio: np.ndarray, rng: np.random.Generator, sample_rate: int) -> np.ndarray:
@@ -193,8 +198,7 @@ def random_channel(audio: np.ndarray, rng: np.random.Generator, sample_rate: int
         with np.errstate(divide="ignore"):
             gain = gain / np.sqrt(1 + (low / frequency) ** 8) / np.sqrt(1 + (frequency / high) ** 8)
     out = np.fft.irfft(np.fft.rfft(audio.astype(np.float64)) * gain, n=len(audio)).astype(np.float32)
-    peak = float(np.max(np.abs(out))) if len(out) else 0.0
-    return out / np.float32(peak) if peak > 1.0 else out
+    return within_full_scale(out)
 
 
 def spec_augment(spect: np.ndarray, config: AugmentConfig, rng: np.random.Generator,
@@ -243,8 +247,7 @@ class Augmenter:
             audio = mix_at_snr(audio, self._noise(rng, len(audio)), rng.uniform(*config.snr_db))
         if config.channel_prob > 0 and rng.random() < config.channel_prob:
             audio = random_channel(audio, rng, self.feature_config.sample_rate)
-        peak = float(np.max(np.abs(audio))) if len(audio) else 0.0
-        return audio / np.float32(peak) if peak > 1.0 else audio
+        return within_full_scale(audio)
 
     def _noise(self, rng: np.random.Generator, num_samples: int) -> np.ndarray:
         if self.config.noise_dir is None:
