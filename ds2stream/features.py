@@ -88,8 +88,7 @@ class FeatureConfig:
         if not 0 < self.hop_length:
             raise ConfigError(f"hop_length must be positive, got {self.hop_length}")
         if self.scale is Scale.MEL:
-            top = self.sample_rate / 2 if self.f_max is None else self.f_max
-            if not 0 <= self.f_min < top <= self.sample_rate / 2:
+            if not 0 <= self.f_min < self.mel_top <= self.sample_rate / 2:
                 raise ConfigError(f"the mel range must satisfy 0 <= f_min < f_max <= sample_rate / 2, got "
                                  f"f_min={self.f_min}, f_max={self.f_max}, sample_rate={self.sample_rate}")
             if self.n_mels < 1:
@@ -99,6 +98,11 @@ class FeatureConfig:
     def fft_bins(self) -> int:
         """Bins of the FFT (161 for n_fft = 320)."""
         return self.n_fft // 2 + 1
+
+    @property
+    def mel_top(self) -> float:
+        """The mel filters' top frequency: f_max, or half the sample rate."""
+        return self.sample_rate / 2 if self.f_max is None else self.f_max
 
     @property
     def num_bins(self) -> int:
@@ -189,8 +193,7 @@ def mel_filterbank(config: FeatureConfig, warp: float = 1.0) -> np.ndarray:
     Raises ValueError when a filter (unwarped) falls between two FFT bins: too many mel filters
     for ``n_fft`` (Kaldi refuses the same).
     """
-    top = config.sample_rate / 2 if config.f_max is None else config.f_max
-    corners = mel_to_hz(np.linspace(hz_to_mel(config.f_min), hz_to_mel(top), config.n_mels + 2))
+    corners = mel_to_hz(np.linspace(hz_to_mel(config.f_min), hz_to_mel(config.mel_top), config.n_mels + 2))
     if warp != 1.0:
         corners = vtlp_warp(corners, warp, config.sample_rate)
     bins = np.arange(config.fft_bins) * config.sample_rate / config.n_fft
