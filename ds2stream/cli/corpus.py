@@ -4,6 +4,7 @@ from pathlib import Path
 
 import click
 
+from ..corpus import ENGINES
 from .base import cli
 
 
@@ -21,8 +22,8 @@ from .base import cli
               help="Hours of test speech (voices heard in neither training nor dev).")
 @click.option("--jobs", type=click.IntRange(min=1), default=os.cpu_count() or 1,
               help="Rendering processes (default: one per core).")
-@click.option("--engines", default="espeak,flite,festival,piper", show_default=True,
-              help="Comma-separated TTS engines to use, of: espeak, flite, festival, piper.")
+@click.option("--engines", default=",".join(ENGINES), show_default=True,
+              help="Comma-separated TTS engines to use (an engine that is not installed is skipped).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Which sentences each split and voice reads, and each sentence's rate and pitch.")
 def corpus(out, text, train_hours, dev_hours, test_hours, jobs, engines, seed):
