@@ -1,6 +1,7 @@
 """``ds2stream shard`` and ``ds2stream info``: LibriSpeech inputs -> Arrow shard set, and its summary."""
 import os
 import shutil
+import time
 from pathlib import Path
 
 import click
@@ -9,8 +10,20 @@ from ..errors import Ds2streamError
 from .base import cli
 
 
+class InputPath(click.ParamType):
+    """A path that exists, or an http(s) URL (kept as text)."""
+    name = "input"
+
+    def convert(self, value, param, ctx):
+        from ..data.remote import is_url
+
+        if is_url(value):
+            return value
+        return click.Path(exists=True, path_type=Path).convert(value, param, ctx)
+
+
 @cli.command()
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.argument("inputs", nargs=-1, required=True, type=InputPath())
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder of the shard set (created).")
 @click.option("--audio", "audio_format", type=click.Choice(["flac", "pcm16"]), default="flac",
@@ -24,14 +37,23 @@ from .base import cli
               help="Worker processes decoding audio.")
 @click.option("--strict", is_flag=True, help="Exit non-zero if any input had a problem.")
 @click.option("--overwrite", is_flag=True, help="Delete a shard set already in --out first.")
+@click.option("--md5", help="The archive's MD5, checked as it downloads (one URL input; LibriSpeech's "
+                            "archives are checked against their published sums without it).")
+@click.option("--sha256", help="The archive's SHA-256, checked as it downloads (one URL input).")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
+              help="Seconds without a byte from a URL before the connection is retried.")
+@click.option("--retries", type=click.IntRange(min=0), default=8, show_default=True,
+              help="Retries in a row, with backoff, before a URL input is given up.")
 def shard(inputs, out_dir, audio_format, features, shard_size, min_duration, max_duration, jobs,
-          strict, overwrite):
+          strict, overwrite, md5, sha256, timeout, retries):
     """Pack LibriSpeech INPUTS into an Arrow shard set with a length index.
 
     Each INPUT is an extracted LibriSpeech folder at any level (LibriSpeech/,
     LibriSpeech/train-clean-100/, one speaker), a LibriSpeech .tar.gz read as a stream (never
-    extracted), a zoo CSV manifest of wav_path,txt_path rows, a Hugging Face parquet file (or
-    its download folder) or a Lhotse manifest. Several inputs make one set.
+    extracted), or its http(s) URL, sharded as it downloads (never written to disk; resumed
+    across dropped connections, checksummed), a zoo CSV manifest of wav_path,txt_path rows, a
+    Hugging Face parquet file (or its download folder) or a Lhotse manifest. Several inputs make
+    one set.
 
     Bad input (corrupt audio, missing transcript lines or audio, a sample rate other than the
     feature config's, stereo, characters outside the label set, a truncated archive, a CSV row
@@ -43,8 +65,13 @@ def shard(inputs, out_dir, audio_format, features, shard_size, min_duration, max
     from tqdm import tqdm
 
     from ..data.inputs import count_hint
+    from ..data.remote import Fetch, is_url
     from ..data.shards import Filtered, ShardOptions, write_shard_set
     from ..data.sources import Problem
+
+    urls = [i for i in inputs if is_url(i)]
+    if (md5 or sha256) and len(urls) != 1:
+        raise click.UsageError(f"--md5/--sha256 check one URL input; {len(urls)} given")
 
     try:
         counts = [count_hint(path) for path in inputs]
@@ -64,16 +91,19 @@ def shard(inputs, out_dir, audio_format, features, shard_size, min_duration, max
     bar = tqdm(total=total, unit=" utt", dynamic_ncols=True, desc="shard")
     seconds = [0.0]
 
+    transfer = Transfer()
+
     def progress(result):
         if isinstance(result, Problem):
             tqdm.write(f"problem [{result.kind}] {result.message}")
         elif not isinstance(result, Filtered):
             seconds[0] += result["duration"]
-        bar.set_postfix_str(f"{seconds[0] / 3600:.2f} h audio", refresh=False)
+        bar.set_postfix_str(f"{seconds[0] / 3600:.2f} h audio{transfer.line()}", refresh=False)
         bar.update()
 
+    fetch = Fetch(md5=md5, sha256=sha256, timeout=timeout, retries=retries, log=tqdm.write, on_bytes=transfer.update)
     try:
-        summary = write_shard_set(inputs, out_dir, options, jobs=jobs, progress=progress)
+        summary = write_shard_set(inputs, out_dir, options, jobs=jobs, progress=progress, fetch=fetch)
     except Ds2streamError as err:
         raise click.ClickException(str(err)) from None
     finally:
@@ -86,6 +116,38 @@ def shard(inputs, out_dir, audio_format, features, shard_size, min_duration, max
         raise click.ClickException(f"{out_dir} holds no utterance: {_why_none(summary, inputs)}")
     if strict and summary["problems"]:
         raise click.ClickException(f"{len(summary['problems'])} problems (--strict)")
+
+
+class Transfer:
+    """Bytes of the URL being read, its rate and ETA, for the progress bar."""
+
+    def __init__(self):
+        self.url, self.position, self.total, self.started = None, 0, None, None
+
+    def update(self, url, position, total):
+        if url != self.url:
+            self.url, self.started, self.first = url, time.monotonic(), position
+        self.position, self.total = position, total
+
+    def line(self) -> str:
+        if self.url is None:
+            return ""
+        elapsed = max(time.monotonic() - self.started, 1e-6)
+        rate = (self.position - self.first) / elapsed
+        text = f", {self.position / 1e6:.0f}"
+        if self.total:
+            eta = (self.total - self.position) / rate if rate > 0 else float("inf")
+            text += f" of {self.total / 1e6:.0f} MB at {rate / 1e6:.1f} MB/s, ETA {_clock(eta)}"
+        else:
+            text += f" MB at {rate / 1e6:.1f} MB/s"
+        return text
+
+
+def _clock(seconds: float) -> str:
+    if seconds == float("inf"):
+        return "?"
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
 
 
 def _why_none(summary: dict, inputs) -> str:

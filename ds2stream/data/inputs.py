@@ -10,6 +10,7 @@ from typing import Iterator
 from ..errors import DataError
 from .hf_parquet import PARQUET_SUFFIX, iter_parquet, parquet_rows
 from .lhotse import check_manifest, count_entries, is_manifest, iter_lhotse
+from .remote import Fetch, is_url, url_name
 from .sources import ARCHIVE_SUFFIXES, AUDIO_EXTENSIONS, Item, iter_archive, iter_csv, iter_folder
 
 
@@ -27,12 +28,20 @@ def parquet_files(folder: Path) -> list[Path]:
 
 #: What ``ds2stream shard`` reads, for messages that say so.
 READABLE_INPUTS = ("LibriSpeech folders (<speaker>/<chapter>/*.trans.txt beside the audio), LibriSpeech .tar.gz "
-                   "archives, zoo .csv manifests, Hugging Face .parquet files and Lhotse .jsonl(.gz) manifests")
+                   "archives (files or http(s) URLs), zoo .csv manifests, Hugging Face .parquet files and Lhotse "
+                   ".jsonl(.gz) manifests")
 
 
-def input_kind(path: Path) -> str:
-    """'folder', 'parquet_folder', 'archive', 'csv', 'parquet' or 'lhotse'; ValueError naming the path
-    otherwise (and for a parquet file or manifest that ds2stream cannot read as an input)."""
+def input_kind(path: Path | str) -> str:
+    """'folder', 'parquet_folder', 'archive', 'csv', 'parquet' or 'lhotse'; DataError naming the path
+    otherwise (and for a parquet file or manifest that ds2stream cannot read as an input). A URL
+    is read as a stream, so it must be an archive's."""
+    if is_url(path):
+        if not url_name(path).lower().endswith(ARCHIVE_SUFFIXES):
+            raise DataError(f"{path}: a URL must name a .tar.gz, .tgz or .tar archive (other inputs are read "
+                            "from disk)")
+        return "archive"
+    path = Path(path)
     if path.is_dir():
         return "parquet_folder" if parquet_files(path) else "folder"
     if not path.exists():
@@ -50,18 +59,24 @@ def input_kind(path: Path) -> str:
     raise DataError(f"{path}: not one of the inputs ds2stream reads: {READABLE_INPUTS}")
 
 
-def iter_source(path: Path) -> Iterator[Item]:
+def iter_source(path: Path | str, fetch: Fetch | None = None) -> Iterator[Item]:
+    """The items of one input; ``fetch`` says how a URL is read."""
     kind = input_kind(path)
+    if kind == "archive":
+        return iter_archive(path if is_url(path) else Path(path), fetch)
+    path = Path(path)
     if kind == "parquet_folder":
         return (item for file in parquet_files(path) for item in iter_parquet(file))
-    return {"folder": iter_folder, "archive": iter_archive, "csv": iter_csv, "parquet": iter_parquet,
-            "lhotse": iter_lhotse}[kind](path)
+    return {"folder": iter_folder, "csv": iter_csv, "parquet": iter_parquet, "lhotse": iter_lhotse}[kind](path)
 
 
-def count_hint(path: Path) -> int | None:
+def count_hint(path: Path | str) -> int | None:
     """How many items a source will yield, when that is cheap to know (for a progress bar's ETA);
     None for an archive, which is only read once, as a stream, and for cuts (several per line)."""
     kind = input_kind(path)
+    if kind == "archive":
+        return None
+    path = Path(path)
     if kind == "folder":
         return sum(1 for _, _, files in os.walk(path) for f in files if f.lower().endswith(AUDIO_EXTENSIONS))
     if kind == "csv":

@@ -29,6 +29,7 @@ from ..features import FeatureConfig, spectrogram
 from ..files import replace_durably, write_durably
 from .audio import AudioError, encode_flac, is_flac, read_audio
 from .inputs import iter_source
+from .remote import Fetch, is_url
 from .sources import Item, Problem
 from .text import LABELS, TextError, normalize
 
@@ -376,17 +377,19 @@ def _summary(index: pa.Table, writer: ShardSetWriter) -> dict:
 
 # ---------------------------------------------------------------- the whole command
 
-def write_shard_set(inputs: Iterable[Path], out_dir: Path, options: ShardOptions = ShardOptions(),
-                    jobs: int = 1, progress=None) -> dict:
-    """Turn LibriSpeech inputs into a complete shard set in out_dir, resuming a killed run.
+def write_shard_set(inputs: Iterable[Path | str], out_dir: Path, options: ShardOptions = ShardOptions(),
+                    jobs: int = 1, progress=None, fetch: Fetch | None = None) -> dict:
+    """Turn LibriSpeech inputs (paths, or archives' URLs) into a complete shard set in out_dir,
+    resuming a killed run.
 
     :param jobs: worker processes that decode and check audio (1: in this process).
     :param progress: called as ``progress(result)`` for every source item (for a progress bar).
+    :param fetch: how URLs are read (checksums, timeout, retries, progress in bytes).
     :return: the summary written to index.json (the existing one when out_dir already holds the
         complete set of the same inputs and options: a re-run after a kill that came too late).
     """
-    inputs = [Path(p) for p in inputs]
-    writer = ShardSetWriter(Path(out_dir), options, [str(p.resolve()) for p in inputs])
+    inputs = [p if is_url(p) else Path(p) for p in inputs]
+    writer = ShardSetWriter(Path(out_dir), options, [p if is_url(p) else str(p.resolve()) for p in inputs])
     done = writer.finished()
     if done is not None:
         return done
@@ -395,7 +398,7 @@ def write_shard_set(inputs: Iterable[Path], out_dir: Path, options: ShardOptions
     def items() -> Iterator[tuple[Item, ShardOptions]]:
         position = 0
         for path in inputs:
-            for item in iter_source(path):
+            for item in iter_source(path, fetch):
                 if position >= writer.consumed:  # done by the run that was interrupted
                     yield item, options
                 position += 1

@@ -15,12 +15,16 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import os
 import re
 import tarfile
 import zlib
 from pathlib import Path
 from typing import Iterator, Union
+
+from ..errors import DataError
+from .remote import CHUNK, Fetch, is_url
 
 AUDIO_EXTENSIONS = (".flac", ".wav")
 TRANSCRIPT_SUFFIX = ".trans.txt"
@@ -162,15 +166,20 @@ def iter_folder(root: Path) -> Iterator[Item]:
         yield from _unpaired(folder, texts, audio)
 
 
-def iter_archive(path: Path) -> Iterator[Item]:
-    """A LibriSpeech archive read as a stream (never extracted). An archive that ends early is a
-    problem; everything complete before that point is kept."""
+def iter_archive(path: Path | str, fetch: Fetch | None = None) -> Iterator[Item]:
+    """A LibriSpeech archive read as a stream (never extracted): a file, or a URL read as it
+    downloads (``fetch``: how). An archive file that ends early is a problem; everything complete
+    before that point is kept. A URL's archive must arrive whole and, where a checksum is known,
+    match it: anything else is a DataError, after the utterances that came before it."""
     pending_audio: dict[str, dict[str, tuple[str, bytes]]] = {}
     pending_text: dict[str, dict[str, str]] = {}
     seen_text: dict[str, dict[str, str]] = {}  # every transcript line read, per folder (for duplicates)
     last_member = "(none)"
+    stream = (fetch or Fetch()).open(path) if is_url(path) else None
     try:
-        with tarfile.open(path, mode="r|*") as archive:
+        opened = (tarfile.open(fileobj=io.BufferedReader(stream, CHUNK), mode="r|*") if stream
+                  else tarfile.open(path, mode="r|*"))
+        with opened as archive:
             for member in archive:
                 if not member.isfile():
                     continue
@@ -198,9 +207,18 @@ def iter_archive(path: Path) -> Iterator[Item]:
                         pending_audio.setdefault(folder, {})[utt_id] = (origin, data)
                     else:
                         yield _paired(utt_id, text, origin, folder, audio_bytes=data)
+        if stream is not None:
+            stream.drain()
+            stream.checksums.verify(str(path))
     except (tarfile.TarError, EOFError, zlib.error, OSError) as err:
+        if stream is not None:  # the network's faults were retried below this: the bytes are wrong
+            raise DataError(f"{path}: not a readable archive at byte {stream.position}, after member "
+                            f"{last_member} ({err}); nothing was marked complete") from None
         yield Problem("archive", str(path),
                       f"{path}: archive unreadable or truncated after member {last_member} ({err})")
+    finally:
+        if stream is not None:
+            stream.close()
     for folder in sorted(set(pending_audio) | set(pending_text)):
         audio = {utt_id: origin for utt_id, (origin, _) in pending_audio.get(folder, {}).items()}
         yield from _unpaired(f"{path}:{folder}", pending_text.get(folder, {}), audio)
