@@ -21,7 +21,7 @@ class Behaviour:
     corrupt_at: int | None = None  # a byte offset served with its bits flipped, every time
     status: dict[str, int] = dataclasses.field(default_factory=dict)  # path -> error status
     pages: set[str] = dataclasses.field(default_factory=set)  # paths answered with an HTML page
-    chunk: int = 64 * 1024
+    chunk: int = 256 * 1024
 
 
 class _QuietServer(http.server.ThreadingHTTPServer):
@@ -83,29 +83,35 @@ class ArchiveServer:
             handler.end_headers()
             handler.wfile.write(body)
             return
-        data = self.files[name].read_bytes()
+        size = self.files[name].stat().st_size
         start = 0
         asked = handler.headers.get("Range")
         if asked and b.ranges:
             start = int(asked.removeprefix("bytes=").split("-")[0])
-            if start >= len(data):
+            if start >= size:
                 handler.send_error(416)
                 return
             handler.send_response(206)
-            handler.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+            handler.send_header("Content-Range", f"bytes {start}-{size - 1}/{size}")
         else:
             handler.send_response(200)
         handler.send_header("Content-Type", "application/gzip")
-        handler.send_header("Content-Length", str(len(data) - start))
+        handler.send_header("Content-Length", str(size - start))
         handler.send_header("Connection", "close")
         handler.end_headers()
+        with open(self.files[name], "rb") as source:
+            source.seek(start)
+            self._send(handler, source, start, size)
+
+    def _send(self, handler, source, start: int, size: int) -> None:
+        b = self.behaviour
         position = start
-        while position < len(data):
-            end = min(len(data), position + b.chunk)
+        while position < size:
+            end = min(size, position + b.chunk)
             cut = next((c for c in sorted(b.cuts) if position <= c < end), None)
             stall = b.stall_at if b.stall_at is not None and position <= b.stall_at < end else None
             stop = min(x for x in (end, cut, stall) if x is not None)
-            piece = bytearray(data[position:stop])
+            piece = bytearray(source.read(stop - position))
             if b.corrupt_at is not None and position <= b.corrupt_at < stop:
                 piece[b.corrupt_at - position] ^= 0xFF
             try:
