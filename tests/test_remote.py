@@ -46,11 +46,12 @@ def archive(tmp_path_factory, sample_dir):
     return path, hashlib.sha256(path.read_bytes()).hexdigest(), arrow_files(root / "from-disk")
 
 
-def test_cut_connections_a_stall_and_a_server_without_range_end_with_the_shards_from_disk(archive, tmp_path):
+def test_503s_cut_connections_a_stall_and_a_server_without_range_end_with_the_shards_from_disk(archive, tmp_path):
     path, sha256, from_disk = archive
     size = path.stat().st_size
     cuts = sorted(random.Random(0).sample(range(1, size), 6))
-    with ArchiveServer({NAME: path}, Behaviour(cuts=list(cuts), stall_at=size // 2, stall_seconds=3)) as server:
+    behaviour = Behaviour(cuts=list(cuts), stall_at=size // 2, stall_seconds=3, busy=2)  # 503 twice at first
+    with ArchiveServer({NAME: path}, behaviour) as server:
         lines = []
         write_shard_set([server.url(NAME)], tmp_path / "ranges", OPTIONS, jobs=2,
                         fetch=Fetch(sha256=sha256, timeout=1, log=lines.append))
@@ -58,6 +59,7 @@ def test_cut_connections_a_stall_and_a_server_without_range_end_with_the_shards_
         resumed = [asked for _, asked in server.requests if asked]
         assert len(resumed) >= len(cuts) and all(asked.startswith("bytes=") for asked in resumed)
         assert any("timed out" in line for line in lines), lines  # the stall was noticed, not waited out
+        assert sum("HTTP 503" in line for line in lines) == 2
         server.behaviour = Behaviour(ranges=False, cuts=cuts[-2:])
         write_shard_set([server.url(NAME)], tmp_path / "no-ranges", OPTIONS, jobs=1,
                         fetch=Fetch(sha256=sha256, timeout=1, log=lines.append))

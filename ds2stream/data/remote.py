@@ -101,7 +101,11 @@ class HttpStream(io.RawIOBase):
         self.log, self.on_bytes = log, on_bytes
         self.reconnects = 0
         self._response = None
-        self._connect(first=True)
+        self._answered = False  # a server that never answered (refused) is not worth retrying
+        try:
+            self._connect()
+        except (OSError, http.client.HTTPException) as err:  # a timeout or a 503 at the start
+            self._retry(err, 1)
 
     def readable(self) -> bool:
         return True
@@ -148,7 +152,7 @@ class HttpStream(io.RawIOBase):
         self.reconnects += 1
         while True:
             try:
-                self._connect(first=False)
+                self._connect()
                 return
             except DataError:
                 raise
@@ -161,7 +165,7 @@ class HttpStream(io.RawIOBase):
                 self.log(f"{self.url}: {_reason(again)}; retry {failures} of {self.retries} in {delay:g} s")
                 time.sleep(delay)
 
-    def _connect(self, first: bool) -> None:
+    def _connect(self) -> None:
         if self._response is not None:
             self._response.close()
             self._response = None
@@ -171,7 +175,7 @@ class HttpStream(io.RawIOBase):
         try:
             response = urllib.request.urlopen(urllib.request.Request(self.url, headers=headers), timeout=self.timeout)
         except urllib.error.HTTPError as err:
-            if err.code in RETRYABLE_STATUS and not first:
+            if err.code in RETRYABLE_STATUS:
                 raise ConnectionError(f"HTTP {err.code} {err.reason}") from None
             if err.code == 416 and self.position:  # bytes=N- past the end: everything has arrived
                 self.total, self._response = self.position, io.BytesIO()
@@ -184,10 +188,11 @@ class HttpStream(io.RawIOBase):
                                 f"({reason.strerror})") from None
             if isinstance(reason, ssl.SSLError):
                 raise DataError(f"{self.url}: TLS failed ({reason})") from None
-            if first and isinstance(reason, ConnectionRefusedError):
+            if not self._answered and isinstance(reason, ConnectionRefusedError):
                 raise DataError(f"{self.url}: connection refused") from None
             raise ConnectionError(_reason(reason)) from None
-        if first:
+        if not self._answered:
+            self._answered = True
             kind = response.headers.get_content_type()
             if kind.startswith("text/"):
                 response.close()

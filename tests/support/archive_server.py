@@ -21,6 +21,7 @@ class Behaviour:
     corrupt_at: int | None = None  # a byte offset served with its bits flipped, every time
     status: dict[str, int] = dataclasses.field(default_factory=dict)  # path -> error status
     pages: set[str] = dataclasses.field(default_factory=set)  # paths answered with an HTML page
+    busy: int = 0  # requests answered 503 (overloaded) before any is served
     chunk: int = 256 * 1024
 
 
@@ -71,6 +72,10 @@ class ArchiveServer:
         self.requests.append((name, handler.headers.get("Range")))
         if name in b.status:
             handler.send_error(b.status[name])
+            return
+        if b.busy:
+            b.busy -= 1
+            handler.send_error(503)
             return
         if name in b.pages or name not in self.files:
             code, body = (200, b"<html><body>Mirror maintenance</body></html>") if name in b.pages else (404, b"")
