@@ -298,3 +298,15 @@ def test_a_format_1_shard_set_ipc_files_with_audio_as_bytes_is_still_read_sample
         got, want = old.samples(position), new.samples(position)
         assert got[1] == want[1]
         np.testing.assert_array_equal(got[0], want[0])
+
+
+@pytest.mark.parametrize("broken", ["shard-000000.arrow", "index.arrow", "index.json"])
+def test_a_corrupt_shard_file_is_one_error_line_naming_it(corpus, tmp_path, broken):
+    out = tmp_path / "s"
+    write_shard_set([corpus], out, ShardOptions())
+    data = (out / broken).read_bytes()
+    (out / broken).write_bytes(data[: len(data) // 2])  # a copy cut short
+    result = CliRunner().invoke(cli, ["lm", str(out), "--out", str(tmp_path / "lm.arpa")])
+    assert result.exit_code == 1 and (result.exception is None or isinstance(result.exception, SystemExit))
+    errors = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1 and broken in errors[0] and "shard the data again" in errors[0], result.output

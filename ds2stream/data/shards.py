@@ -429,10 +429,13 @@ def write_shard_set(inputs: Iterable[Path | str], out_dir: Path, options: ShardO
 def read_shard(path: Path, columns: list[str] | None = None) -> pa.Table:
     """A shard (an IPC stream, or a format-1 IPC file) as a memory-mapped Arrow table (no copy of
     the audio)."""
-    with pa.memory_map(str(path), "r") as source:
-        is_file = source.read(6) == b"ARROW1"  # the IPC file format's magic; a stream has none
-        source.seek(0)
-        table = (pa.ipc.open_file(source) if is_file else pa.ipc.open_stream(source)).read_all()
+    try:
+        with pa.memory_map(str(path), "r") as source:
+            is_file = source.read(6) == b"ARROW1"  # the IPC file format's magic; a stream has none
+            source.seek(0)
+            table = (pa.ipc.open_file(source) if is_file else pa.ipc.open_stream(source)).read_all()
+    except (pa.ArrowException, OSError) as err:
+        raise DataError(f"{path}: not a readable shard ({err}); shard the data again") from None
     return table.select(columns) if columns else table
 
 
@@ -450,11 +453,18 @@ def load_index(shard_dir: Path) -> tuple[dict, pa.Table]:
         hint = " (an unfinished run: re-run the same `ds2stream shard` command)" \
             if (shard_dir / PROGRESS_JSON).exists() else ""
         raise DataError(f"{shard_dir}: not a complete shard set, no {INDEX_JSON}{hint}")
-    summary = json.loads(summary_path.read_text())
+    try:
+        summary = json.loads(summary_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DataError(f"{summary_path}: not a readable shard set summary ({err}); shard the data again") from None
     if summary.get("format_version") not in READABLE_FORMATS:
         raise DataError(f"{shard_dir}: shard format {summary.get('format_version')}, this ds2stream reads "
                          f"formats {', '.join(map(str, READABLE_FORMATS))}; shard the data again")
-    with pa.memory_map(str(shard_dir / INDEX_ARROW), "r") as source:
-        index = pa.ipc.open_file(source).read_all()
+    try:
+        with pa.memory_map(str(shard_dir / INDEX_ARROW), "r") as source:
+            index = pa.ipc.open_file(source).read_all()
+    except (pa.ArrowException, OSError) as err:
+        raise DataError(f"{shard_dir / INDEX_ARROW}: not a readable length index ({err}); shard the data "
+                        "again") from None
     return summary, index
 
