@@ -116,7 +116,20 @@ def test_lm_command_builds_from_text_and_shards_and_reports_bad_input(tmp_path, 
         {"ZERO", "ONE", "TWO", "THREE", "FOUR", "FIVE", "SIX", "SEVEN", "EIGHT", "NINE"}
 
     width = runner.invoke(cli, ["eval", "--shards", str(shards), "--model", str(text), "--beam-width", "0"])
-    assert width.exit_code != 0 and "--beam-width" in width.output and "0" in width.output
+    assert width.exit_code != 0 and "'--beam-width': 0 is not in the range x>=1" in width.output
     missing = runner.invoke(cli, ["eval", "--shards", str(shards), "--model", str(text),
                                   "--lm", str(tmp_path / "nope.arpa")])
     assert missing.exit_code != 0 and "nope.arpa: no such file" in missing.output
+
+
+def test_lm_on_empty_text_text_not_in_utf8_and_a_folder_that_is_no_shard_set_names_each(tmp_path):
+    empty, latin1, folder = tmp_path / "empty.txt", tmp_path / "latin1.txt", tmp_path / "notes"
+    empty.write_text("")
+    latin1.write_bytes("THE CAF\u00c9 OPENED AT NINE\n".encode("latin-1"))
+    folder.mkdir()
+    (folder / "a.txt").write_text("THE SHIP LEFT\n")
+    for given, expected in ((empty, "no words"), (latin1, "latin1.txt: 'utf-8' codec can't decode"),
+                            (folder, "not a complete shard set, no index.json")):
+        result = CliRunner().invoke(cli, ["lm", str(given), "--out", str(tmp_path / "lm.arpa")])
+        assert result.exit_code == 1 and expected in result.output, result.output
+        assert not (tmp_path / "lm.arpa").exists()
