@@ -99,7 +99,6 @@ class HttpStream(io.RawIOBase):
         self.position = start  # bytes delivered to the reader (and hashed)
         self.total: int | None = None
         self.log, self.on_bytes = log, on_bytes
-        self.reconnects = 0
         self._response = None
         self._answered = False  # a server that never answered (refused) is not worth retrying
         try:
@@ -142,28 +141,19 @@ class HttpStream(io.RawIOBase):
     # -- connections
     def _retry(self, err: Exception, failures: int) -> None:
         """Reconnect after ``err`` (the ``failures``-th in a row without progress), or give up."""
-        if failures > self.retries:
-            raise DataError(f"{self.url}: {_reason(err)} at byte {self.position}; gave up after {self.retries} "
-                            "retries (re-run the same command to resume)") from None
-        delay = min(30.0, self.backoff * 2 ** (failures - 1))
-        self.log(f"{self.url}: {_reason(err)} at byte {self.position}; retry {failures} of {self.retries} in "
-                 f"{delay:g} s")
-        time.sleep(delay)
-        self.reconnects += 1
         while True:
+            if failures > self.retries:
+                raise DataError(f"{self.url}: {_reason(err)} at byte {self.position}; gave up after {self.retries} "
+                                "retries (re-run the same command to resume)") from None
+            delay = min(30.0, self.backoff * 2 ** (failures - 1))
+            self.log(f"{self.url}: {_reason(err)} at byte {self.position}; retry {failures} of {self.retries} in "
+                     f"{delay:g} s")
+            time.sleep(delay)
             try:
                 self._connect()
                 return
-            except DataError:
-                raise
-            except (OSError, http.client.HTTPException) as again:
-                failures += 1
-                if failures > self.retries:
-                    raise DataError(f"{self.url}: {_reason(again)} at byte {self.position}; gave up after "
-                                    f"{self.retries} retries (re-run the same command to resume)") from None
-                delay = min(30.0, self.backoff * 2 ** (failures - 1))
-                self.log(f"{self.url}: {_reason(again)}; retry {failures} of {self.retries} in {delay:g} s")
-                time.sleep(delay)
+            except (OSError, http.client.HTTPException) as again:  # a DataError is final: it passes
+                err, failures = again, failures + 1
 
     def _connect(self) -> None:
         if self._response is not None:
