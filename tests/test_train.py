@@ -250,20 +250,30 @@ def test_resume_after_a_corrupt_newest_checkpoint_goes_back_one_and_logs_each_st
     assert [r["epoch"] for r in records if r.get("event") == "epoch_end"] == [0, 1]
 
 
-def test_a_resume_that_changes_the_batch_plan_is_refused_unless_allowed(shard_dir, tmp_path):
+def test_a_resume_that_changes_the_batch_plan_is_refused_unless_allowed(shard_dir, sample_dir, tmp_path):
     first = Trainer(tmp_path / "run", shard_dir, TINY, FAST_TRAIN, progress=False)
     first.start_new()
     first.fit(max_steps=3)
     runner = CliRunner()
+    other_shards = tmp_path / "other"
+    write_shard_set([sample_dir / "dev"], other_shards, ShardOptions())
     for flag, value, field in (("--seed", "7", "seed 0 -> 7"), ("--max-frames", "3000", "max_frames 2500 -> 3000"),
-                               ("--num-buckets", "3", "num_buckets 2 -> 3")):
+                               ("--num-buckets", "3", "num_buckets 2 -> 3"),
+                               ("--max-duration", "1.5", "max_duration None -> 1.5"),
+                               ("--batch-mode", "unbucketed", "batch_mode bucketed -> unbucketed"),
+                               ("--shards", str(other_shards), "shard_set ")):
         result = runner.invoke(cli, ["train", "--resume", str(tmp_path / "run"), flag, value, "--max-steps", "4"])
-        assert result.exit_code == 1 and field in result.output and "--allow-plan-change" in result.output
+        assert result.exit_code == 1 and field in result.output and "--allow-plan-change" in result.output, \
+            result.output
     changed = Trainer(tmp_path / "run", shard_dir, TINY, dataclasses.replace(FAST_TRAIN, max_frames=3000),
                       progress=False)
     changed.resume(allow_plan_change=True)  # at the same fraction of the epoch
     assert changed.steps_per_epoch != first.steps_per_epoch and changed.state.global_step == 3
     assert changed.state.step == resume_position(3, first.steps_per_epoch, changed.steps_per_epoch)
+    allowed = runner.invoke(cli, ["train", "--resume", str(tmp_path / "run"), "--max-frames", "3500",
+                                  "--allow-plan-change", "--max-steps", "4"])  # and from the command line
+    assert allowed.exit_code == 0, allowed.output
+    assert json.loads(allowed.output.strip().splitlines()[-1])["global_step"] == 4
 
 
 

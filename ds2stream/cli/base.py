@@ -46,3 +46,19 @@ def renamed_option(name: str, old_name: str, dest: str, **kwargs):
         return click.option(name, dest, **kwargs)(merged)
 
     return decorate
+
+
+def download_options(function):
+    """What ``shard`` and ``download`` take for reading a URL: checksums and patience."""
+    options = (
+        click.option("--md5", help="The archive's MD5, checked as it downloads (one URL; LibriSpeech's archives are "
+                                   "checked against their published sums without it)."),
+        click.option("--sha256", help="The archive's SHA-256, checked as it downloads (one URL)."),
+        click.option("--timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
+                     help="Seconds without a byte from a URL before the connection is retried."),
+        click.option("--retries", type=click.IntRange(min=0), default=8, show_default=True,
+                     help="Retries in a row, with backoff, before a URL is given up."),
+    )
+    for option in reversed(options):
+        function = option(function)
+    return function

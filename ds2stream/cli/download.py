@@ -4,7 +4,7 @@ from pathlib import Path
 import click
 
 from ..errors import Ds2streamError
-from .base import cli
+from .base import cli, download_options
 
 
 @cli.command()
@@ -13,13 +13,7 @@ from .base import cli
               help="Folder the archives go into (created).")
 @click.option("--mirror", default=None, help="Base URL of LibriSpeech's archives (default: openslr.org's "
                                              "resources/12/); a mirror serves the same files.")
-@click.option("--md5", help="The archive's MD5 (one URL; LibriSpeech's archives are checked against their "
-                            "published sums without it).")
-@click.option("--sha256", help="The archive's SHA-256 (one URL).")
-@click.option("--timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
-              help="Seconds without a byte before the connection is retried.")
-@click.option("--retries", type=click.IntRange(min=0), default=8, show_default=True,
-              help="Retries in a row, with backoff, before a download is given up.")
+@download_options
 def download(names, out_dir, mirror, md5, sha256, timeout, retries):
     """Download LibriSpeech subsets by NAME (dev-clean, train-clean-100, ...) or archives by URL
     into --out. A download goes into NAME.part first and is resumed from there by a re-run (or

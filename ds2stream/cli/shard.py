@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ..errors import Ds2streamError
-from .base import cli
+from .base import cli, download_options
 
 
 class InputPath(click.ParamType):
@@ -37,13 +37,7 @@ class InputPath(click.ParamType):
               help="Worker processes decoding audio.")
 @click.option("--strict", is_flag=True, help="Exit non-zero if any input had a problem.")
 @click.option("--overwrite", is_flag=True, help="Delete a shard set already in --out first.")
-@click.option("--md5", help="The archive's MD5, checked as it downloads (one URL input; LibriSpeech's "
-                            "archives are checked against their published sums without it).")
-@click.option("--sha256", help="The archive's SHA-256, checked as it downloads (one URL input).")
-@click.option("--timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
-              help="Seconds without a byte from a URL before the connection is retried.")
-@click.option("--retries", type=click.IntRange(min=0), default=8, show_default=True,
-              help="Retries in a row, with backoff, before a URL input is given up.")
+@download_options
 def shard(inputs, out_dir, audio_format, features, shard_size, min_duration, max_duration, jobs,
           strict, overwrite, md5, sha256, timeout, retries):
     """Pack LibriSpeech INPUTS into an Arrow shard set with a length index.
