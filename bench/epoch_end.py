@@ -19,7 +19,7 @@ from ds2stream.model import ModelConfig, running_statistics
 from ds2stream.pipeline import ShardSet
 from ds2stream.runtime import quiet_framework_logs, use_graph_mode
 from ds2stream.training.config import TrainConfig
-from ds2stream.training.trainer import make_source
+from ds2stream.training.plan import make_source
 
 quiet_framework_logs(False)
 use_graph_mode()

@@ -43,7 +43,8 @@ def reference(shards: Path, run_dir: Path, out: Path, steps: int, world_size: in
     from ds2stream.model import ModelConfig
     from ds2stream.runtime import use_graph_mode
     from ds2stream.training.config import TrainConfig
-    from ds2stream.training.trainer import Trainer, make_source
+    from ds2stream.training.plan import make_source
+    from ds2stream.training.trainer import Trainer
 
     use_graph_mode()
     saved = json.loads((run_dir / "config.json").read_text())  # the distributed run's own configs

@@ -13,7 +13,7 @@ from ds2stream.features import FeatureConfig, Normalize, Scale, spectrogram
 from ds2stream.pipeline import STANDARD_AUGMENT, AugmentConfig, Augmenter, BatchSampler, EpochIterator, ShardSet
 from ds2stream.pipeline.augment import mix_at_snr, perturb_speed, random_channel, spec_augment, speed_samples, switch
 from ds2stream.presets import PRESETS
-from ds2stream.training.trainer import make_source
+from ds2stream.training.plan import make_source
 
 TINY = PRESETS["tiny"]
 AUGMENTED = dataclasses.replace(TINY.train, max_frames=2500, num_buckets=3, augment=STANDARD_AUGMENT)

@@ -16,7 +16,7 @@ from ds2stream.pipeline import (
 )
 from ds2stream.presets import PRESETS
 from ds2stream.testing import sample_durations, utterances_of_lengths
-from ds2stream.training.trainer import make_sampler
+from ds2stream.training.plan import make_sampler
 
 
 def halve(frames):

@@ -15,7 +15,8 @@ from ds2stream.presets import PRESETS
 from ds2stream.runtime import use_graph_mode
 from ds2stream.testing import utterances_of_lengths
 from ds2stream.training.config import TrainConfig
-from ds2stream.training.trainer import Trainer, resume_position
+from ds2stream.training.plan import resume_position
+from ds2stream.training.trainer import Trainer
 
 TINY = PRESETS["tiny"].model
 FAST_TRAIN = dataclasses.replace(PRESETS["tiny"].train, epochs=2, max_frames=2500, num_buckets=2,
@@ -260,8 +261,8 @@ def test_a_resume_that_changes_the_batch_plan_is_refused_unless_allowed(shard_di
     for flag, value, field in (("--seed", "7", "seed 0 -> 7"), ("--max-frames", "3000", "max_frames 2500 -> 3000"),
                                ("--num-buckets", "3", "num_buckets 2 -> 3"),
                                ("--max-duration", "1.5", "max_duration None -> 1.5"),
-                               ("--batch-mode", "unbucketed", "batch_mode bucketed -> unbucketed"),
-                               ("--shards", str(other_shards), "shard_set ")):
+                               ("--batch-mode", "unbucketed", "batch_mode 'bucketed' -> 'unbucketed'"),
+                               ("--shards", str(other_shards), "shard_set '")):
         result = runner.invoke(cli, ["train", "--resume", str(tmp_path / "run"), flag, value, "--max-steps", "4"])
         assert result.exit_code == 1 and field in result.output and "--allow-plan-change" in result.output, \
             result.output

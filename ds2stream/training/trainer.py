@@ -38,61 +38,22 @@ from ..checkpoint import (
     read_checkpoint,
 )
 from ..data.text import LABELS
-from ..errors import ConfigError, DataError
+from ..errors import DataError
 from ..failpoints import failpoint
 from ..features import FeatureConfig
 from ..files import write_durably
 from ..model import ModelConfig, build_model, running_statistics
-from ..pipeline import Augmenter, BatchMode, BatchSampler, BatchSource, EpochIterator, ShardSet
-from ..pipeline.augment import speed_samples, switch
+from ..pipeline import EpochIterator, ShardSet
+from ..pipeline.augment import switch
 from ..runtime import use_graph_mode
-from .config import PLAN_FIELDS, TrainConfig
+from .config import TrainConfig
 from .distributed import barrier, init_distributed, require_shared_run_dir, share_rank_0, sum_counts_over_ranks
 from .guard import StepGuard
 from .metrics import CheckpointSaved, EpochEnd, FailedStep, MetricsLog, Resumed, Rollback, StepRecord, to_json
+from .plan import PlanChangedError, make_source, plan_changes, plan_fingerprint, resume_position
 from .step import STEP_INPUTS, StepResult, build_train_step, kernel_error_summary
 
 log = logging.getLogger(__name__)
-
-
-class PlanChangedError(ConfigError):
-    """A resume whose settings would change the batch plan of the run it continues."""
-
-
-def make_sampler(shards: ShardSet, model_config: ModelConfig, config: TrainConfig, rank: int = 0,
-                 world_size: int = 1) -> BatchSampler:
-    """Rank ``rank``'s batches of a training run: every rank plans the same global batches and
-    takes its own rows of each (pipeline.BatchSampler)."""
-    sizing = {"max_frames": config.max_frames}
-    if BatchMode(config.batch_mode) is not BatchMode.BUCKETED:  # a batch size from the same budget
-        sizing = {"batch_size": max(1, config.max_frames // int(np.median(shards.frames)) // 2)}
-    longest = None
-    if config.max_duration is not None:
-        fc = shards.feature_config
-        longest = int(fc.num_frames(int(config.max_duration * fc.sample_rate)))
-    speeds = config.augment.speeds
-    speed_frames = [shards.feature_config.num_frames(speed_samples(shards.num_samples, f)) for f in speeds]
-    return BatchSampler(shards.frames, shards.num_chars, shards.shard, mode=config.batch_mode,
-                        num_buckets=config.num_buckets, seed=config.seed, rank=rank, world_size=world_size,
-                        sortagrad=config.sortagrad, output_lengths=model_config.output_lengths,
-                        ctc_lengths=shards.ctc_lengths, max_utterance_frames=longest, speeds=speeds,
-                        speed_frames=speed_frames, **sizing)
-
-
-def make_source(shards: ShardSet, model_config: ModelConfig, config: TrainConfig, rank: int = 0,
-                world_size: int = 1) -> BatchSource:
-    """Rank ``rank``'s training batches, augmented as ``config.augment`` says."""
-    augmenter = Augmenter(config.augment, shards.feature_config, config.seed) if config.augment.enabled else None
-    return BatchSource(shards, make_sampler(shards, model_config, config, rank, world_size),
-                       model_config.output_lengths, augmenter)
-
-
-def resume_position(step: int, saved_steps_per_epoch: int | None, steps_per_epoch: int) -> int:
-    """The step to go on from after the batch plan changed (e.g. another number of ranks): the same
-    fraction of the epoch."""
-    if not saved_steps_per_epoch:
-        return 0
-    return min(steps_per_epoch, step * steps_per_epoch // saved_steps_per_epoch)
 
 
 @dataclasses.dataclass
@@ -153,10 +114,7 @@ class Trainer:
         return self.folder.paths()
 
     def plan_fingerprint(self) -> dict:
-        """What decides the batches of every epoch: a resume must not change it unnoticed."""
-        settings = {**dataclasses.asdict(self.config), "speeds": list(self.config.augment.speeds)}
-        return {**{name: settings[name] for name in PLAN_FIELDS}, "world_size": self.world_size,
-                "shard_set": self.shards.content_id}
+        return plan_fingerprint(self.config, self.world_size, self.shards)
 
     def _meta(self) -> dict:
         return {"format": CHECKPOINT_FORMAT, "labels": LABELS, "model_config": self.model_config.to_dict(),
@@ -215,7 +173,7 @@ class Trainer:
         check_meta(meta, path, self.feature_config)
         if ModelConfig.from_dict(meta["model_config"]) != self.model_config:
             raise CheckpointError(f"{path}: made for another model config")
-        changed = self._plan_changes(meta)
+        changed = plan_changes(self.plan_fingerprint(), meta)
         if changed and not allow_plan_change:
             raise PlanChangedError(
                 f"{path}: resuming with {'; '.join(changed)} would change the batch plan of the run it continues; "
@@ -237,15 +195,6 @@ class Trainer:
             self.metrics.write(Resumed(str(path), self.state.global_step, dropped))
         barrier(self.world_size)
         log.info("resuming %s at epoch %d, step %d", path, self.state.epoch, self.state.step)
-
-    def _plan_changes(self, meta: dict) -> list[str]:
-        """'field saved -> now' for each setting of the batch plan that differs from the checkpoint's."""
-        saved = dict(meta.get("plan") or {})
-        if not saved:  # an older checkpoint: only the number of ranks was recorded
-            saved = {"world_size": meta.get("world_size", 1)}
-        now = self.plan_fingerprint()
-        return [f"{name} {saved[name]!r} -> {now[name]!r}" for name in now
-                if name in saved and saved[name] != now[name]]
 
     # -- failed steps
     def _rollback(self) -> None:
