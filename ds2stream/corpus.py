@@ -17,9 +17,9 @@ Writes ``OUT/{train,dev,test}/<spk>/<chapter>/<spk>-<chapter>-<utt>.flac`` (16 k
 - A split's hours are planned from an estimate of each voice's characters per second (the plan
   must exist before anything is rendered, so that it is the same however the work is divided);
   ``OUT/corpus.json`` reports the hours rendered.
-- Deterministic (piper's sampling noise is switched off for that), parallel (``jobs``), and
-  resumable: files are written under a temporary name and renamed, and a re-run renders only
-  what is missing. A re-run with other arguments is refused.
+- Deterministic (piper's sampling noise is switched off for that, Kokoro runs on one thread),
+  parallel (``jobs``), and resumable: files are written under a temporary name and renamed, and a
+  re-run renders only what is missing. A re-run with other arguments is refused.
 """
 from __future__ import annotations
 
