@@ -74,7 +74,7 @@ def run_shard(source: str, out: Path, jobs: int, *extra: str) -> dict:
         raise SystemExit(f"{' '.join(command)} failed:\n{stderr[-2000:]}")
     summary = json.loads((out / "index.json").read_text())
     return {"seconds": round(seconds, 2), "peak_rss_mb": round(peak / 1e6, 1), "utterances": summary["utterances"],
-            "hours": round(summary["hours"], 3), "retry_lines": stderr.count("retry")}
+            "hours": round(summary["hours"], 3), "retry_lines": (stdout + stderr).count("retry ")}
 
 
 def shard_bytes(out: Path) -> dict[str, str]:

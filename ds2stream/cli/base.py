@@ -62,3 +62,12 @@ def download_options(function):
     for option in reversed(options):
         function = option(function)
     return function
+
+
+def note_above_progress(line: str) -> None:
+    """A line for the user (a retry, a resume) on stderr, above any progress bar, not in the output."""
+    import sys
+
+    from tqdm import tqdm
+
+    tqdm.write(line, file=sys.stderr)

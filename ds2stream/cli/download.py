@@ -4,7 +4,7 @@ from pathlib import Path
 import click
 
 from ..errors import Ds2streamError
-from .base import cli, download_options
+from .base import cli, download_options, note_above_progress
 
 
 @cli.command()
@@ -37,7 +37,7 @@ def download(names, out_dir, mirror, md5, sha256, timeout, retries):
                 bar.total = total
                 bar.update(position - bar.n)
             try:
-                path = download(url, out_dir, checksums, timeout=timeout, retries=retries, log=tqdm.write,
+                path = download(url, out_dir, checksums, timeout=timeout, retries=retries, log=note_above_progress,
                                 on_bytes=on_bytes)
             except Ds2streamError as err:
                 raise click.ClickException(str(err)) from None

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ..errors import Ds2streamError
-from .base import cli, download_options
+from .base import cli, download_options, note_above_progress
 
 
 class InputPath(click.ParamType):
@@ -95,7 +95,8 @@ def shard(inputs, out_dir, audio_format, features, shard_size, min_duration, max
         bar.set_postfix_str(f"{seconds[0] / 3600:.2f} h audio{transfer.line()}", refresh=False)
         bar.update()
 
-    fetch = Fetch(md5=md5, sha256=sha256, timeout=timeout, retries=retries, log=tqdm.write, on_bytes=transfer.update)
+    fetch = Fetch(md5=md5, sha256=sha256, timeout=timeout, retries=retries, log=note_above_progress,
+                  on_bytes=transfer.update)
     try:
         summary = write_shard_set(inputs, out_dir, options, jobs=jobs, progress=progress, fetch=fetch)
     except Ds2streamError as err:
