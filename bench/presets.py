@@ -39,6 +39,7 @@ RECIPES = {
     "small": {"max_frames": 8000, "warmup_steps": 100, "checkpoint_every": 20},
     "lean": {},  # the preset as it is: 8,000-frame batches, 100 warm-up steps, augmentation
     "tiny": {},
+    "stream": {},  # the preset as it is: lean's recipe, forward-only with a lookahead, sliding-mean features
     # Levers against unseen voices, each a recipe of another preset ("preset"): lean with the
     # linear spectrogram it had before, and lean with speaker augmentation on top
     # (docs/results/unseen-voices.md).

@@ -17,7 +17,9 @@ Definition, for audio ``x`` of ``n`` samples scaled to [-1, 1] (int16 / 32767):
   then ``normalize``: none; ``"utterance"``, ``(s - mean) / max(std, STD_FLOOR)`` over the whole
   utterance (DeepSpeech2's); or ``"per_bin"``, the same for each row on its own (cepstral mean and
   variance normalisation: a fixed channel or vocal-tract colouring is a constant per row of the
-  log spectrum, and it subtracts it).
+  log spectrum, and it subtracts it); or ``"sliding"``, each row's mean over the last
+  ``SLIDING_WINDOW`` frames up to and including this one subtracted (Kaldi's online, causal CMN:
+  a frame never depends on a later one, so a stream's features are the whole utterance's).
 Output float32 ``(rows, frames)``.
 """
 from __future__ import annotations
@@ -33,6 +35,9 @@ from .errors import ConfigError, DataError
 
 #: The normalisation divides by at least this, so silence gives zeros, never NaN.
 STD_FLOOR = 1e-5
+#: Frames of the causal mean of ``normalize="sliding"`` (3 s at a 10 ms hop; Kaldi's online
+#: recognisers use 6 s with global statistics before it fills, which a stream here does without).
+SLIDING_WINDOW = 300
 #: int16 PCM is scaled by 1/32767, as the zoo does.
 INT16_SCALE = 32767.0
 #: Filterbank energies are floored here before the log (Whisper's and ESPnet's floor): digital
@@ -55,11 +60,17 @@ class Scale(str, enum.Enum):
 
 
 class Normalize(str, enum.Enum):
-    """Mean and variance normalisation, per utterance. The order is the kernel's mode number."""
+    """Mean and variance normalisation. The order of the first three is the kernel's mode number."""
 
     NONE = "none"
     UTTERANCE = "utterance"  # one mean and std over the whole utterance (DeepSpeech2)
     PER_BIN = "per_bin"  # a mean and std per frequency row (cepstral mean and variance normalisation)
+    SLIDING = "sliding"  # each row's mean over the last SLIDING_WINDOW frames (causal: streams)
+
+    @property
+    def causal(self) -> bool:
+        """A frame's features depend on no later frame: what streaming recognition needs."""
+        return self in (Normalize.NONE, Normalize.SLIDING)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -232,7 +243,8 @@ def spectrogram(audio: np.ndarray, config: FeatureConfig = FeatureConfig(), warp
     """
     samples = as_float_audio(audio, config)
     out = np.empty((config.num_bins, config.num_frames(samples.shape[0])), dtype=np.float32)
-    mode = list(Normalize).index(config.normalize)
+    sliding = config.normalize is Normalize.SLIDING  # the kernel's output, then the causal mean here
+    mode = 0 if sliding else list(Normalize).index(config.normalize)
     if config.scale is Scale.MEL:
         weights = _filterbank(config) if warp == 1.0 else mel_filterbank(config, warp)
         _plan(config).compute(samples, out, mode, STD_FLOOR, weights, MEL_FLOOR)
@@ -240,7 +252,24 @@ def spectrogram(audio: np.ndarray, config: FeatureConfig = FeatureConfig(), warp
         raise ConfigError("VTLP warps the mel filters: it needs mel features (scale='mel')")
     else:
         _plan(config).compute(samples, out, mode, STD_FLOOR)
-    return out
+    return sliding_mean_removed(out) if sliding else out
+
+
+def sliding_mean_removed(spect: np.ndarray, history: np.ndarray | None = None) -> np.ndarray:
+    """``spect`` (rows, frames) minus each row's mean over the last ``SLIDING_WINDOW`` frames up to
+    and including each frame. ``history``: the frames before ``spect`` (rows, up to
+    ``SLIDING_WINDOW - 1``), for a stream going on; the result is the same as over the whole."""
+    rows, frames = spect.shape
+    before = np.zeros((rows, 0), np.float64) if history is None else history.astype(np.float64)
+    if before.shape[1] >= SLIDING_WINDOW:
+        before = before[:, before.shape[1] - SLIDING_WINDOW + 1:]
+    known = np.concatenate([before, spect.astype(np.float64)], axis=1)
+    totals = np.concatenate([np.zeros((rows, 1)), np.cumsum(known, axis=1)], axis=1)
+    end = np.arange(before.shape[1], known.shape[1]) + 1  # frame t's window: [end - window, end)
+    start = np.maximum(end - SLIDING_WINDOW, 0)
+    # The first frames of a stream average over what there is (Kaldi's rule without global stats).
+    means = (totals[:, end] - totals[:, start]) / (end - start)
+    return (spect - means).astype(np.float32)
 
 
 def normalize(spect: np.ndarray, mode: Normalize) -> np.ndarray:
@@ -250,6 +279,10 @@ def normalize(spect: np.ndarray, mode: Normalize) -> np.ndarray:
         return (spect - spect.mean()) / max(spect.std(), STD_FLOOR)
     if mode is Normalize.PER_BIN:
         return (spect - spect.mean(axis=1, keepdims=True)) / np.maximum(spect.std(axis=1, keepdims=True), STD_FLOOR)
+    if mode is Normalize.SLIDING:
+        means = np.stack([spect[:, max(0, t - SLIDING_WINDOW + 1): t + 1].mean(axis=1)
+                          for t in range(spect.shape[1])], axis=1)
+        return spect - means
     return spect
 
 

@@ -1,4 +1,4 @@
-"""DeepSpeech2 in MindSpore: conv front end, bidirectional RNN layers, a linear classifier.
+"""DeepSpeech2 in MindSpore: conv front end, RNN layers, a linear classifier.
 
 Parameter names and shapes are the model zoo's (``conv.conv1.weight``, ``conv.bn1.gamma``,
 ``RNN.lstms.0.weight_ih_l0``, ``fc.module.weight``, ...), so zoo checkpoints load. The conv
@@ -14,6 +14,11 @@ Improvements on the zoo, each a named switch of :class:`ModelConfig`:
   ``rnn_batch_norm`` -- BatchNorm on the input of every RNN layer but the first (as the DS2 paper);
   ``activation``     -- ``hardtanh`` (clipped ReLU, 0..20, as the DS2 paper) instead of ``tanh``.
 With all three off the network is the zoo's, and so are its parameters.
+
+A streaming model (``bidirectional=False``) has forward-only RNN layers and, before the
+classifier, the DS2 paper's lookahead ("row") convolution: each output frame is a per-feature
+weighted sum of the last RNN layer's outputs at this frame and the next ``lookahead`` ones, so the
+model sees a little of the future at a fixed latency (``inference/stream.py`` runs it chunk by chunk).
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ import numpy as np
 
 from ._config import config_from_dict
 from .data.text import NUM_CLASSES
+from .errors import ConfigError
 from .features import FeatureConfig
 
 # MindSpore 2.10 runs convolutions through oneDNN 3.10, which on AVX-512 CPUs picks a reference
@@ -73,6 +79,8 @@ class ModelConfig:
     rnn_type: RNNType = RNNType.LSTM
     rnn_layers: int = 5
     rnn_hidden: int = 1024  # bidirectional, directions summed
+    bidirectional: bool = True  # False: forward-only layers, for streaming
+    lookahead: int = 0  # future frames of the lookahead convolution (0: none)
     activation: Activation = Activation.TANH
     mask_padding: bool = False
     rnn_batch_norm: bool = False
@@ -86,6 +94,12 @@ class ModelConfig:
             layer if isinstance(layer, ConvLayer) else ConvLayer(**{k: tuple(v) if isinstance(v, list) else v
                                                                     for k, v in layer.items()})
             for layer in self.conv))
+        if self.lookahead < 0 or (self.lookahead and self.bidirectional):
+            raise ConfigError(f"lookahead {self.lookahead}: a lookahead convolution is for a forward-only "
+                              f"(bidirectional=False) model, of 0 or more frames")
+        if not self.bidirectional and not self.mask_padding:
+            raise ConfigError("a forward-only model needs mask_padding (padding frames would enter the "
+                              "lookahead convolution otherwise)")
 
     def output_lengths(self, frames):
         """Model output frames for input frames (int or integer array): the conv layers' time axis."""
@@ -122,12 +136,15 @@ def count_parameters(config: ModelConfig) -> int:
         total += layer.channels * channels * layer.kernel[0] * layer.kernel[1] + 4 * layer.channels
         channels = layer.channels
     gates = 4 if config.rnn_type is RNNType.LSTM else 3
+    directions = 2 if config.bidirectional else 1
     size = config.rnn_input_size
     for i in range(config.rnn_layers):
         if config.rnn_batch_norm and i > 0:
             total += 4 * size
-        total += 2 * gates * config.rnn_hidden * (size + config.rnn_hidden + 2)
+        total += directions * gates * config.rnn_hidden * (size + config.rnn_hidden + 2)
         size = config.rnn_hidden
+    if config.lookahead:
+        total += (config.lookahead + 1) * config.rnn_hidden
     return total + config.num_classes * config.rnn_hidden
 
 
@@ -194,11 +211,26 @@ def build_model(config: ModelConfig):
             out = forward + self.reverse_sequence(backward, lengths)
             return out * time_mask(lengths, x.shape[0]).transpose().view(x.shape[0], batch, 1)
 
+    class ForwardRNN(rnn_class):
+        """One forward-only layer; ``step`` goes on from a carried state (a stream's chunks)."""
+
+        def construct(self, x, lengths):
+            batch = x.shape[1]
+            zeros = ops.zeros((batch, self.hidden_size), x.dtype)
+            out, _ = self.step(x, (zeros, zeros) if config.rnn_type is RNNType.LSTM else zeros)
+            return out * time_mask(lengths, x.shape[0]).transpose().view(x.shape[0], batch, 1)
+
+        def step(self, x, state):
+            return self.rnn(x, state, None, self.w_ih_list[0], self.w_hh_list[0], self.b_ih_list[0],
+                            self.b_hh_list[0])
+
     class RNNStack(nn.Cell):
         def __init__(self):
             super().__init__()
             sizes = [config.rnn_input_size] + [config.rnn_hidden] * (config.rnn_layers - 1)
-            self.lstms = nn.CellList([BiRNN(size, config.rnn_hidden, 1, bidirectional=True) for size in sizes])
+            self.lstms = nn.CellList([BiRNN(size, config.rnn_hidden, 1, bidirectional=True)
+                                      if config.bidirectional else ForwardRNN(size, config.rnn_hidden, 1)
+                                      for size in sizes])
             if config.rnn_batch_norm:
                 self.norms = nn.CellList([nn.BatchNorm1d(config.rnn_hidden, momentum=0.9)
                                           for _ in range(config.rnn_layers - 1)])
@@ -223,12 +255,35 @@ def build_model(config: ModelConfig):
             frames, batch, size = x.shape
             return self.module(x.view(frames * batch, size)).view(frames, batch, -1)
 
+    class Lookahead(nn.Cell):
+        """The DS2 paper's row convolution: out[t] = sum_j weight[j] * x[t + j], per feature, j in
+        0..lookahead, zeros past the end (the masked frames past each utterance's own end)."""
+
+        def __init__(self):
+            super().__init__()
+            from mindspore import Parameter
+            from mindspore.common.initializer import Uniform, initializer
+
+            self.weight = Parameter(initializer(Uniform(1.0 / (config.lookahead + 1)),
+                                                (config.lookahead + 1, config.rnn_hidden)), name="weight")
+            self.span = config.lookahead + 1
+
+        def construct(self, x):
+            out = x * self.weight[0]
+            for j in range(1, self.span):
+                shifted = ops.concat((x[j:], ops.zeros_like(x[:j])), axis=0)
+                out = out + shifted * self.weight[j]
+            return out
+
     class DeepSpeech2(nn.Cell):
         def __init__(self):
             super().__init__()
             self.config = config
             self.conv = ConvStack()
             self.RNN = RNNStack()
+            self.has_lookahead = config.lookahead > 0
+            if self.has_lookahead:
+                self.lookahead = Lookahead()
             self.fc = SequenceWise(nn.Dense(config.rnn_hidden, config.num_classes, has_bias=False))
             self.log_softmax = nn.LogSoftmax(axis=-1)
 
@@ -237,6 +292,8 @@ def build_model(config: ModelConfig):
             batch, channels, bins, frames = x.shape
             x = x.view(batch, channels * bins, frames).transpose(2, 0, 1)  # (T, B, C*F)
             x = self.RNN(x, lengths)
+            if self.has_lookahead:
+                x = self.lookahead(x)
             return self.log_softmax(self.fc(x)), lengths
 
     network = DeepSpeech2()

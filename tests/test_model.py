@@ -32,10 +32,10 @@ def test_zoo_preset_has_the_zoos_parameter_names_shapes_and_count():
 
 # Padded convolutions keep ceil(frames / stride) frames: the presets' time strides, multiplied
 # over their conv layers, read off the preset table by hand.
-TIME_STRIDE = {"tiny": 4, "small": 2, "fast": 4, "lean": 4}
+TIME_STRIDE = {"tiny": 4, "small": 2, "fast": 4, "lean": 4, "stream": 4}
 
 
-@pytest.mark.parametrize("name", ["tiny", "small", "fast", "lean"])
+@pytest.mark.parametrize("name", ["tiny", "small", "fast", "lean", "stream"])
 def test_output_lengths_and_parameter_count_come_from_the_conv_table(name):
     config = PRESETS[name].model
     network = build_model(config)
@@ -50,8 +50,9 @@ def test_output_lengths_and_parameter_count_come_from_the_conv_table(name):
     np.testing.assert_allclose(np.exp(log_probs.asnumpy()).sum(-1), 1.0, rtol=1e-4)
 
 
-def test_masking_makes_an_utterance_independent_of_its_padding():
-    config = dataclasses.replace(PRESETS["tiny"].model, rnn_layers=2)
+@pytest.mark.parametrize("name", ["tiny", "stream"])  # bidirectional; forward-only with a lookahead
+def test_masking_makes_an_utterance_independent_of_its_padding(name):
+    config = dataclasses.replace(PRESETS[name].model, rnn_layers=2)
     network = build_model(config)
     network.set_train(False)  # BatchNorm on moving statistics: no batch effect
     rng = np.random.default_rng(1)

@@ -3,6 +3,7 @@ features and the same decoders as ``ds2stream eval`` (``evaluate.network_log_pro
 ``decoding.make_decoder``). An exported model's sidecar may carry its decoder settings."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import numpy as np
 
 from ..checkpoint import check_meta, load_model
 from ..data.audio import read_audio, resample
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..features import FeatureConfig, spectrogram
 from ..model import ModelConfig
 from .decoding import DecoderConfig, make_decoder
@@ -50,6 +51,7 @@ class Transcriber:
         self.model_config = ModelConfig.from_dict(meta["model_config"])
         self.decoder = decoder or carried or DecoderConfig()
         self.decode = make_decoder(self.decoder)
+        self.streaming = None  # built on the first stream: a forward-only model's stages
 
     def _probe(self, model_path: Path, sidecar: Path, features: FeatureConfig) -> None:
         """Run the MindIR once on silence shaped as the sidecar says: a model exported with another
@@ -78,3 +80,41 @@ class Transcriber:
     def transcribe_file(self, path: Path) -> str:
         samples, rate = read_audio(path)
         return self.transcribe_samples(samples, rate)
+
+    def streaming_model(self):
+        """The model's stages for streams (built once); a ConfigError for a model that cannot stream."""
+        from .stream import StreamingModel
+
+        if self.streaming is None:
+            if not hasattr(self.network, "get_parameters"):
+                raise ConfigError("streaming runs from a checkpoint (.ckpt), not from an exported MindIR")
+            self.streaming = StreamingModel(self.network, self.model_config, self.features)
+        return self.streaming
+
+    def stream_samples(self, samples: np.ndarray, rate: int, chunk_seconds: float = 0.16,
+                       realtime: bool = False):
+        """Feed ``samples`` chunk by chunk to a forward-only model, at real time or as fast as it
+        goes; yields ``{"partial": text, "at": seconds of audio}`` each time the greedy text changes,
+        then ``{"text", "words", "duration", "latency"}``: the final decoding (this transcriber's
+        decoder) of all the log-probabilities, which equal the whole recording's."""
+        import time
+
+        from .align import word_times
+
+        samples = resample(samples, rate, self.features.sample_rate)
+        step = max(1, int(round(chunk_seconds * self.features.sample_rate)))
+        stream, shown, started = self.streaming_model().open(), "", time.perf_counter()
+        for at in range(0, len(samples), step):
+            if realtime:  # this chunk has been "spoken" once the clock passes its end
+                time.sleep(max(0.0, started + (at + step) / self.features.sample_rate - time.perf_counter()))
+            stream.push(samples[at: at + step])
+            if stream.partial != shown:
+                shown = stream.partial
+                yield {"partial": shown, "at": round(min(at + step, len(samples)) / self.features.sample_rate, 3)}
+        audio_end = time.perf_counter()
+        stream.end()
+        log_probs = stream.log_probs
+        text = self.decode(log_probs)
+        yield {"text": text, "words": [dataclasses.asdict(w) for w in word_times(text, log_probs, self.frame_seconds)],
+               "duration": round(len(samples) / self.features.sample_rate, 3),
+               "latency": round(time.perf_counter() - audio_end, 3)}

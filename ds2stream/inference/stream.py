@@ -1,0 +1,283 @@
+"""Streaming recognition: audio arrives in chunks, text grows as it does.
+
+A forward-only model (``ModelConfig.bidirectional=False``, causal features) is run stage by stage,
+each stage keeping what it needs of the past:
+
+  samples -> :class:`FeatureStream` (the native kernel over the samples that no later sample can
+  change; the causal mean of ``normalize="sliding"`` carried) -> each conv layer over the frames it
+  has, keeping the ``kernel - stride`` it will need again (the utterance's zero padding at the start
+  and at the end, as the whole-utterance pass) -> the forward RNN layers from their carried state ->
+  the lookahead convolution once its future frames are there -> the classifier.
+
+The log-probabilities are those of the whole-utterance forward pass of the same model, to float
+tolerance, whatever the chunk sizes (tested). The final result is decoded from all of them, with
+the decoders and word times of ``transcribe``; partial results are the greedy decoding so far.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from ..data.text import BLANK_INDEX, LABELS
+from ..errors import ConfigError, DataError
+from ..features import INT16_SCALE, SLIDING_WINDOW, FeatureConfig, Normalize, sliding_mean_removed, spectrogram
+from ..model import ModelConfig
+
+
+class FeatureStream:
+    """The features of a stream, as its samples arrive: each frame once no later sample can change
+    it (a centred frame needs ``n_fft // 2`` samples past its centre), the last ones at :meth:`end`
+    (with the whole utterance's reflect padding). Equal to :func:`features.spectrogram` of all the
+    samples; needs a causal normalisation (none or sliding)."""
+
+    def __init__(self, config: FeatureConfig):
+        if not config.normalize.causal:
+            raise ConfigError(f"features normalised {config.normalize.value!r} depend on the whole utterance: a "
+                              f"stream needs normalize 'sliding' or 'none'")
+        self.config = config
+        self._raw = dataclasses.replace(config, normalize=Normalize.NONE)
+        self._pad = config.n_fft // 2
+        # Samples kept before the next frame's centre: its left half-window, rounded up to whole hops
+        # (so the kernel's frames line up with the stream's), and one hop more (see end()).
+        self._keep = (-(-self._pad // config.hop_length) + 1) * config.hop_length
+        self._samples = np.zeros(0, np.float32)
+        self._start = 0  # stream position of self._samples[0]
+        self._next = 0  # the next frame to give
+        self._history = np.zeros((config.num_bins, 0), np.float32)  # raw frames for the sliding mean
+        self.ended = False
+
+    def push(self, samples: np.ndarray) -> np.ndarray:
+        """Features (num_bins, frames) of the frames these samples complete (maybe none)."""
+        if self.ended:
+            raise DataError("the stream has ended")
+        samples = np.asarray(samples)
+        if samples.dtype == np.int16:
+            samples = samples.astype(np.float32) / np.float32(INT16_SCALE)
+        elif not np.issubdtype(samples.dtype, np.floating) or samples.ndim != 1:
+            raise DataError(f"a stream takes 1-D int16 or float samples, got {samples.dtype} {samples.shape}")
+        self._samples = np.concatenate([self._samples, samples.astype(np.float32)])
+        received = self._start + len(self._samples)
+        # Frame i is final once i * hop + pad <= received (its window ends there; it reflects
+        # nothing at the end) and the start's reflect padding (pad + 1 samples) is there.
+        last = (received - self._pad) // self.config.hop_length if received > self._pad else -1
+        return self._frames(last + 1)
+
+    def end(self) -> np.ndarray:
+        """The remaining frames, with the end's reflect padding, as the whole utterance has them."""
+        if self.ended:
+            return np.zeros((self.config.num_bins, 0), np.float32)
+        self.ended = True
+        received = self._start + len(self._samples)
+        if received < self.config.min_samples:
+            raise DataError(f"the stream has {received} samples; the features need at least "
+                            f"{self.config.min_samples}")
+        return self._frames(int(self.config.num_frames(received)), final=True)
+
+    def _frames(self, stop: int, final: bool = False) -> np.ndarray:
+        hop = self.config.hop_length
+        if stop <= self._next:
+            return np.zeros((self.config.num_bins, 0), np.float32)
+        # The kernel on the kept samples: its frame j is centred at self._start + j * hop.
+        offset = self._start // hop
+        spect = spectrogram(self._samples, self._raw)
+        if not final:
+            spect = spect[:, :stop - offset]
+        raw = spect[:, self._next - offset: stop - offset]
+        self._next = stop
+        drop = max(0, self._next * hop - self._keep - self._start)
+        self._samples, self._start = self._samples[drop:], self._start + drop
+        if self.config.normalize is Normalize.SLIDING:
+            out = sliding_mean_removed(raw, self._history)
+            # The raw frames the sliding mean needs from before the next chunk.
+            self._history = np.concatenate([self._history, raw], axis=1)[:, -(SLIDING_WINDOW - 1):]
+            return out
+        return raw
+
+
+class ConvStream:
+    """One conv layer's time axis over a stream: frames in, the output frames they complete out.
+    Holds the input frames the next outputs need; the zero padding of the whole-utterance pass is
+    put in at the start and at :meth:`end`."""
+
+    def __init__(self, kernel: int, stride: int, padding: int, shape: tuple[int, ...]):
+        self.kernel, self.stride, self.padding = kernel, stride, padding
+        self.buffer = np.zeros((*shape, padding), np.float32)  # the start's zero padding
+
+    def take(self, frames: np.ndarray, end: bool = False) -> np.ndarray | None:
+        """The window of input frames for the outputs now complete (or None), the rest kept."""
+        parts = [self.buffer, frames]
+        if end:
+            parts.append(np.zeros((*self.buffer.shape[:-1], self.padding), np.float32))
+        self.buffer = np.concatenate(parts, axis=-1)
+        count = (self.buffer.shape[-1] - self.kernel) // self.stride + 1
+        if count <= 0:
+            return None
+        window = self.buffer[..., :(count - 1) * self.stride + self.kernel]
+        self.buffer = self.buffer[..., count * self.stride:]
+        return window
+
+
+def build_stream_stages(network, config: ModelConfig):
+    """The network's layers as stages a stream runs one chunk at a time, owning them (the
+    network's parameters are renamed under the stages: give a copy): each conv layer without time
+    padding (the stream supplies it), the RNN layers from a state."""
+    from mindspore import nn, ops
+
+    class ConvStage(nn.Cell):
+        def __init__(self, index: int):
+            super().__init__()
+            layer = config.conv[index]
+            self.weight = getattr(network.conv, f"conv{index + 1}").weight
+            self.norm = getattr(network.conv, f"bn{index + 1}")
+            self.activation = getattr(network.conv, f"act{index + 1}")
+            self.stride, self.pad = layer.stride, layer.padding[0]
+
+        def construct(self, x):
+            x = ops.pad(x, (0, 0, self.pad, self.pad))  # frequency only
+            return self.activation(self.norm(ops.conv2d(x, self.weight, stride=self.stride)))
+
+    class RNNStage(nn.Cell):
+        """All RNN layers over a chunk, (frames, batch, size) and the (layers, batch, hidden) states."""
+
+        def __init__(self):
+            super().__init__()
+            self.rnn = network.RNN
+            self.count = config.rnn_layers
+            self.batch_norm = config.rnn_batch_norm
+
+        def construct(self, x, h, c):
+            hs, cs = [], []
+            for i in range(self.count):
+                if self.batch_norm and i > 0:
+                    frames, batch, size = x.shape
+                    x = self.rnn.norms[i - 1](x.view(frames * batch, size)).view(frames, batch, size)
+                x, (h_i, c_i) = self.rnn.lstms[i].step(x, (h[i], c[i]))
+                hs.append(h_i.squeeze(0))
+                cs.append(c_i.squeeze(0))
+            return x, ops.stack(hs), ops.stack(cs)
+
+    import mindspore as ms
+
+    convs = [ConvStage(i) for i in range(len(config.conv))]
+    channels = [1] + [layer.channels for layer in config.conv]
+    bins = [config.num_bins]
+    for layer in config.conv:
+        bins.append(layer.out_size(bins[-1], 0))
+    for i, stage in enumerate(convs):
+        stage.set_inputs(ms.Tensor(shape=[None, channels[i], bins[i], None], dtype=ms.float32))
+    rnn = RNNStage()
+    state = ms.Tensor(shape=[config.rnn_layers, None, config.rnn_hidden], dtype=ms.float32)
+    rnn.set_inputs(ms.Tensor(shape=[None, None, config.rnn_input_size], dtype=ms.float32), state, state)
+    for cell in (*convs, rnn):
+        cell.set_train(False)
+    return convs, rnn
+
+
+class StreamingModel:
+    """A loaded forward-only network, stepped over one stream at a time: :meth:`open` gives a
+    :class:`Stream`. The stages compile once (graph mode) and serve every stream."""
+
+    def __init__(self, network, model_config: ModelConfig, features: FeatureConfig):
+        if model_config.bidirectional:
+            raise ConfigError("this model is bidirectional: it needs the whole recording before its first "
+                              "word; streaming takes a forward-only model (the 'stream' preset)")
+        if model_config.rnn_type.value != "lstm":
+            raise ConfigError("streaming runs LSTM layers")
+        if not features.normalize.causal:
+            raise ConfigError(f"this model's features are normalised {features.normalize.value!r}, over the whole "
+                              f"utterance: streaming needs 'sliding' or 'none'")
+        import mindspore as ms
+
+        from ..model import build_model
+
+        self.config, self.features = model_config, features
+        params = {p.name: p.asnumpy() for p in network.get_parameters()}
+        # The stages take the layers of a copy of the network: a cell given to another cell takes
+        # its parameters' names under the new owner, and the caller's network keeps its own.
+        copy = build_model(model_config)
+        ms.load_param_into_net(copy, {name: ms.Parameter(ms.Tensor(value), name=name)
+                                      for name, value in params.items()}, strict_load=True)
+        self.convs, self.rnn = build_stream_stages(copy, model_config)
+        self.lookahead = params.get("lookahead.weight")  # (lookahead + 1, hidden)
+        self.classifier = params["fc.module.weight"]  # (classes, hidden)
+
+    def open(self) -> "Stream":
+        return Stream(self)
+
+
+class Stream:
+    """One recognition in progress: :meth:`push` samples (at the model's rate), :meth:`end`; the
+    log-probabilities so far are :attr:`log_probs`, the greedy text so far :attr:`partial`."""
+
+    def __init__(self, model: StreamingModel):
+        config = model.config
+        self.model = model
+        self.features = FeatureStream(model.features)
+        shapes, bins, channels = [], config.num_bins, 1
+        for layer in config.conv:
+            shapes.append((1, channels, bins))
+            bins, channels = layer.out_size(bins, 0), layer.channels
+        self.convs = [ConvStream(layer.kernel[1], layer.stride[1], layer.padding[1], shape)
+                      for layer, shape in zip(config.conv, shapes)]
+        self.conv_outputs = shapes[1:] + [(1, channels, bins)]
+        self.h = np.zeros((config.rnn_layers, 1, config.rnn_hidden), np.float32)
+        self.c = np.zeros_like(self.h)
+        self.pending = np.zeros((0, config.rnn_hidden), np.float32)  # RNN outputs awaiting their lookahead
+        self._log_probs: list[np.ndarray] = []
+        self._tokens: list[int] = []
+        self._last = BLANK_INDEX
+
+    def push(self, samples: np.ndarray) -> np.ndarray:
+        """Run what these samples complete; the new output frames' log-probabilities (frames, classes)."""
+        return self._run(self.features.push(samples), end=False)
+
+    def end(self) -> np.ndarray:
+        """The stream's end: the frames its last samples complete, padded as the whole utterance."""
+        return self._run(self.features.end(), end=True)
+
+    @property
+    def log_probs(self) -> np.ndarray:
+        return np.concatenate(self._log_probs) if self._log_probs else np.zeros((0, len(LABELS)), np.float32)
+
+    @property
+    def partial(self) -> str:
+        """The greedy transcript of the frames so far (repeats merged, blanks dropped)."""
+        return "".join(LABELS[t] for t in self._tokens).strip()
+
+    def _run(self, frames: np.ndarray, end: bool) -> np.ndarray:
+        import mindspore as ms
+
+        x = frames[None, None]  # (1, 1, bins, frames)
+        for stream, stage, shape in zip(self.convs, self.model.convs, self.conv_outputs):
+            window = stream.take(x, end)  # at the end every layer takes its padding, new frames or not
+            x = np.zeros((*shape, 0), np.float32) if window is None else stage(ms.Tensor(window)).asnumpy()
+        batch, channels, bins, count = x.shape
+        if count:
+            x = x.reshape(batch, channels * bins, count).transpose(2, 0, 1)  # (frames, 1, features)
+            out, h, c = self.model.rnn(ms.Tensor(x), ms.Tensor(self.h), ms.Tensor(self.c))
+            self.h, self.c = h.asnumpy(), c.asnumpy()
+            self.pending = np.concatenate([self.pending, out.asnumpy()[:, 0]])
+        return self._head(end)
+
+    def _head(self, end: bool) -> np.ndarray:
+        """Lookahead, classifier, log-softmax over the RNN outputs whose future is known."""
+        span = 0 if self.model.lookahead is None else len(self.model.lookahead) - 1
+        ready = len(self.pending) if end else max(0, len(self.pending) - span)
+        if not ready:
+            return np.zeros((0, len(LABELS)), np.float32)
+        if span:
+            padded = np.concatenate([self.pending, np.zeros((span, self.pending.shape[1]), np.float32)])
+            mixed = sum(self.model.lookahead[j] * padded[j:j + ready] for j in range(span + 1))
+        else:
+            mixed = self.pending[:ready]
+        self.pending = self.pending[ready:]
+        logits = mixed @ self.model.classifier.T
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        log_probs = (shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))).astype(np.float32)
+        self._log_probs.append(log_probs)
+        for token in log_probs.argmax(axis=1):
+            if token != self._last and token != BLANK_INDEX:
+                self._tokens.append(int(token))
+            self._last = int(token)
+        return log_probs
