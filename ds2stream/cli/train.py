@@ -75,8 +75,9 @@ from .base import cli, renamed_option
                    "spectrogram or a log-mel filterbank (default: the preset's, else what the shards hold).")
 @click.option("--n-mels", type=click.IntRange(min=1), help="Mel filters of mel features (default 80).")
 @click.option("--feature-norm", type=click.Choice([n.value for n in Normalize]),
-              help="Feature normalisation per utterance: one mean and std, or one per frequency row "
-                   "(default: the preset's, else what the shards hold).")
+              help="Feature normalisation: one mean and std per utterance, one per frequency row, a causal "
+                   "sliding mean of the last 3 s (streaming), or none (default: the preset's, else what "
+                   "the shards hold).")
 @click.option("--pynative", is_flag=True, help="PyNative mode instead of graph mode (debugging; 4-8x slower).")
 def train(shards, dev_shards, preset, run_dir, resume_dir, batch_mode, bucketed, epochs, learning_rate, max_frames,
           num_buckets, max_duration, checkpoint_every, keep_last, workers, seed, max_steps, max_minutes, pretrained,
