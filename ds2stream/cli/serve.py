@@ -17,15 +17,22 @@ from .export import open_transcriber
 @click.option("--max-upload-mb", type=click.FloatRange(min=0, min_open=True), default=20.0,
               help="Larger uploads are refused (413).")
 @click.option("--max-seconds", type=click.FloatRange(min=0, min_open=True), default=60.0,
-              help="Longer audio is refused (422).")
+              help="Longer audio is refused (422); a stream ends there.")
 @click.option("--max-batch", type=click.IntRange(min=1), default=8,
               help="Requests that arrive together share one forward pass, up to this many.")
 @click.option("--max-queue", type=click.IntRange(min=1), default=64,
               help="Requests waiting for the model, at most; more are refused (503 with Retry-After).")
-def serve(model_path, host, port, max_upload_mb, max_seconds, max_batch, max_queue, **decoder):
+@click.option("--max-streams", type=click.IntRange(min=1), default=8,
+              help="WebSocket streams (/stream) open at once, at most; more are closed with code 1013.")
+@click.option("--idle-seconds", type=click.FloatRange(min=0, min_open=True), default=10.0,
+              help="A stream that sends nothing for this long is closed (code 4408).")
+def serve(model_path, host, port, max_upload_mb, max_seconds, max_batch, max_queue, max_streams, idle_seconds,
+          **decoder):
     """Serve MODEL over HTTP: POST /transcribe (the audio as a multipart field 'file' or as the
     body) answers {"text", "words": [{"word", "start", "end"}], "duration"}; GET / is a page to
-    upload a file or record from the microphone. Needs aiohttp: pip install 'ds2stream[serve]'."""
+    upload a file or record from the microphone; with a forward-only model (the stream preset)
+    the WebSocket /stream answers while the audio arrives (docs/serving.md).
+    Needs aiohttp: pip install 'ds2stream[serve]'."""
     try:
         import aiohttp  # noqa: F401
     except ImportError:
@@ -35,6 +42,6 @@ def serve(model_path, host, port, max_upload_mb, max_seconds, max_batch, max_que
 
     transcriber = open_transcriber(model_path, decoder)
     limits = ServeLimits(max_upload_mb=max_upload_mb, max_seconds=max_seconds, max_batch=max_batch,
-                         max_queue=max_queue)
+                         max_queue=max_queue, max_streams=max_streams, idle_seconds=idle_seconds)
     warm_up(transcriber, limits)
     run_server(transcriber, host, port, limits, print_=click.echo)

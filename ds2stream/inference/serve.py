@@ -4,8 +4,13 @@ server, the multipart parser and the client the load bench uses; no ASGI server 
   ``POST /transcribe``  the audio file as a multipart field ``file`` or as the raw request body ->
                         ``{"text", "words": [{"word", "start", "end"}], "duration"}`` (seconds; each
                         word's times from the CTC alignment of the text, ``align.word_times``)
+  ``GET /stream``       a WebSocket for a forward-only model (the ``stream`` preset): a JSON start
+                        message ``{"sample_rate": 16000, "format": "s16le" | "f32le"}``, then binary
+                        chunks of mono PCM; ``{"partial": text}`` each time the text so far changes;
+                        on ``{"end": true}`` the final ``{"text", "words", "duration", "latency"}``
+                        and a normal close. Refusals close with a code and a reason (``CLOSE_*``).
   ``GET /``             the page: upload a file or record from the microphone, see the transcript
-  ``GET /health``       ``{"status": "ok" | "busy", "queued", "max_queue", "refused", ...}``
+  ``GET /health``       ``{"status": "ok" | "busy", "queued", "max_queue", "refused", "streams", ...}``
 
 Requests that arrive together are batched: one task takes what is queued (up to ``max_batch``
 utterances), pads it to a bucket of frames and a batch of a power of two (so that graph mode
@@ -27,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.audio import AudioError, read_audio
+from ..errors import Ds2streamError
 from ..pipeline.buckets import round_up_frames
 from .align import word_times
 from .evaluate import network_log_probs
@@ -42,9 +48,20 @@ RAW_AUDIO_TYPES = ("application/octet-stream",)
 @dataclasses.dataclass(frozen=True)
 class ServeLimits:
     max_upload_mb: float = 20.0
-    max_seconds: float = 60.0
+    max_seconds: float = 60.0  # of an upload, and of a stream (it then ends as if the client ended it)
     max_batch: int = 8
     max_queue: int = 64  # utterances waiting for a forward pass; past it: 503
+    max_streams: int = 8  # WebSocket streams at once; past it: CLOSE_BUSY
+    idle_seconds: float = 10.0  # a stream with no message for this long is closed (CLOSE_IDLE)
+
+
+#: WebSocket close codes of /stream: the standard ones where one fits (RFC 6455), else 4xxx.
+CLOSE_PROTOCOL = 1008  # a message out of order, or not what the protocol says (policy violation)
+CLOSE_UNSUPPORTED = 1003  # a sample rate or format the model cannot take, or a model that cannot stream
+CLOSE_BUSY = 1013  # more streams than --max-streams ("try again later")
+CLOSE_IDLE = 4408  # nothing from the client for idle_seconds
+#: Sample formats a stream may send: little-endian 16-bit integers or 32-bit floats.
+STREAM_FORMATS = {"s16le": np.dtype("<i2"), "f32le": np.dtype("<f4")}
 
 
 class HTTPError(Exception):
@@ -145,6 +162,96 @@ class Recognizer:
         return [(self.transcriber.decode(lp), lp) for lp in log_probs]
 
 
+class StreamRefused(Exception):
+    def __init__(self, code: int, reason: str):
+        super().__init__(reason)
+        self.code = code
+
+
+async def recognise_stream(ws, recognizer: Recognizer, limits: ServeLimits) -> bool:
+    """One /stream session on an open WebSocket: the start message, audio chunks, the end; each
+    chunk run through the model in the forward thread (one chunk of one stream at a time).
+    Returns whether the final result was sent (not when the client went away first)."""
+    import json
+
+    from aiohttp import WSMsgType
+
+    loop = asyncio.get_running_loop()
+    transcriber = recognizer.transcriber
+    rate = transcriber.features.sample_rate
+
+    async def receive():
+        try:
+            message = await ws.receive(timeout=limits.idle_seconds)
+        except asyncio.TimeoutError:
+            raise StreamRefused(CLOSE_IDLE, f"no message for {limits.idle_seconds:g} s") from None
+        if message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+            return None
+        return message
+
+    def control(message) -> dict:
+        if message.type != WSMsgType.TEXT:
+            raise StreamRefused(CLOSE_PROTOCOL, "expected a JSON text message")
+        try:
+            data = json.loads(message.data)
+        except ValueError:
+            raise StreamRefused(CLOSE_PROTOCOL, "a text message that is not JSON") from None
+        if not isinstance(data, dict):
+            raise StreamRefused(CLOSE_PROTOCOL, "a JSON message must be an object")
+        return data
+
+    try:
+        model = transcriber.streaming_model()
+    except Ds2streamError as err:
+        raise StreamRefused(CLOSE_UNSUPPORTED, str(err)[:120]) from None
+    message = await receive()
+    if message is None:
+        return False
+    start = control(message)
+    if start.get("sample_rate") != rate:
+        raise StreamRefused(CLOSE_UNSUPPORTED, f"sample_rate must be {rate} (got {start.get('sample_rate')!r})")
+    dtype = STREAM_FORMATS.get(start.get("format", "s16le"))
+    if dtype is None:
+        raise StreamRefused(CLOSE_UNSUPPORTED, f"format must be one of {', '.join(STREAM_FORMATS)}")
+    stream, shown, received = model.open(), "", 0
+    await ws.send_json({"ready": True, "sample_rate": rate})
+    while True:
+        message = await receive()
+        if message is None:  # the client went away: nothing to answer
+            return False
+        if message.type == WSMsgType.BINARY:
+            if len(message.data) % dtype.itemsize:
+                raise StreamRefused(CLOSE_PROTOCOL, f"a chunk of {len(message.data)} bytes is not whole "
+                                                    f"{start.get('format', 's16le')} samples")
+            samples = np.frombuffer(message.data, dtype)
+            if dtype.kind == "f" and not np.isfinite(samples).all():
+                raise StreamRefused(CLOSE_PROTOCOL, "samples that are NaN or infinite")
+            samples = samples[: max(0, int(limits.max_seconds * rate) - received)]
+            received += len(samples)
+            # int16 as it comes (the feature kernel scales it), floats as float32
+            await loop.run_in_executor(recognizer.pool, stream.push,
+                                       samples.astype(np.int16 if dtype.kind == "i" else np.float32))
+            if stream.partial != shown:
+                shown = stream.partial
+                await ws.send_json({"partial": shown})
+            if received < limits.max_seconds * rate:
+                continue
+        elif not control(message).get("end"):
+            raise StreamRefused(CLOSE_PROTOCOL, 'the only message after the start is {"end": true}')
+        if received < transcriber.features.min_samples:
+            raise StreamRefused(CLOSE_PROTOCOL, f"the stream ended after {received} samples, less than one window")
+        ended = time.perf_counter()
+        log_probs = await loop.run_in_executor(recognizer.pool, lambda: (stream.end(), stream.log_probs)[1])
+        text = transcriber.decode(log_probs)
+        duration = round(received / rate, 3)
+        words = [{"word": w.word, "start": min(w.start, duration), "end": min(w.end, duration)}
+                 for w in word_times(text, log_probs, transcriber.frame_seconds)]
+        await ws.send_json({"text": text, "words": words, "duration": duration,
+                            "latency": round(time.perf_counter() - ended, 3)})
+        await ws.close()
+        return True
+
+
 async def read_upload(request, limits: ServeLimits) -> bytes:
     """The audio bytes of a request: the multipart field ``file``, or the raw body."""
     from aiohttp import web
@@ -201,6 +308,26 @@ def make_app(transcriber: Transcriber, limits: ServeLimits = ServeLimits()):
         result["seconds"] = round(time.perf_counter() - started, 3)
         return web.json_response(result)
 
+    streams = {"open": 0, "refused": 0, "done": 0}
+
+    async def stream(request):
+        ws = web.WebSocketResponse(max_msg_size=1 << 20, heartbeat=None)
+        await ws.prepare(request)
+        if streams["open"] >= limits.max_streams:
+            streams["refused"] += 1
+            await ws.close(code=CLOSE_BUSY, message=f"{limits.max_streams} streams are open: retry later".encode())
+            return ws
+        streams["open"] += 1
+        try:
+            streams["done"] += await recognise_stream(ws, recognizer, limits)
+        except StreamRefused as refusal:
+            await ws.close(code=refusal.code, message=str(refusal).encode()[:120])
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass  # the client went away mid-stream: its slot is freed below
+        finally:
+            streams["open"] -= 1
+        return ws
+
     page_html = PAGE.read_text()  # read once, not per request
 
     async def page(_request):
@@ -212,7 +339,9 @@ def make_app(transcriber: Transcriber, limits: ServeLimits = ServeLimits()):
                                   "sample_rate": transcriber.features.sample_rate,
                                   "batches": recognizer.batches, "utterances": recognizer.utterances,
                                   "queued": recognizer.queue.qsize(), "max_queue": limits.max_queue,
-                                  "refused": recognizer.refused})
+                                  "refused": recognizer.refused, "streams": streams["open"],
+                                  "max_streams": limits.max_streams, "streams_refused": streams["refused"],
+                                  "streams_done": streams["done"]})
 
     async def start_batching(app):
         app["batching"] = asyncio.get_running_loop().create_task(recognizer.run())
@@ -225,6 +354,7 @@ def make_app(transcriber: Transcriber, limits: ServeLimits = ServeLimits()):
     app.router.add_get("/", page)
     app.router.add_get("/health", health)
     app.router.add_post("/transcribe", transcribe)
+    app.router.add_get("/stream", stream)
     app.on_startup.append(start_batching)
     app.on_cleanup.append(stop_batching)
     return app
@@ -233,7 +363,7 @@ def make_app(transcriber: Transcriber, limits: ServeLimits = ServeLimits()):
 def serve(transcriber: Transcriber, host: str, port: int, limits: ServeLimits = ServeLimits(), print_=print):
     from aiohttp import web
 
-    print_(f"serving on http://{host}:{port}/ (POST /transcribe; Ctrl-C stops)")
+    print_(f"serving on http://{host}:{port}/ (POST /transcribe, WebSocket /stream; Ctrl-C stops)")
     web.run_app(make_app(transcriber, limits), host=host, port=port, print=None, access_log=None)
 
 

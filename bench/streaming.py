@@ -1,0 +1,139 @@
+"""Streaming latency of `ds2stream serve` (WebSocket /stream): N clients at once, each playing
+recordings at real time in chunks, as a microphone would; one run on this machine.
+
+Per stream: the first partial's latency (from the stream's start), the gaps between partial
+results in seconds of audio, the final result's latency after the end of the audio; over the run:
+p50/p95/max, the server's CPU seconds per audio second (real-time factor over all streams), and
+streams that did not end with a final result (dropped). The server is started here as a user
+starts it (`ds2stream serve --model MODEL`); each client plays --rounds recordings one after the
+other from the shard set (unseen voices: the test split).
+
+    python bench/streaming.py --model runs/stream/best.ckpt --shards shards/test [--clients 8]
+                              [--rounds 3] [--chunk-ms 160] [--out streaming.json]
+"""
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the test harness, tests/support
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from presets import cpu_summary  # noqa: E402
+
+
+def server_cpu_seconds() -> float:
+    """User + system CPU seconds of this process's child (the server ``served`` started)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if entry.name.isdigit() and int(fields[1]) == os.getpid():
+                return (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, IndexError, ValueError):
+            continue
+    raise RuntimeError("the server process was not found")
+
+
+async def client(url: str, recordings: list[np.ndarray], chunk: int, rate: int) -> list[dict]:
+    """Play each recording at real time; per recording, what was measured."""
+    import aiohttp
+
+    results = []
+    async with aiohttp.ClientSession() as session:
+        for samples in recordings:
+            async with session.ws_connect(url.replace("http", "ws") + "/stream") as ws:
+                await ws.send_json({"sample_rate": rate, "format": "s16le"})
+                ready = await ws.receive_json()
+                assert ready.get("ready"), ready
+                partials, final = [], None
+                started = time.perf_counter()
+
+                async def listen():
+                    nonlocal final
+                    async for message in ws:
+                        data = json.loads(message.data)
+                        if "partial" in data:
+                            partials.append(time.perf_counter() - started)
+                        elif "text" in data:
+                            final = (time.perf_counter(), data)
+
+                listener = asyncio.ensure_future(listen())
+                for at in range(0, len(samples), chunk):
+                    # a microphone gives a chunk once it has been spoken
+                    await asyncio.sleep(max(0.0, started + (at + chunk) / rate - time.perf_counter()))
+                    await ws.send_bytes(samples[at: at + chunk].astype("<i2").tobytes())
+                audio_end = time.perf_counter()
+                await ws.send_json({"end": True})
+                await listener
+                duration = len(samples) / rate
+                gaps = np.diff([0.0, *[min(p, duration) for p in partials]]) if partials else [duration]
+                results.append({"seconds": duration, "partials": len(partials),
+                                "first_partial_s": partials[0] if partials else None,
+                                "max_partial_gap_s": float(max(gaps)),
+                                "final_latency_s": final[0] - audio_end if final else None,
+                                "dropped": final is None or ws.close_code != 1000})
+    return results
+
+
+def summary(values) -> dict:
+    values = np.array([v for v in values if v is not None], dtype=float)
+    if not len(values):
+        return {}
+    return {"p50": round(float(np.percentile(values, 50)), 3), "p95": round(float(np.percentile(values, 95)), 3),
+            "max": round(float(values.max()), 3)}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, required=True, help="a forward-only checkpoint (the stream preset)")
+    parser.add_argument("--shards", type=Path, required=True, help="recordings to play (a shard set)")
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 8], help="concurrent streams, one run each")
+    parser.add_argument("--rounds", type=int, default=3, help="recordings each client plays")
+    parser.add_argument("--chunk-ms", type=int, default=160)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+
+    from support.servers import served
+
+    from ds2stream.pipeline import ShardSet
+
+    shard_set = ShardSet(args.shards)
+    rate = 16000
+    needed = max(args.clients) * args.rounds
+    positions = np.linspace(0, len(shard_set) - 1, min(needed, len(shard_set))).astype(int)
+    recordings = [shard_set.samples(int(p))[0] for p in positions]
+    chunk = int(rate * args.chunk_ms / 1000)
+    report = {"cpu": cpu_summary(), "model": str(args.model), "shards": str(args.shards), "chunk_ms": args.chunk_ms,
+              "rounds": args.rounds, "runs": []}
+    with served(args.model, "--max-streams", str(max(args.clients))) as url:
+        asyncio.run(client(url, recordings[:1], chunk, rate))  # warm: the stages compile once
+        for count in args.clients:
+            plays = [[recordings[(c * args.rounds + r) % len(recordings)] for r in range(args.rounds)]
+                     for c in range(count)]
+            cpu_before, started = server_cpu_seconds(), time.perf_counter()
+
+            async def everyone():
+                return await asyncio.gather(*(client(url, p, chunk, rate) for p in plays))
+
+            results = [r for per_client in asyncio.run(everyone()) for r in per_client]
+            wall, cpu = time.perf_counter() - started, server_cpu_seconds() - cpu_before
+            audio = sum(r["seconds"] for r in results)
+            run = {"clients": count, "streams": len(results), "audio_seconds": round(audio, 1),
+                   "wall_seconds": round(wall, 1), "server_cpu_per_audio_second": round(cpu / audio, 3),
+                   "dropped": sum(r["dropped"] for r in results),
+                   "first_partial_s": summary(r["first_partial_s"] for r in results),
+                   "max_partial_gap_s": summary(r["max_partial_gap_s"] for r in results),
+                   "final_latency_s": summary(r["final_latency_s"] for r in results)}
+            report["runs"].append(run)
+            print(json.dumps(run), flush=True)
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
