@@ -271,3 +271,43 @@ def test_serve_streams_partials_and_the_final_text_over_a_websocket_and_refuses_
         health = json.loads(urllib.request.urlopen(url + "/health").read())
         assert health["streams"] == 0 and health["streams_refused"] == 1
         assert asyncio.run(play(url, speech))[0][-1]["text"] == whole["text"]  # and it goes on serving
+
+
+def test_the_page_streams_the_microphone_and_shows_the_text_as_it_grows(speech, stream_checkpoint, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+    from support.browser import headless_chromium
+    from support.servers import post_audio, served
+
+    soundfile.write(tmp_path / "microphone.wav", speech, 16000, subtype="PCM_16")
+    with served(stream_checkpoint) as url, headless_chromium(fake_microphone=tmp_path / "microphone.wav") as browser:
+        browser.get(url + "/")
+        # Keep what the page sends, to check that it shows what the server makes of that audio.
+        browser.execute_script(
+            "window.sent = []; const send = WebSocket.prototype.send;"
+            "WebSocket.prototype.send = function (data) {"
+            "  if (data instanceof ArrayBuffer) { window.sent.push(Array.from(new Int16Array(data))); }"
+            "  return send.call(this, data); };")
+        wait = WebDriverWait(browser, 60)
+        browser.find_element(By.ID, "live").click()
+        wait.until(lambda b: b.find_element(By.ID, "live-state").text == "listening…"
+                   or b.find_element(By.ID, "error").text)
+        assert browser.find_element(By.ID, "error").text == ""
+        shown, deadline = set(), time.monotonic() + 3.0
+        while time.monotonic() < deadline:  # the text while the microphone plays
+            shown.add(browser.find_element(By.ID, "transcript").text)
+            time.sleep(0.05)
+        browser.find_element(By.ID, "live-stop").click()
+        wait.until(lambda b: "s of audio" in b.find_element(By.ID, "status").text
+                   or b.find_element(By.ID, "error").text)
+        assert browser.find_element(By.ID, "error").text == ""
+        final = browser.find_element(By.ID, "transcript").text
+        rows = browser.find_elements(By.CSS_SELECTOR, "#words tr")
+        words = [row.find_elements(By.TAG_NAME, "td")[0].text for row in rows[1:]]
+        sent = np.concatenate([np.array(chunk, np.int16) for chunk in browser.execute_script("return window.sent")])
+        assert 2.5 < len(sent) / 16000 < 10  # about the three seconds it listened
+        assert len(shown - {""}) >= 2  # partial results appeared while it listened
+        wav = io.BytesIO()
+        soundfile.write(wav, sent, 16000, format="WAV", subtype="PCM_16")
+        status, answer = post_audio(url, wav.getvalue(), "audio/wav")
+    assert status == 200 and final == answer["text"] and words == answer["text"].split()
