@@ -74,6 +74,28 @@ def test_width_one_without_lm_is_greedy_on_clean_alignments_and_decoding_is_dete
     assert runs[0] == runs[1] and len(set(json.loads(runs[0]))) > 1  # and the widths do differ
 
 
+def test_a_search_fed_chunk_by_chunk_ends_where_decoding_the_whole_ends(tmp_path):
+    """A stream's beam search (with an LM) goes on from where it stopped: over any chunking it
+    gives what decoding the whole gives, and its partial results on the way are its best so far."""
+    text = [s.split() for s in ("THE CAT SAT", "THE CAT RAN", "A CAT SAT DOWN", "THE DOG SAT", "THE DOG RAN")] * 3
+    write_arpa(build_lm(text, 2, discount_fallback=True), tmp_path / "lm.arpa")
+    rng = np.random.default_rng(3)
+    clean = spell("THE CAT SAT", {6: {"D": 0.55, "T": 0.4}})
+    noisy = np.log(rng.dirichlet(np.full(len(LABELS), 0.3), size=90))
+    for config in (DecoderConfig("beam", beam_width=16, lm=str(tmp_path / "lm.arpa"), alpha=1.0, beta=1.0),
+                   DecoderConfig("beam", beam_width=8), DecoderConfig("beam", beam_width=1)):
+        search = make_decoder(config)
+        for log_probs in (clean, noisy):
+            whole = search.decode(log_probs)
+            for cuts in ([7], [1, 2, 3, 30], list(range(1, len(log_probs)))):
+                stream, partials = search.start(), []
+                for part in np.split(log_probs, cuts):
+                    stream.advance(part)
+                    partials.append(stream.result())
+                assert partials[-1] == whole, (config, cuts)
+        assert search.decode(clean) == ("THE CAT SAT" if config.lm else "THE CAD SAT")
+
+
 def test_decoder_settings_travel_as_json(tmp_path):
     write_arpa(build_lm([["A", "B"], ["B"]] * 3, 2, discount_fallback=True), tmp_path / "lm.arpa")
     settings = tmp_path / "decoder.json"

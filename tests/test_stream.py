@@ -150,6 +150,10 @@ def test_transcribe_stream_prints_growing_partials_then_the_whole_recordings_tex
     assert len(partials) >= 3  # the text grew while the audio came, each partial a prefix of the end
     assert all(text.startswith(p["partial"]) for p in partials)
     assert [p["at"] for p in partials] == sorted(p["at"] for p in partials)
+    beam = ["--decoder", "beam", "--beam-width", "8"]  # decoded as the chunks come, then the same end
+    whole = runner.invoke(cli, ["transcribe", *beam, "--model", str(model), str(audio)])
+    streamed = runner.invoke(cli, ["transcribe", "--stream", *beam, "--model", str(model), str(audio)])
+    assert json.loads(streamed.output.splitlines()[-1])["text"] == whole.output.strip().split("\t")[1]
 
     bidirectional = tmp_path / "bidirectional.ckpt"
     tiny = PRESETS["tiny"].model

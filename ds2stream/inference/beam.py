@@ -25,12 +25,6 @@ LN10 = math.log(10)
 NEG_INF = float("-inf")
 
 
-def _best_path(log_probs: np.ndarray, labels: str, blank: int) -> str:
-    best = log_probs.argmax(axis=1)
-    kept = [k for t, k in enumerate(best.tolist()) if (t == 0 or k != best[t - 1]) and k != blank]
-    return "".join(labels[k] for k in kept)  # exactly as decoding.greedy_decode
-
-
 def _log_add(a: float, b: float) -> float:
     if a < b:
         a, b = b, a
@@ -79,24 +73,67 @@ class BeamSearch:
         return (("<s>",) + words)[-(order - 1):] if order > 1 else ()
 
     def decode(self, log_probs: np.ndarray) -> str:
+        search = self.start()
+        search.advance(log_probs)
+        return search.result()
+
+    __call__ = decode
+
+    def start(self) -> "PrefixSearch":
+        """A search that goes on as frames arrive (a stream): ``advance`` with each chunk's
+        log-probabilities, ``result`` at any time; over all the chunks it is :meth:`decode`."""
+        return PrefixSearch(self)
+
+    def _checked(self, log_probs: np.ndarray) -> np.ndarray:
         log_probs = np.asarray(log_probs, dtype=np.float64)
         if log_probs.ndim != 2 or log_probs.shape[1] != len(self.labels):
             raise ValueError(f"log_probs must be (frames, {len(self.labels)}), got {log_probs.shape}")
         if np.isnan(log_probs).any():
             raise ValueError("log-probs hold NaN")
-        if self.beam_width == 1 and self.lm is None:
-            # One prefix kept and nothing to fuse: the best path. Summing the one prefix's
-            # alignments instead can keep it over the frame's best character (1 of the demo's 300
-            # test utterances: SIX against greedy's SIGX), and width 1 is meant to be greedy.
-            return _best_path(log_probs, self.labels, self.blank)
+        return log_probs
+
+    def _final_score(self, prefix: _Prefix) -> float:
+        score = prefix.acoustic() + prefix.lm_score
+        words = prefix.words
+        if prefix.partial:
+            score += self._word_score(self._context(words), prefix.partial)
+            words = words + (prefix.partial,)
+        if self.lm is not None:
+            score += self.alpha * self.lm.log10_prob(self._context(words), "</s>") * LN10
+        return score
+
+
+
+class PrefixSearch:
+    """One utterance's beam search in progress (``BeamSearch.start``)."""
+
+    def __init__(self, search: BeamSearch):
+        self.search = search
+        self.beams = {"": _Prefix(blank=0.0)}
+        # One prefix kept and nothing to fuse: the best path. Summing the one prefix's alignments
+        # instead can keep it over the frame's best character (1 of the demo's 300 test
+        # utterances: SIX against greedy's SIGX), and width 1 is meant to be greedy.
+        self.best_path = search.beam_width == 1 and search.lm is None
+        self.tokens: list[int] = []
+        self.last = -1
+
+    def advance(self, log_probs: np.ndarray) -> None:
+        s = self.search
+        log_probs = s._checked(log_probs)
+        if self.best_path:
+            for k in log_probs.argmax(axis=1).tolist():
+                if k != self.last and k != s.blank:
+                    self.tokens.append(k)
+                self.last = k
+            return
         # The characters tried per frame, all frames at once: the most probable first, until they
         # hold `prune` of the frame's mass.
-        order = np.argsort(-log_probs, axis=1, kind="stable")[:, : self.max_candidates]
+        order = np.argsort(-log_probs, axis=1, kind="stable")[:, : s.max_candidates]
         top = np.take_along_axis(log_probs, order, axis=1)
         mass = np.cumsum(np.exp(top), axis=1)
-        keep = np.minimum((mass < self.prune * np.exp(log_probs).sum(axis=1, keepdims=True)).sum(axis=1) + 1,
+        keep = np.minimum((mass < s.prune * np.exp(log_probs).sum(axis=1, keepdims=True)).sum(axis=1) + 1,
                           order.shape[1])
-        beams = {"": _Prefix(blank=0.0)}
+        beams = self.beams
         for t in range(log_probs.shape[0]):
             candidates = list(zip(order[t, : keep[t]].tolist(), top[t, : keep[t]].tolist()))
             next_beams: dict[str, _Prefix] = {}
@@ -114,11 +151,11 @@ class BeamSearch:
                 total = prefix.acoustic()
                 last = text[-1] if text else None
                 for c, logp in candidates:
-                    if c == self.blank:
+                    if c == s.blank:
                         e = entry(text, prefix)
                         e.blank = _log_add(e.blank, total + logp)
                         continue
-                    char = self.labels[c]
+                    char = s.labels[c]
                     if char == last:
                         e = entry(text, prefix)  # the repeat collapses into the same prefix
                         e.non_blank = _log_add(e.non_blank, prefix.non_blank + logp)
@@ -127,28 +164,23 @@ class BeamSearch:
                         source = prefix.blank  # a blank between: the character again
                     else:
                         source = total
-                    if c == self.space:
+                    if c == s.space:
                         if not prefix.partial:  # a space with no word before it adds nothing
                             e = entry(text, prefix)
                             e.non_blank = _log_add(e.non_blank, source + logp)
                             continue
                         words = prefix.words + (prefix.partial,)
-                        score = prefix.lm_score + self._word_score(self._context(prefix.words), prefix.partial)
+                        score = prefix.lm_score + s._word_score(s._context(prefix.words), prefix.partial)
                         e = entry(text + char, prefix, words=words, lm_score=score, partial="")
                     else:
                         e = entry(text + char, prefix, partial=prefix.partial + char)
                     e.non_blank = _log_add(e.non_blank, source + logp)
             ranked = sorted(next_beams.items(), key=lambda item: (-(item[1].acoustic() + item[1].lm_score), item[0]))
-            beams = dict(ranked[: self.beam_width])
-        return max(beams.items(), key=lambda item: (self._final_score(item[1]), item[0]))[0].strip()
+            beams = dict(ranked[: s.beam_width])
+        self.beams = beams
 
-    def _final_score(self, prefix: _Prefix) -> float:
-        score = prefix.acoustic() + prefix.lm_score
-        words = prefix.words
-        if prefix.partial:
-            score += self._word_score(self._context(words), prefix.partial)
-            words = words + (prefix.partial,)
-        if self.lm is not None:
-            score += self.alpha * self.lm.log10_prob(self._context(words), "</s>") * LN10
-        return score
-
+    def result(self) -> str:
+        """The best hypothesis of the frames so far, scored as if the utterance ended here."""
+        if self.best_path:
+            return "".join(self.search.labels[k] for k in self.tokens)  # exactly as greedy_decode
+        return max(self.beams.items(), key=lambda item: (self.search._final_score(item[1]), item[0]))[0].strip()

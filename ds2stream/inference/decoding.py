@@ -140,5 +140,5 @@ def make_decoder(config: DecoderConfig | None = None, lm=None):
     from .beam import BeamSearch
 
     if config.lm:
-        return BeamSearch(config.beam_width, lm or read_lm(config.lm), config.alpha, config.beta).decode
-    return BeamSearch(config.beam_width).decode  # no LM: the acoustics alone, no word bonus either
+        return BeamSearch(config.beam_width, lm or read_lm(config.lm), config.alpha, config.beta)
+    return BeamSearch(config.beam_width)  # no LM: the acoustics alone, no word bonus either

@@ -201,7 +201,7 @@ async def recognise_stream(ws, recognizer: Recognizer, limits: ServeLimits) -> b
         return data
 
     try:
-        model = transcriber.streaming_model()
+        transcriber.streaming_model()
     except Ds2streamError as err:
         raise StreamRefused(CLOSE_UNSUPPORTED, str(err)[:120]) from None
     message = await receive()
@@ -213,7 +213,7 @@ async def recognise_stream(ws, recognizer: Recognizer, limits: ServeLimits) -> b
     dtype = STREAM_FORMATS.get(start.get("format", "s16le"))
     if dtype is None:
         raise StreamRefused(CLOSE_UNSUPPORTED, f"format must be one of {', '.join(STREAM_FORMATS)}")
-    stream, shown, received = model.open(), "", 0
+    stream, shown, received = transcriber.open_stream(), "", 0
     await ws.send_json({"ready": True, "sample_rate": rate})
     while True:
         message = await receive()
@@ -241,8 +241,8 @@ async def recognise_stream(ws, recognizer: Recognizer, limits: ServeLimits) -> b
         if received < transcriber.features.min_samples:
             raise StreamRefused(CLOSE_PROTOCOL, f"the stream ended after {received} samples, less than one window")
         ended = time.perf_counter()
-        log_probs = await loop.run_in_executor(recognizer.pool, lambda: (stream.end(), stream.log_probs)[1])
-        text = transcriber.decode(log_probs)
+        await loop.run_in_executor(recognizer.pool, stream.end)
+        log_probs, text = stream.log_probs, stream.text
         duration = round(received / rate, 3)
         words = [{"word": w.word, "start": min(w.start, duration), "end": min(w.end, duration)}
                  for w in word_times(text, log_probs, transcriber.frame_seconds)]

@@ -10,8 +10,9 @@ each stage keeping what it needs of the past:
   the lookahead convolution once its future frames are there -> the classifier.
 
 The log-probabilities are those of the whole-utterance forward pass of the same model, to float
-tolerance, whatever the chunk sizes (tested). The final result is decoded from all of them, with
-the decoders and word times of ``transcribe``; partial results are the greedy decoding so far.
+tolerance, whatever the chunk sizes (tested). They are decoded as they come: greedily, or by a
+prefix beam search (with an LM) that goes on from where it stopped (``BeamSearch.start``); the
+text so far is the partial result, the text at the end the final one, as decoding the whole.
 """
 from __future__ import annotations
 
@@ -202,17 +203,18 @@ class StreamingModel:
         self.lookahead = params.get("lookahead.weight")  # (lookahead + 1, hidden)
         self.classifier = params["fc.module.weight"]  # (classes, hidden)
 
-    def open(self) -> "Stream":
-        return Stream(self)
+    def open(self, search=None) -> "Stream":
+        """A new stream; ``search``: a beam search in progress (``BeamSearch.start()``), else greedy."""
+        return Stream(self, search)
 
 
 class Stream:
     """One recognition in progress: :meth:`push` samples (at the model's rate), :meth:`end`; the
-    log-probabilities so far are :attr:`log_probs`, the greedy text so far :attr:`partial`."""
+    log-probabilities so far are :attr:`log_probs`, the text so far :attr:`text`."""
 
-    def __init__(self, model: StreamingModel):
+    def __init__(self, model: StreamingModel, search=None):
         config = model.config
-        self.model = model
+        self.model, self.search = model, search
         self.features = FeatureStream(model.features)
         shapes, bins, channels = [], config.num_bins, 1
         for layer in config.conv:
@@ -241,9 +243,16 @@ class Stream:
         return np.concatenate(self._log_probs) if self._log_probs else np.zeros((0, len(LABELS)), np.float32)
 
     @property
+    def text(self) -> str:
+        """The transcript of the frames so far: the beam search's best, or greedy (repeats merged,
+        blanks dropped); after :meth:`end`, what decoding the whole recording gives."""
+        if self.search is not None:
+            return self.search.result()
+        return "".join(LABELS[t] for t in self._tokens)
+
+    @property
     def partial(self) -> str:
-        """The greedy transcript of the frames so far (repeats merged, blanks dropped)."""
-        return "".join(LABELS[t] for t in self._tokens).strip()
+        return self.text.strip()
 
     def _run(self, frames: np.ndarray, end: bool) -> np.ndarray:
         import mindspore as ms
@@ -276,6 +285,9 @@ class Stream:
         shifted = logits - logits.max(axis=1, keepdims=True)
         log_probs = (shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))).astype(np.float32)
         self._log_probs.append(log_probs)
+        if self.search is not None:
+            self.search.advance(log_probs)
+            return log_probs
         for token in log_probs.argmax(axis=1):
             if token != self._last and token != BLANK_INDEX:
                 self._tokens.append(int(token))

@@ -91,19 +91,23 @@ class Transcriber:
             self.streaming = StreamingModel(self.network, self.model_config, self.features)
         return self.streaming
 
+    def open_stream(self):
+        """A stream of this model, decoded as it goes by this transcriber's decoder."""
+        return self.streaming_model().open(self.decode.start() if hasattr(self.decode, "start") else None)
+
     def stream_samples(self, samples: np.ndarray, rate: int, chunk_seconds: float = 0.16,
                        realtime: bool = False):
         """Feed ``samples`` chunk by chunk to a forward-only model, at real time or as fast as it
         goes; yields ``{"partial": text, "at": seconds of audio}`` each time the greedy text changes,
-        then ``{"text", "words", "duration", "latency"}``: the final decoding (this transcriber's
-        decoder) of all the log-probabilities, which equal the whole recording's."""
+        then ``{"text", "words", "duration", "latency"}``: this transcriber's decoder over all the
+        log-probabilities (decoded as they came), which equal the whole recording's."""
         import time
 
         from .align import word_times
 
         samples = resample(samples, rate, self.features.sample_rate)
         step = max(1, int(round(chunk_seconds * self.features.sample_rate)))
-        stream, shown, started = self.streaming_model().open(), "", time.perf_counter()
+        stream, shown, started = self.open_stream(), "", time.perf_counter()
         for at in range(0, len(samples), step):
             if realtime:  # this chunk has been "spoken" once the clock passes its end
                 time.sleep(max(0.0, started + (at + step) / self.features.sample_rate - time.perf_counter()))
@@ -113,8 +117,7 @@ class Transcriber:
                 yield {"partial": shown, "at": round(min(at + step, len(samples)) / self.features.sample_rate, 3)}
         audio_end = time.perf_counter()
         stream.end()
-        log_probs = stream.log_probs
-        text = self.decode(log_probs)
+        log_probs, text = stream.log_probs, stream.text
         yield {"text": text, "words": [dataclasses.asdict(w) for w in word_times(text, log_probs, self.frame_seconds)],
                "duration": round(len(samples) / self.features.sample_rate, 3),
                "latency": round(time.perf_counter() - audio_end, 3)}
