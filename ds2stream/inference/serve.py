@@ -162,21 +162,66 @@ class Recognizer:
         return [(self.transcriber.decode(lp), lp) for lp in log_probs]
 
 
+class StreamTicks:
+    """What every open stream has sent since the last tick, run together in the forward thread:
+    streams whose inputs to a stage have the same shape share one call of it (``stream.step``).
+    While a tick runs, the next one's chunks gather."""
+
+    def __init__(self, pool):
+        self.pool = pool
+        self.pending: dict = {}  # stream -> {"samples": [...], "end": bool, "done": Future}
+        self.wake = asyncio.Event()
+        self.ticks = 0
+
+    async def submit(self, stream, samples: np.ndarray | None = None, end: bool = False) -> None:
+        """Wait until these samples (and the end, if ``end``) have gone through the model."""
+        entry = self.pending.get(stream)
+        if entry is None:
+            entry = self.pending[stream] = {"samples": [], "end": False,
+                                            "done": asyncio.get_running_loop().create_future()}
+        if samples is not None:
+            entry["samples"].append(samples)
+        entry["end"] = entry["end"] or end
+        self.wake.set()
+        await asyncio.shield(entry["done"])  # a client gone mid-tick does not cancel the others' tick
+
+    async def run(self) -> None:
+        from .stream import step
+
+        loop = asyncio.get_running_loop()
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            batch, self.pending = self.pending, {}
+            streams = list(batch)
+            samples = [np.concatenate(e["samples"]) if e["samples"] else None for e in batch.values()]
+            try:
+                await loop.run_in_executor(self.pool, step, streams, samples, [e["end"] for e in batch.values()])
+                error = None
+            except Exception as err:  # noqa: BLE001 - a failed tick fails its streams, not the server
+                error = err
+            self.ticks += 1
+            for entry in batch.values():
+                if error is None:
+                    entry["done"].set_result(None)
+                else:
+                    entry["done"].set_exception(error)
+
+
 class StreamRefused(Exception):
     def __init__(self, code: int, reason: str):
         super().__init__(reason)
         self.code = code
 
 
-async def recognise_stream(ws, recognizer: Recognizer, limits: ServeLimits) -> bool:
-    """One /stream session on an open WebSocket: the start message, audio chunks, the end; each
-    chunk run through the model in the forward thread (one chunk of one stream at a time).
+async def recognise_stream(ws, recognizer: Recognizer, ticks: StreamTicks, limits: ServeLimits) -> bool:
+    """One /stream session on an open WebSocket: the start message, audio chunks, the end; the
+    chunks go through the model with the other streams' (``StreamTicks``).
     Returns whether the final result was sent (not when the client went away first)."""
     import json
 
     from aiohttp import WSMsgType
 
-    loop = asyncio.get_running_loop()
     transcriber = recognizer.transcriber
     rate = transcriber.features.sample_rate
 
@@ -229,8 +274,7 @@ async def recognise_stream(ws, recognizer: Recognizer, limits: ServeLimits) -> b
             samples = samples[: max(0, int(limits.max_seconds * rate) - received)]
             received += len(samples)
             # int16 as it comes (the feature kernel scales it), floats as float32
-            await loop.run_in_executor(recognizer.pool, stream.push,
-                                       samples.astype(np.int16 if dtype.kind == "i" else np.float32))
+            await ticks.submit(stream, samples.astype(np.int16 if dtype.kind == "i" else np.float32))
             if stream.partial != shown:
                 shown = stream.partial
                 await ws.send_json({"partial": shown})
@@ -241,7 +285,7 @@ async def recognise_stream(ws, recognizer: Recognizer, limits: ServeLimits) -> b
         if received < transcriber.features.min_samples:
             raise StreamRefused(CLOSE_PROTOCOL, f"the stream ended after {received} samples, less than one window")
         ended = time.perf_counter()
-        await loop.run_in_executor(recognizer.pool, stream.end)
+        await ticks.submit(stream, end=True)
         log_probs, text = stream.log_probs, stream.text
         duration = round(received / rate, 3)
         words = [{"word": w.word, "start": min(w.start, duration), "end": min(w.end, duration)}
@@ -309,6 +353,7 @@ def make_app(transcriber: Transcriber, limits: ServeLimits = ServeLimits()):
         return web.json_response(result)
 
     streams = {"open": 0, "refused": 0, "done": 0}
+    ticks = StreamTicks(recognizer.pool)
 
     async def stream(request):
         ws = web.WebSocketResponse(max_msg_size=1 << 20, heartbeat=None)
@@ -319,7 +364,7 @@ def make_app(transcriber: Transcriber, limits: ServeLimits = ServeLimits()):
             return ws
         streams["open"] += 1
         try:
-            streams["done"] += await recognise_stream(ws, recognizer, limits)
+            streams["done"] += await recognise_stream(ws, recognizer, ticks, limits)
         except StreamRefused as refusal:
             await ws.close(code=refusal.code, message=str(refusal).encode()[:120])
         except (ConnectionResetError, asyncio.CancelledError):
@@ -341,13 +386,15 @@ def make_app(transcriber: Transcriber, limits: ServeLimits = ServeLimits()):
                                   "queued": recognizer.queue.qsize(), "max_queue": limits.max_queue,
                                   "refused": recognizer.refused, "streams": streams["open"],
                                   "max_streams": limits.max_streams, "streams_refused": streams["refused"],
-                                  "streams_done": streams["done"]})
+                                  "streams_done": streams["done"], "stream_ticks": ticks.ticks})
 
     async def start_batching(app):
         app["batching"] = asyncio.get_running_loop().create_task(recognizer.run())
+        app["ticks"] = asyncio.get_running_loop().create_task(ticks.run())
 
     async def stop_batching(app):
         app["batching"].cancel()
+        app["ticks"].cancel()
         recognizer.pool.shutdown(wait=True)
 
     app = web.Application(client_max_size=int(limits.max_upload_mb * 1e6))

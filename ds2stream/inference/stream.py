@@ -128,15 +128,17 @@ def build_stream_stages(network, config: ModelConfig):
     class ConvStage(nn.Cell):
         def __init__(self, index: int):
             super().__init__()
-            layer = config.conv[index]
-            self.weight = getattr(network.conv, f"conv{index + 1}").weight
+            layer, trained = config.conv[index], getattr(network.conv, f"conv{index + 1}")
+            pad_f = layer.padding[0]
+            # The layer's convolution padded in frequency only: the stream brings the time context.
+            self.conv = nn.Conv2d(trained.in_channels, layer.channels, layer.kernel, stride=layer.stride,
+                                  pad_mode="pad", padding=(pad_f, pad_f, 0, 0), has_bias=False)
+            self.conv.weight.set_data(trained.weight.data)
             self.norm = getattr(network.conv, f"bn{index + 1}")
             self.activation = getattr(network.conv, f"act{index + 1}")
-            self.stride, self.pad = layer.stride, layer.padding[0]
 
         def construct(self, x):
-            x = ops.pad(x, (0, 0, self.pad, self.pad))  # frequency only
-            return self.activation(self.norm(ops.conv2d(x, self.weight, stride=self.stride)))
+            return self.activation(self.norm(self.conv(x)))
 
     class RNNStage(nn.Cell):
         """All RNN layers over a chunk, (frames, batch, size) and the (layers, batch, hidden) states."""
@@ -176,36 +178,53 @@ def build_stream_stages(network, config: ModelConfig):
 
 
 class StreamingModel:
-    """A loaded forward-only network, stepped over one stream at a time: :meth:`open` gives a
-    :class:`Stream`. The stages compile once (graph mode) and serve every stream."""
+    """A forward-only model as stages a stream steps through: :meth:`open` gives a :class:`Stream`.
+    The stages are MindSpore cells (compiled once in graph mode) or exported MindIR graphs; the
+    lookahead and the classifier are small enough to run in numpy."""
 
-    def __init__(self, network, model_config: ModelConfig, features: FeatureConfig):
-        if model_config.bidirectional:
-            raise ConfigError("this model is bidirectional: it needs the whole recording before its first "
-                              "word; streaming takes a forward-only model (the 'stream' preset)")
-        if model_config.rnn_type.value != "lstm":
-            raise ConfigError("streaming runs LSTM layers")
-        if not features.normalize.causal:
-            raise ConfigError(f"this model's features are normalised {features.normalize.value!r}, over the whole "
-                              f"utterance: streaming needs 'sliding' or 'none'")
+    def __init__(self, convs: list, rnn, head: dict[str, np.ndarray], model_config: ModelConfig,
+                 features: FeatureConfig):
+        check_streamable(model_config, features)
+        self.config, self.features = model_config, features
+        self.convs, self.rnn = convs, rnn
+        self.lookahead = head.get("lookahead.weight")  # (lookahead + 1, hidden)
+        self.classifier = head["fc.module.weight"]  # (classes, hidden)
+
+    @classmethod
+    def from_network(cls, network, model_config: ModelConfig, features: FeatureConfig) -> "StreamingModel":
         import mindspore as ms
 
         from ..model import build_model
 
-        self.config, self.features = model_config, features
+        check_streamable(model_config, features)
         params = {p.name: p.asnumpy() for p in network.get_parameters()}
         # The stages take the layers of a copy of the network: a cell given to another cell takes
         # its parameters' names under the new owner, and the caller's network keeps its own.
         copy = build_model(model_config)
         ms.load_param_into_net(copy, {name: ms.Parameter(ms.Tensor(value), name=name)
                                       for name, value in params.items()}, strict_load=True)
-        self.convs, self.rnn = build_stream_stages(copy, model_config)
-        self.lookahead = params.get("lookahead.weight")  # (lookahead + 1, hidden)
-        self.classifier = params["fc.module.weight"]  # (classes, hidden)
+        convs, rnn = build_stream_stages(copy, model_config)
+        return cls(convs, rnn, {k: v for k, v in params.items() if k in HEAD_PARAMETERS}, model_config, features)
 
     def open(self, search=None) -> "Stream":
         """A new stream; ``search``: a beam search in progress (``BeamSearch.start()``), else greedy."""
         return Stream(self, search)
+
+
+#: The parameters the numpy head (lookahead and classifier) takes.
+HEAD_PARAMETERS = ("lookahead.weight", "fc.module.weight")
+
+
+def check_streamable(model_config: ModelConfig, features: FeatureConfig) -> None:
+    """A ConfigError saying why a model cannot stream, if it cannot."""
+    if model_config.bidirectional:
+        raise ConfigError("this model is bidirectional: it needs the whole recording before its first "
+                          "word; streaming takes a forward-only model (the 'stream' preset)")
+    if model_config.rnn_type.value != "lstm":
+        raise ConfigError("streaming runs LSTM layers")
+    if not features.normalize.causal:
+        raise ConfigError(f"this model's features are normalised {features.normalize.value!r}, over the whole "
+                          f"utterance: streaming needs 'sliding' or 'none'")
 
 
 class Stream:
@@ -232,11 +251,11 @@ class Stream:
 
     def push(self, samples: np.ndarray) -> np.ndarray:
         """Run what these samples complete; the new output frames' log-probabilities (frames, classes)."""
-        return self._run(self.features.push(samples), end=False)
+        return step([self], [samples])[0]
 
     def end(self) -> np.ndarray:
         """The stream's end: the frames its last samples complete, padded as the whole utterance."""
-        return self._run(self.features.end(), end=True)
+        return step([self], [None], [True])[0]
 
     @property
     def log_probs(self) -> np.ndarray:
@@ -253,21 +272,6 @@ class Stream:
     @property
     def partial(self) -> str:
         return self.text.strip()
-
-    def _run(self, frames: np.ndarray, end: bool) -> np.ndarray:
-        import mindspore as ms
-
-        x = frames[None, None]  # (1, 1, bins, frames)
-        for stream, stage, shape in zip(self.convs, self.model.convs, self.conv_outputs):
-            window = stream.take(x, end)  # at the end every layer takes its padding, new frames or not
-            x = np.zeros((*shape, 0), np.float32) if window is None else stage(ms.Tensor(window)).asnumpy()
-        batch, channels, bins, count = x.shape
-        if count:
-            x = x.reshape(batch, channels * bins, count).transpose(2, 0, 1)  # (frames, 1, features)
-            out, h, c = self.model.rnn(ms.Tensor(x), ms.Tensor(self.h), ms.Tensor(self.c))
-            self.h, self.c = h.asnumpy(), c.asnumpy()
-            self.pending = np.concatenate([self.pending, out.asnumpy()[:, 0]])
-        return self._head(end)
 
     def _head(self, end: bool) -> np.ndarray:
         """Lookahead, classifier, log-softmax over the RNN outputs whose future is known."""
@@ -293,3 +297,65 @@ class Stream:
                 self._tokens.append(int(token))
             self._last = int(token)
         return log_probs
+
+
+def step(streams: list[Stream], samples: list, ends: list[bool] | None = None) -> list[np.ndarray]:
+    """Several streams of one model a step on: each its new samples (or None), and its end where
+    ``ends`` says. Streams whose input to a stage has the same shape share one call of it (the DS2
+    paper's batch dispatch: concurrent streams cost one forward pass per stage and tick, not one
+    each). Returns each stream's new log-probabilities."""
+    import mindspore as ms
+
+    ends = ends or [False] * len(streams)
+    model = streams[0].model
+    xs = []
+    for stream, new, end in zip(streams, samples, ends):
+        frames = stream.features.push(new) if new is not None and len(new) else None
+        if end:
+            tail = stream.features.end()
+            frames = tail if frames is None else np.concatenate([frames, tail], axis=1)
+        xs.append(np.zeros((model.config.num_bins, 0), np.float32)[None, None] if frames is None
+                  else frames[None, None])  # (1, 1, bins, frames)
+    for layer, stage in enumerate(model.convs):
+        # at the end every layer takes its padding, new frames or not
+        windows = [stream.convs[layer].take(x, end) for stream, x, end in zip(streams, xs, ends)]
+        outputs = _shared_calls(lambda batch: [stage(ms.Tensor(batch)).asnumpy()], windows, axis=0)
+        xs = [np.zeros((*stream.conv_outputs[layer], 0), np.float32) if out is None else out[0]
+              for stream, out in zip(streams, outputs)]
+    sequences = []
+    for x in xs:  # (1, channels, bins, frames) -> (frames, 1, features)
+        batch, channels, bins, count = x.shape
+        sequences.append(x.reshape(batch, channels * bins, count).transpose(2, 0, 1) if count else None)
+    states = [(stream.h, stream.c) for stream in streams]
+
+    def rnn(batch_of):
+        def call(x):
+            h = np.concatenate([states[i][0] for i in batch_of], axis=1)
+            c = np.concatenate([states[i][1] for i in batch_of], axis=1)
+            out, h, c = model.rnn(ms.Tensor(x), ms.Tensor(h), ms.Tensor(c))
+            return [out.asnumpy(), h.asnumpy(), c.asnumpy()]
+        return call
+
+    outputs = _shared_calls(rnn, sequences, axis=1, indexed=True)
+    for stream, out in zip(streams, outputs):
+        if out is not None:
+            out, stream.h, stream.c = out
+            stream.pending = np.concatenate([stream.pending, out[:, 0]])
+    return [stream._head(end) for stream, end in zip(streams, ends)]
+
+
+def _shared_calls(call, inputs: list, axis: int, indexed: bool = False) -> list:
+    """``call`` once per group of ``inputs`` (arrays; None: nothing) of equal shape, stacked along
+    ``axis``; each input's share of every output back (None for None). ``indexed``: ``call`` is
+    first given the group's positions."""
+    results: list = [None] * len(inputs)
+    groups: dict[tuple, list[int]] = {}
+    for i, x in enumerate(inputs):
+        if x is not None:
+            groups.setdefault(x.shape, []).append(i)
+    for members in groups.values():
+        batch = np.concatenate([inputs[i] for i in members], axis=axis)
+        outputs = (call(members) if indexed else call)(batch)
+        for position, i in enumerate(members):
+            results[i] = [np.take(out, [position], axis=axis) for out in outputs]
+    return results
