@@ -4,12 +4,19 @@ int32; outputs log-probabilities [T_out, B, num_classes] and output lengths [B])
 comes from the checkpoint's ``FeatureConfig``. No ONNX: MindSpore 2.10 writes an ONNX file for
 this model that onnxruntime refuses to load (a shape-inference error on the padding mask), so
 ds2stream does not offer it.
+
+A forward-only model (the ``stream`` preset) also gets its streaming stages, each a MindIR with
+open batch and frames (``<out>.stream-conv1.mindir`` ..., ``<out>.stream-rnn.mindir``: the RNN
+layers from a state, state out) and the lookahead and classifier weights (``<out>.stream-head.npz``),
+named in the sidecar's ``"stream"``: ``transcribe --stream`` and ``serve`` run streams from them.
 """
 from __future__ import annotations
 
 import json
 import shutil
 from pathlib import Path
+
+import numpy as np
 
 from ..checkpoint import load_model
 from ..model import open_inputs
@@ -36,5 +43,27 @@ def export_model(checkpoint: Path, out: Path, decoder: DecoderConfig | None = No
             shutil.copyfile(decoder.lm, lm_copy)
             settings["lm"] = lm_copy.name
         sidecar["decoder"] = settings
+    if not network.config.bidirectional:
+        sidecar["stream"] = export_stream_stages(network, meta, stem)
     written.with_suffix(".json").write_text(json.dumps(sidecar, indent=1))
     return written
+
+
+def export_stream_stages(network, meta: dict, stem: Path) -> dict:
+    """The streaming stages of a forward-only network beside ``stem``; their file names."""
+    import mindspore as ms
+
+    from ..features import FeatureConfig
+    from .stream import HEAD_PARAMETERS, StreamingModel
+
+    model = StreamingModel.from_network(network, network.config, FeatureConfig.from_dict(meta["feature_config"]))
+    names = {"convs": [], "rnn": f"{stem.name}.stream-rnn.mindir", "head": f"{stem.name}.stream-head.npz"}
+    for i, stage in enumerate(model.convs, 1):
+        ms.export(stage, *stage.get_inputs(), file_name=str(stem.with_name(f"{stem.name}.stream-conv{i}")),
+                  file_format="MINDIR")
+        names["convs"].append(f"{stem.name}.stream-conv{i}.mindir")
+    ms.export(model.rnn, *model.rnn.get_inputs(), file_name=str(stem.with_name(f"{stem.name}.stream-rnn")),
+              file_format="MINDIR")
+    head = dict(zip(HEAD_PARAMETERS, (model.lookahead, model.classifier)))
+    np.savez(stem.with_name(names["head"]), **{name: value for name, value in head.items() if value is not None})
+    return names

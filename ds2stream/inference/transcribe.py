@@ -45,8 +45,10 @@ class Transcriber:
                 raise DataError(f"{model_path}: not a readable MindIR file ({' '.join(str(err).split())[:200]})") \
                     from None
             self._probe(model_path, sidecar, features)
+            self.exported = (model_path, meta.get("stream"))
         else:
             self.network, meta = load_model(model_path)
+            self.exported = None
         self.features = FeatureConfig.from_dict(meta["feature_config"])
         self.model_config = ModelConfig.from_dict(meta["model_config"])
         self.decoder = decoder or carried or DecoderConfig()
@@ -86,10 +88,32 @@ class Transcriber:
         from .stream import StreamingModel
 
         if self.streaming is None:
-            if not hasattr(self.network, "get_parameters"):
-                raise ConfigError("streaming runs from a checkpoint (.ckpt), not from an exported MindIR")
-            self.streaming = StreamingModel(self.network, self.model_config, self.features)
+            if self.exported is None:
+                self.streaming = StreamingModel.from_network(self.network, self.model_config, self.features)
+            else:
+                self.streaming = self._exported_stages()
         return self.streaming
+
+    def _exported_stages(self):
+        """The streaming stages an export wrote beside its MindIR (its sidecar's ``"stream"``)."""
+        import mindspore as ms
+
+        from .stream import StreamingModel, check_streamable
+
+        check_streamable(self.model_config, self.features)
+        model_path, names = self.exported
+        if not names:
+            raise ConfigError(f"{model_path} was exported without its streaming stages: export it again")
+        folder = model_path.parent
+        try:
+            convs = [ms.nn.GraphCell(ms.load(str(folder / name))) for name in names["convs"]]
+            rnn = ms.nn.GraphCell(ms.load(str(folder / names["rnn"])))
+            with np.load(folder / names["head"]) as head:
+                weights = dict(head)
+        except (ValueError, RuntimeError, OSError, KeyError, TypeError) as err:
+            raise DataError(f"{model_path}: its streaming stages cannot be read ({' '.join(str(err).split())[:160]})") \
+                from None
+        return StreamingModel(convs, rnn, weights, self.model_config, self.features)
 
     def open_stream(self):
         """A stream of this model, decoded as it goes by this transcriber's decoder."""
