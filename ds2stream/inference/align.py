@@ -78,3 +78,10 @@ def word_times(text: str, log_probs: np.ndarray, frame_seconds: float) -> list[W
                               round(float(last[position - 1] + 1) * frame_seconds, 3)))
             start = None
     return words
+
+
+def timed_words(text: str, log_probs: np.ndarray, frame_seconds: float, duration: float) -> list[dict]:
+    """``word_times`` as JSON objects, the times capped at the audio's ``duration``: the last output
+    frame can reach past the end of the audio (answers give the duration rounded to the ms)."""
+    return [{"word": w.word, "start": min(w.start, duration), "end": min(w.end, duration)}
+            for w in word_times(text, log_probs, frame_seconds)]

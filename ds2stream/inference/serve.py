@@ -34,7 +34,7 @@ import numpy as np
 from ..data.audio import AudioError, read_audio
 from ..errors import Ds2streamError
 from ..pipeline.buckets import round_up_frames
-from .align import word_times
+from .align import timed_words
 from .evaluate import network_log_probs
 from .transcribe import Transcriber
 
@@ -141,12 +141,9 @@ class Recognizer:
                     request.done.set_exception(err)
 
     def _answer(self, request: _Request, text: str, log_probs: np.ndarray) -> dict:
-        # The last output frame can reach past the audio's end: times stop there (at the duration
-        # as answered, rounded to the millisecond like the times).
         duration = round(request.duration, 3)
-        words = [{"word": w.word, "start": min(w.start, duration), "end": min(w.end, duration)}
-                 for w in word_times(text, log_probs, self.transcriber.frame_seconds)]
-        return {"text": text, "words": words, "duration": duration}
+        return {"text": text, "words": timed_words(text, log_probs, self.transcriber.frame_seconds, duration),
+                "duration": duration}
 
     def _forward(self, features: list[np.ndarray]) -> list[tuple[str, np.ndarray]]:
         frames = padded_frames(max(f.shape[1] for f in features))
@@ -288,8 +285,7 @@ async def recognise_stream(ws, recognizer: Recognizer, ticks: StreamTicks, limit
         await ticks.submit(stream, end=True)
         log_probs, text = stream.log_probs, stream.text
         duration = round(received / rate, 3)
-        words = [{"word": w.word, "start": min(w.start, duration), "end": min(w.end, duration)}
-                 for w in word_times(text, log_probs, transcriber.frame_seconds)]
+        words = timed_words(text, log_probs, transcriber.frame_seconds, duration)
         await ws.send_json({"text": text, "words": words, "duration": duration,
                             "latency": round(time.perf_counter() - ended, 3)})
         await ws.close()

@@ -3,7 +3,6 @@ features and the same decoders as ``ds2stream eval`` (``evaluate.network_log_pro
 ``decoding.make_decoder``). An exported model's sidecar may carry its decoder settings."""
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -127,7 +126,7 @@ class Transcriber:
         log-probabilities (decoded as they came), which equal the whole recording's."""
         import time
 
-        from .align import word_times
+        from .align import timed_words
 
         samples = resample(samples, rate, self.features.sample_rate)
         step = max(1, int(round(chunk_seconds * self.features.sample_rate)))
@@ -142,6 +141,6 @@ class Transcriber:
         audio_end = time.perf_counter()
         stream.end()
         log_probs, text = stream.log_probs, stream.text
-        yield {"text": text, "words": [dataclasses.asdict(w) for w in word_times(text, log_probs, self.frame_seconds)],
-               "duration": round(len(samples) / self.features.sample_rate, 3),
+        duration = round(len(samples) / self.features.sample_rate, 3)
+        yield {"text": text, "words": timed_words(text, log_probs, self.frame_seconds, duration), "duration": duration,
                "latency": round(time.perf_counter() - audio_end, 3)}
