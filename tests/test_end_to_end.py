@@ -236,6 +236,7 @@ def test_the_page_in_headless_chromium_transcribes_an_uploaded_file_and_the_micr
     recorded, rate = soundfile.read(io.BytesIO(sent), dtype="float32")
     assert rate >= 8000 and 1.5 < len(recorded) / rate < 10  # about the two seconds recorded
     assert abs(heard - len(recorded) / rate) < 0.01  # and the page shows the server's duration of it
-    assert np.sqrt(np.mean(recorded ** 2)) > 0.1 * np.sqrt(np.mean(samples ** 2))  # the recording, not silence
+    played = samples.astype(np.float64) / 32767  # int16 -> the float scale soundfile read the WAV in
+    assert np.sqrt(np.mean(recorded ** 2)) > 0.1 * np.sqrt(np.mean(played ** 2))  # the recording, not silence
     status, answer = post_audio(served_demo, sent, "audio/wav")
     assert status == 200 and shown == answer["text"], (shown, answer)
