@@ -20,7 +20,7 @@ import dataclasses
 
 import numpy as np
 
-from ..data.text import BLANK_INDEX, LABELS
+from ..data.text import LABELS
 from ..errors import ConfigError, DataError
 from ..features import INT16_SCALE, SLIDING_WINDOW, FeatureConfig, Normalize, sliding_mean_removed, spectrogram
 from ..model import ModelConfig
@@ -73,18 +73,16 @@ class FeatureStream:
         if received < self.config.min_samples:
             raise DataError(f"the stream has {received} samples; the features need at least "
                             f"{self.config.min_samples}")
-        return self._frames(int(self.config.num_frames(received)), final=True)
+        return self._frames(int(self.config.num_frames(received)))
 
-    def _frames(self, stop: int, final: bool = False) -> np.ndarray:
+    def _frames(self, stop: int) -> np.ndarray:
+        """Frames ``self._next`` up to ``stop`` (exclusive), then the samples they no longer need dropped."""
         hop = self.config.hop_length
         if stop <= self._next:
             return np.zeros((self.config.num_bins, 0), np.float32)
         # The kernel on the kept samples: its frame j is centred at self._start + j * hop.
         offset = self._start // hop
-        spect = spectrogram(self._samples, self._raw)
-        if not final:
-            spect = spect[:, :stop - offset]
-        raw = spect[:, self._next - offset: stop - offset]
+        raw = spectrogram(self._samples, self._raw)[:, self._next - offset: stop - offset]
         self._next = stop
         drop = max(0, self._next * hop - self._keep - self._start)
         self._samples, self._start = self._samples[drop:], self._start + drop
@@ -207,7 +205,7 @@ class StreamingModel:
         return cls(convs, rnn, {k: v for k, v in params.items() if k in HEAD_PARAMETERS}, model_config, features)
 
     def open(self, search=None) -> "Stream":
-        """A new stream; ``search``: a beam search in progress (``BeamSearch.start()``), else greedy."""
+        """A new stream; ``search``: a beam search to feed (``BeamSearch.start()``), else greedy."""
         return Stream(self, search)
 
 
@@ -232,8 +230,11 @@ class Stream:
     log-probabilities so far are :attr:`log_probs`, the text so far :attr:`text`."""
 
     def __init__(self, model: StreamingModel, search=None):
+        from .beam import BeamSearch
+
         config = model.config
-        self.model, self.search = model, search
+        # Greedy is the beam search's best path (width 1, no LM), fed as the frames come.
+        self.model, self.search = model, search or BeamSearch(beam_width=1).start()
         self.features = FeatureStream(model.features)
         shapes, bins, channels = [], config.num_bins, 1
         for layer in config.conv:
@@ -246,8 +247,6 @@ class Stream:
         self.c = np.zeros_like(self.h)
         self.pending = np.zeros((0, config.rnn_hidden), np.float32)  # RNN outputs awaiting their lookahead
         self._log_probs: list[np.ndarray] = []
-        self._tokens: list[int] = []
-        self._last = BLANK_INDEX
 
     def push(self, samples: np.ndarray) -> np.ndarray:
         """Run what these samples complete; the new output frames' log-probabilities (frames, classes)."""
@@ -263,11 +262,9 @@ class Stream:
 
     @property
     def text(self) -> str:
-        """The transcript of the frames so far: the beam search's best, or greedy (repeats merged,
-        blanks dropped); after :meth:`end`, what decoding the whole recording gives."""
-        if self.search is not None:
-            return self.search.result()
-        return "".join(LABELS[t] for t in self._tokens)
+        """The transcript of the frames so far (the search's best); after :meth:`end`, what decoding
+        the whole recording gives."""
+        return self.search.result()
 
     @property
     def partial(self) -> str:
@@ -289,13 +286,7 @@ class Stream:
         shifted = logits - logits.max(axis=1, keepdims=True)
         log_probs = (shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))).astype(np.float32)
         self._log_probs.append(log_probs)
-        if self.search is not None:
-            self.search.advance(log_probs)
-            return log_probs
-        for token in log_probs.argmax(axis=1):
-            if token != self._last and token != BLANK_INDEX:
-                self._tokens.append(int(token))
-            self._last = int(token)
+        self.search.advance(log_probs)
         return log_probs
 
 
