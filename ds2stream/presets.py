@@ -54,6 +54,12 @@ MEL_SLIDING = dataclasses.replace(MEL_PER_BIN, normalize=Normalize.SLIDING)
 
 _IMPROVED = {"activation": Activation.HARDTANH, "mask_padding": True, "rnn_batch_norm": True}
 
+_LEAN_MODEL = ModelConfig(
+    conv=(dataclasses.replace(ZOO_CONV[0], channels=16), ConvLayer(16, (21, 11), (2, 2), (10, 5))),
+    rnn_layers=3, rnn_hidden=256, **_IMPROVED)
+_LEAN_TRAIN = TrainConfig(epochs=4, learning_rate=8e-4, warmup_steps=100, lr_decay_per_epoch=0.8, max_frames=8000,
+                          checkpoint_every=100, augment=STANDARD_AUGMENT, best_by="cer", features=MEL_PER_BIN)
+
 PRESETS = {
     "zoo": Preset("zoo", ModelConfig(), TrainConfig(learning_rate=3e-4, max_frames=10000)),
     "small": Preset("small", ModelConfig(rnn_layers=3, rnn_hidden=512, **_IMPROVED),
@@ -62,16 +68,9 @@ PRESETS = {
         conv=(ZOO_CONV[0], ConvLayer(32, (21, 11), (2, 2), (10, 5))),
         rnn_layers=3, rnn_hidden=512, **_IMPROVED),
         TrainConfig(learning_rate=5e-4, max_frames=20000, augment=STANDARD_AUGMENT)),
-    "lean": Preset("lean", ModelConfig(
-        conv=(dataclasses.replace(ZOO_CONV[0], channels=16), ConvLayer(16, (21, 11), (2, 2), (10, 5))),
-        rnn_layers=3, rnn_hidden=256, **_IMPROVED),
-        TrainConfig(epochs=4, learning_rate=8e-4, warmup_steps=100, lr_decay_per_epoch=0.8, max_frames=8000,
-                    checkpoint_every=100, augment=STANDARD_AUGMENT, best_by="cer", features=MEL_PER_BIN)),
-    "stream": Preset("stream", ModelConfig(
-        conv=(dataclasses.replace(ZOO_CONV[0], channels=16), ConvLayer(16, (21, 11), (2, 2), (10, 5))),
-        rnn_layers=3, rnn_hidden=384, bidirectional=False, lookahead=3, **_IMPROVED),
-        TrainConfig(epochs=4, learning_rate=8e-4, warmup_steps=100, lr_decay_per_epoch=0.8, max_frames=8000,
-                    checkpoint_every=100, augment=STANDARD_AUGMENT, best_by="cer", features=MEL_SLIDING)),
+    "lean": Preset("lean", _LEAN_MODEL, _LEAN_TRAIN),
+    "stream": Preset("stream", dataclasses.replace(_LEAN_MODEL, rnn_hidden=384, bidirectional=False, lookahead=3),
+                     dataclasses.replace(_LEAN_TRAIN, features=MEL_SLIDING)),
     "tiny": Preset("tiny", ModelConfig(
         conv=(dataclasses.replace(ZOO_CONV[0], channels=8), ConvLayer(8, (21, 11), (2, 2), (10, 5))),
         rnn_layers=2, rnn_hidden=160, **_IMPROVED),
