@@ -283,11 +283,7 @@ async def recognise_stream(ws, recognizer: Recognizer, ticks: StreamTicks, limit
             raise StreamRefused(CLOSE_PROTOCOL, f"the stream ended after {received} samples, less than one window")
         ended = time.perf_counter()
         await ticks.submit(stream, end=True)
-        log_probs, text = stream.log_probs, stream.text
-        duration = round(received / rate, 3)
-        words = timed_words(text, log_probs, transcriber.frame_seconds, duration)
-        await ws.send_json({"text": text, "words": words, "duration": duration,
-                            "latency": round(time.perf_counter() - ended, 3)})
+        await ws.send_json(transcriber.stream_result(stream, received, ended))
         await ws.close()
         return True
 

@@ -121,12 +121,10 @@ class Transcriber:
     def stream_samples(self, samples: np.ndarray, rate: int, chunk_seconds: float = 0.16,
                        realtime: bool = False):
         """Feed ``samples`` chunk by chunk to a forward-only model, at real time or as fast as it
-        goes; yields ``{"partial": text, "at": seconds of audio}`` each time the greedy text changes,
-        then ``{"text", "words", "duration", "latency"}``: this transcriber's decoder over all the
-        log-probabilities (decoded as they came), which equal the whole recording's."""
+        goes; yields ``{"partial": text, "at": seconds of audio}`` each time the text so far changes,
+        then :meth:`stream_result`: this transcriber's decoder over all the log-probabilities
+        (decoded as they came), which equal the whole recording's."""
         import time
-
-        from .align import timed_words
 
         samples = resample(samples, rate, self.features.sample_rate)
         step = max(1, int(round(chunk_seconds * self.features.sample_rate)))
@@ -140,7 +138,15 @@ class Transcriber:
                 yield {"partial": shown, "at": round(min(at + step, len(samples)) / self.features.sample_rate, 3)}
         audio_end = time.perf_counter()
         stream.end()
-        log_probs, text = stream.log_probs, stream.text
-        duration = round(len(samples) / self.features.sample_rate, 3)
-        yield {"text": text, "words": timed_words(text, log_probs, self.frame_seconds, duration), "duration": duration,
-               "latency": round(time.perf_counter() - audio_end, 3)}
+        yield self.stream_result(stream, len(samples), audio_end)
+
+    def stream_result(self, stream, samples: int, audio_end: float) -> dict:
+        """The final message of an ended stream of ``samples`` samples: its text, word times,
+        duration, and the seconds since ``audio_end`` (``time.perf_counter()`` at the end of its audio)."""
+        import time
+
+        from .align import timed_words
+
+        duration = round(samples / self.features.sample_rate, 3)
+        return {"text": stream.text, "words": timed_words(stream.text, stream.log_probs, self.frame_seconds, duration),
+                "duration": duration, "latency": round(time.perf_counter() - audio_end, 3)}
