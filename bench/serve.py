@@ -14,7 +14,6 @@ memory (RSS, sampled every 0.2 s) — a server past its capacity refuses, it doe
 import argparse
 import asyncio
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -48,24 +47,11 @@ async def load(url: str, bodies: list[bytes], clients: int, requests: int) -> tu
     return latencies, audio, failed
 
 
-def server_rss_mb() -> float:
-    """RSS of this process's child (the server ``served`` started), from /proc."""
-    for entry in Path("/proc").iterdir():
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            if entry.name.isdigit() and int(fields[1]) == os.getpid():
-                for line in (entry / "status").read_text().splitlines():
-                    if line.startswith("VmRSS:"):
-                        return int(line.split()[1]) / 1024
-        except (OSError, IndexError, ValueError):
-            continue
-    raise RuntimeError("the server process was not found")
-
-
 async def open_loop(url: str, bodies: list[bytes], rate: float, seconds: float, seed: int) -> dict:
     """Requests at Poisson arrival times of ``rate`` per second for ``seconds``, each on its own
     (nobody waits for an answer before sending the next); what came back, and the server's RSS."""
     import aiohttp
+    from support.servers import served_stats
 
     rng = np.random.default_rng(seed)
     latencies, statuses, rss, errors = [], [], [], []
@@ -87,7 +73,7 @@ async def open_loop(url: str, bodies: list[bytes], rate: float, seconds: float, 
 
     async def sample_memory(stop):
         while not stop.is_set():
-            rss.append(server_rss_mb())
+            rss.append(served_stats()["rss_mb"])
             await asyncio.sleep(0.2)
 
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:

@@ -14,7 +14,6 @@ other from the shard set (unseen voices: the test split).
 import argparse
 import asyncio
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -24,19 +23,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the test harness, tests/support
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from presets import cpu_summary  # noqa: E402
-
-
-def server_cpu_seconds() -> float:
-    """User + system CPU seconds of this process's child (the server ``served`` started)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    for entry in Path("/proc").iterdir():
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            if entry.name.isdigit() and int(fields[1]) == os.getpid():
-                return (int(fields[11]) + int(fields[12])) / tick
-        except (OSError, IndexError, ValueError):
-            continue
-    raise RuntimeError("the server process was not found")
 
 
 async def client(url: str, recordings: list[np.ndarray], chunk: int, rate: int) -> list[dict]:
@@ -98,7 +84,7 @@ def main():
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
-    from support.servers import served
+    from support.servers import served, served_stats
 
     from ds2stream.pipeline import ShardSet
 
@@ -115,13 +101,13 @@ def main():
         for count in args.clients:
             plays = [[recordings[(c * args.rounds + r) % len(recordings)] for r in range(args.rounds)]
                      for c in range(count)]
-            cpu_before, started = server_cpu_seconds(), time.perf_counter()
+            cpu_before, started = served_stats()["cpu_seconds"], time.perf_counter()
 
             async def everyone():
                 return await asyncio.gather(*(client(url, p, chunk, rate) for p in plays))
 
             results = [r for per_client in asyncio.run(everyone()) for r in per_client]
-            wall, cpu = time.perf_counter() - started, server_cpu_seconds() - cpu_before
+            wall, cpu = time.perf_counter() - started, served_stats()["cpu_seconds"] - cpu_before
             audio = sum(r["seconds"] for r in results)
             run = {"clients": count, "streams": len(results), "audio_seconds": round(audio, 1),
                    "wall_seconds": round(wall, 1), "server_cpu_per_audio_second": round(cpu / audio, 3),

@@ -8,6 +8,24 @@ from pathlib import Path
 from .machines import free_port
 
 
+def served_stats() -> dict:
+    """RSS (MB) and CPU seconds (user + system) of the server ``served`` started in this process
+    (its one child), read from /proc: what the benches watch while they load it."""
+    import os
+
+    for entry in Path("/proc").iterdir():
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if entry.name.isdigit() and int(fields[1]) == os.getpid():
+                rss = next(int(line.split()[1]) for line in (entry / "status").read_text().splitlines()
+                           if line.startswith("VmRSS:"))
+                cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+                return {"rss_mb": rss / 1024, "cpu_seconds": cpu}
+        except (OSError, IndexError, ValueError, StopIteration):
+            continue
+    raise RuntimeError("the server process was not found")
+
+
 @contextlib.contextmanager
 def served(model: Path, *args, timeout: float = 120.0):
     """``ds2stream serve --model MODEL ARGS`` in its own process on a free loopback port, as a user
