@@ -13,22 +13,35 @@ whether a model can learn at all and how fast it gets there, not its LibriSpeech
 import argparse
 import json
 import tempfile
-import time
 from pathlib import Path
 
-from ds2stream.demo import run_demo
+import harness
+
 from ds2stream.presets import PRESETS
-from ds2stream.training.metrics import EpochEnd, read_records
 
 
 def demo_scores(label: str, preset: str, train_config, epochs: int | None = None) -> dict:
-    """Train ``preset``'s model with ``train_config`` on the bundled sample (run_demo) and score it."""
+    """Train ``preset``'s model with ``train_config`` on the bundled sample (run_demo) and score it,
+    in a process of its own (its peak memory measured)."""
+    scores = harness.call(__file__, "train_and_score", {"label": label, "preset": preset, "epochs": epochs,
+                                                         "train_config": train_config.to_dict()})
+    print(json.dumps({label: scores}), flush=True)
+    return scores
+
+
+def train_and_score(spec: dict) -> dict:
+    """In the child: demo_scores's work."""
+    from ds2stream.demo import run_demo
+    from ds2stream.training.config import TrainConfig
+    from ds2stream.training.metrics import EpochEnd, read_records
+
+    label = spec["label"]
     with tempfile.TemporaryDirectory() as work:
-        started = time.perf_counter()
-        result = run_demo(Path(work) / label, preset=preset, epochs=epochs, train_config=train_config,
+        result = run_demo(Path(work) / label, preset=spec["preset"], epochs=spec["epochs"],
+                          train_config=TrainConfig.from_dict(spec["train_config"]),
                           progress=False, log=lambda line: print(f"[{label}] {line}", flush=True))
         epochs_done = [r for r in read_records(result.run_dir) if isinstance(r, EpochEnd)]
-        scores = {
+        return {
             "test_wer": result.report.wer, "test_cer": result.report.cer,
             "checkpoint": result.checkpoint.name,
             "best_dev_wer": min(r.dev_wer for r in epochs_done),
@@ -36,21 +49,18 @@ def demo_scores(label: str, preset: str, train_config, epochs: int | None = None
             "train_seconds": result.stage_seconds["train"],
             "train_audio_seconds_per_second": sum(r.audio_seconds for r in epochs_done)
             / sum(r.seconds for r in epochs_done),
-            "total_seconds": time.perf_counter() - started,
         }
-    print(json.dumps({label: scores}), flush=True)
-    return scores
 
 
 def write_table(results: dict, heading: str, out: Path | None) -> None:
     """Save ``results`` (label -> demo_scores) as JSON and print them as a table."""
     if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(results, indent=1))
-    print(f"\n{heading:13s} {'test WER':>9s} {'test CER':>9s} {'best dev WER':>13s} {'train s':>8s} {'audio-s/s':>10s}")
+        harness.save(out, {"results": results})
+    print(f"\n{heading:13s} {'test WER':>9s} {'test CER':>9s} {'best dev WER':>13s} {'train s':>8s} {'audio-s/s':>10s}"
+          f" {'peak RSS':>9s}")
     for label, r in results.items():
         print(f"{label:13s} {r['test_wer']:9.2%} {r['test_cer']:9.2%} {r['best_dev_wer']:13.2%} "
-              f"{r['train_seconds']:8.0f} {r['train_audio_seconds_per_second']:10.1f}")
+              f"{r['train_seconds']:8.0f} {r['train_audio_seconds_per_second']:10.1f} {r['peak_rss_mb'] / 1e3:7.1f} GB")
 
 
 def main():

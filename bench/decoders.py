@@ -10,9 +10,10 @@ audio hour, real-time factor, and decoding's share of an eval (network + decodin
 """
 import argparse
 import dataclasses
-import json
 import time
 from pathlib import Path
+
+import harness
 
 
 def main():
@@ -71,11 +72,9 @@ def main():
             report(f"pyctcdecode {width}, no LM", dataclasses.replace(
                 result, decode_seconds=time.perf_counter() - started))
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"checkpoint": str(args.model), "shards": str(args.shards),
-                                        "lm": str(args.lm), "tuned": tuned.to_dict(),
-                                        "network_seconds": outputs.seconds, "audio_hours": audio_hours,
-                                        "rows": rows}, indent=1))
+        harness.save(args.out, {"checkpoint": str(args.model), "shards": str(args.shards), "lm": str(args.lm),
+                                "tuned": tuned.to_dict(), "network_seconds": outputs.seconds,
+                                "audio_hours": audio_hours, "rows": rows})
 
 
 if __name__ == "__main__":

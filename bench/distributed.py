@@ -27,12 +27,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import harness
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the test harness, tests/support
@@ -126,12 +126,13 @@ def make_shards(work: Path) -> Path:
 
 
 def run(command: list, result: Path, log_dir: Path | None = None) -> dict:
-    started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True)
+    """A worker (or msrun and its ranks) in processes of their own: rank 0's result, the wall
+    seconds and the peak memory of the whole tree (harness.run)."""
+    done = harness.run(command, check=False)
     if done.returncode != 0:
         logs = "".join(p.read_text()[-3000:] for p in sorted(log_dir.glob("*.log"))) if log_dir else ""
         sys.exit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}\n{logs}")
-    return {**json.loads(result.read_text()), "wall_seconds": time.perf_counter() - started}
+    return {**json.loads(result.read_text()), "wall_seconds": done.seconds, "peak_rss_mb": round(done.peak_rss_mb, 1)}
 
 
 def all_reduce_between_machines(work: Path, gbit: float, repeats: int) -> dict:
@@ -223,8 +224,7 @@ def main():
             "step_seconds": one["step_median"], "audio_seconds_per_step": one["audio_seconds_per_step"],
             "two_machine_all_reduce_seconds": two_machine_seconds,
             "machines": project(one["step_median"], one["audio_seconds_per_step"], two_machine_seconds)}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=1))
+    harness.save(args.out, results)
     print_table(results)
 
 

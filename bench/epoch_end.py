@@ -1,15 +1,16 @@
 """The epoch-end anomaly: is an epoch-end checkpoint worse because of its BatchNorm running statistics
 (moved last by the epoch's partial batches, which come last, in bucket order)? Evaluates a checkpoint as saved,
 then after re-estimating BatchNorm's running statistics on random full training batches (forward passes in
-train mode, no weight updated). Prints one JSON line.
+train mode, no weight updated). Prints one JSON line, and writes it with the machine to OUT.
 
-    python bench/epoch_end.py CHECKPOINT TRAIN_SHARDS TEST_SHARDS [BATCHES]
+    python bench/epoch_end.py CHECKPOINT TRAIN_SHARDS TEST_SHARDS [BATCHES] [OUT]
 """
 import dataclasses
 import json
 import sys
 from pathlib import Path
 
+import harness
 import numpy as np
 from mindspore import Tensor
 
@@ -46,6 +47,9 @@ for step in steps:
 network.set_train(False)
 moved = max(float(np.abs(p.asnumpy() - stats_before[p.name]).max()) for p in running_statistics(network))
 after = evaluate(network, test)
-print(json.dumps({"checkpoint": str(checkpoint), "cer_saved": before.cer, "wer_saved": before.wer,
-                  "cer_bn_reestimated": after.cer, "wer_bn_reestimated": after.wer, "bn_moved": moved,
-                  "batches": int(len(steps))}))
+result = {"checkpoint": str(checkpoint), "cer_saved": before.cer, "wer_saved": before.wer,
+          "cer_bn_reestimated": after.cer, "wer_bn_reestimated": after.wer, "bn_moved": moved,
+          "batches": int(len(steps))}
+print(json.dumps(result))
+if len(sys.argv) > 5:
+    harness.save(sys.argv[5], result)

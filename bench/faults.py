@@ -27,6 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import harness
 import numpy as np
 
 from ds2stream.checkpoint import read_checkpoint
@@ -181,9 +182,7 @@ def main():
     for row in rows:
         print("  ".join(f"{k}={v}" for k, v in row.items()))
     print(f"total {time.perf_counter() - started:.0f} s")
-    out = Path(__file__).resolve().parent / "out"
-    out.mkdir(exist_ok=True)
-    (out / "faults.json").write_text(json.dumps({"args": vars(args), "rows": rows}, indent=1))
+    harness.save(Path(__file__).resolve().parent / "out" / "faults.json", {"args": vars(args), "rows": rows})
 
 
 if __name__ == "__main__":

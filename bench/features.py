@@ -18,7 +18,9 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA
 
 import argparse  # noqa: E402
 import time  # noqa: E402
+from pathlib import Path  # noqa: E402
 
+import harness  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ds2stream.data import SAMPLE_DIR  # noqa: E402
@@ -70,6 +72,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--minutes", type=float, default=6.0, help="audio per repeat")
     parser.add_argument("--repeats", type=int, default=3, help="the best of this many runs counts")
+    parser.add_argument("--out", type=Path, default=Path("bench/out/features.json"))
     args = parser.parse_args()
 
     config = FeatureConfig()
@@ -91,6 +94,8 @@ def main():
     kernel = results["(a) native kernel"]
     print(f"kernel vs numpy reference: {results['(b) numpy reference'] / kernel:.1f}x faster")
     print(f"kernel vs zoo (librosa):   {results['(c) zoo: librosa stft+magphase'] / kernel:.1f}x faster")
+    harness.save(args.out, {"utterances": len(utterances), "minutes": args.minutes, "repeats": args.repeats,
+                            "cpu_seconds_per_audio_hour": results})
 
 
 if __name__ == "__main__":

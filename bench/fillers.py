@@ -4,18 +4,17 @@ trained once per filler rule, dev WER per epoch and the test WER/CER of the best
 Filler rows (mask 0) complete a bucket's last batch so that it keeps the bucket's shape. The loss
 ignores them, BatchNorm does not: in training it normalises the batch by its own statistics and
 moves its running statistics toward them. Rules compared (each selected by replacing
-``BatchSampler._fillers`` in this process, the one place that draws fillers):
+``BatchSampler._fillers``, the one place that draws fillers, in the child process that trains):
   bucket  -- other utterances of the bucket, drawn at random (ds2stream's rule);
   copies  -- one utterance of the bucket repeated (the rule before: copies of one row).
 
     python bench/fillers.py [--rules bucket copies] [--epochs 35]
 """
 import argparse
-import json
 import tempfile
-import time
 from pathlib import Path
 
+import harness
 import numpy as np
 
 from ds2stream.demo import run_demo
@@ -32,6 +31,17 @@ def copies_of_one_row(self, in_bucket, lengths, frames, count, rng):
 RULES = {"bucket": BUCKET_RULE, "copies": copies_of_one_row}
 
 
+def train_with_rule(spec: dict) -> dict:
+    """In a child process of its own (harness.call): the demo with this filler rule."""
+    BatchSampler._fillers = RULES[spec["rule"]]
+    with tempfile.TemporaryDirectory(prefix="ds2stream-bench-fillers-") as work:
+        result = run_demo(Path(work) / "demo", epochs=spec["epochs"], progress=False, log=lambda *_: None)
+        dev = [r.dev_wer for r in read_records(result.run_dir) if isinstance(r, EpochEnd)]
+    return {"rule": spec["rule"], "test_wer": result.report.wer, "test_cer": result.report.cer,
+            "best_dev_wer": min(dev), "mean_dev_wer_last_8_epochs": float(np.mean(dev[-8:])),
+            "dev_wer_per_epoch": dev}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rules", nargs="+", choices=sorted(RULES), default=sorted(RULES))
@@ -39,19 +49,11 @@ def main():
     args = parser.parse_args()
     results = []
     for rule in args.rules:
-        BatchSampler._fillers = RULES[rule]
-        started = time.perf_counter()
-        with tempfile.TemporaryDirectory(prefix="ds2stream-bench-fillers-") as work:
-            result = run_demo(Path(work) / "demo", epochs=args.epochs, progress=False, log=lambda *_: None)
-            dev = [r.dev_wer for r in read_records(result.run_dir) if isinstance(r, EpochEnd)]
-        results.append({"rule": rule, "test_wer": result.report.wer, "test_cer": result.report.cer,
-                        "best_dev_wer": min(dev), "mean_dev_wer_last_8_epochs": float(np.mean(dev[-8:])),
-                        "dev_wer_per_epoch": dev, "seconds": time.perf_counter() - started})
-        print(f"{rule:8s} test WER {result.report.wer:.2%} CER {result.report.cer:.2%}  best dev WER {min(dev):.2%}"
-              f"  mean dev WER of the last 8 epochs {np.mean(dev[-8:]):.2%}  ({results[-1]['seconds']:.0f} s)")
-    out = Path(__file__).resolve().parent / "out"
-    out.mkdir(exist_ok=True)
-    (out / "fillers.json").write_text(json.dumps(results, indent=1))
+        results.append(harness.call(__file__, "train_with_rule", {"rule": rule, "epochs": args.epochs}))
+        r = results[-1]
+        print(f"{rule:8s} test WER {r['test_wer']:.2%} CER {r['test_cer']:.2%}  best dev WER {r['best_dev_wer']:.2%}"
+              f"  mean dev WER of the last 8 epochs {r['mean_dev_wer_last_8_epochs']:.2%}  ({r['seconds']:.0f} s)")
+    harness.save(Path(__file__).resolve().parent / "out" / "fillers.json", {"rules": results})
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import harness
 import numpy as np
 
 from ds2stream.data import SAMPLE_DIR
@@ -72,6 +73,8 @@ def padding_table():
     print(f"{'mode':32s} {'padding':>8s} {'shapes':>7s} {'left out':>9s}")
     for name, ratio, shapes, dropped in rows:
         print(f"{name:32s} {ratio:8.1%} {shapes:7d} {dropped:9d}")
+    return [{"mode": name, "padding_ratio": ratio, "shapes": shapes, "left_out": dropped}
+            for name, ratio, shapes, dropped in rows]
 
 
 def small_step_consumption(shard_set: ShardSet, steps: int = 3) -> float:
@@ -102,7 +105,7 @@ def small_step_consumption(shard_set: ShardSet, steps: int = 3) -> float:
     return audio / seconds
 
 
-def throughput(hours: float):
+def throughput(hours: float) -> dict:
     work = Path(tempfile.mkdtemp(prefix="ds2stream-bench-loader-"))
     try:
         corpus = synthetic_librispeech(SAMPLE_DIR / "train", work / "src", hours)
@@ -121,6 +124,7 @@ def throughput(hours: float):
                 ("noise (all)", dataclasses.replace(AugmentConfig(), noise_prob=1.0, snr_db=standard.snr_db), 1),
                 ("SpecAugment", switch(AugmentConfig(), spec_augment=True), 1),
                 ("all", standard, 1), ("all", standard, 2)]
+        measured = []
         for epoch, (name, augment, workers) in enumerate(rows):
             fc = shard_set.feature_config
             sampler = BatchSampler(shard_set.frames, shard_set.num_chars, shard_set.shard, max_frames=8 * 1250,
@@ -135,6 +139,10 @@ def throughput(hours: float):
             rate = audio_seconds / seconds
             print(f"{name:14s} {workers:7d} {len(shard_set) / seconds:8.0f} {rate / 3600:10.3f} "
                   f"{rate / small:12.0f}x {rate / ZOO_STEP_AUDIO_SECONDS_PER_SECOND:10.0f}x")
+            measured.append({"augmentation": name, "workers": workers, "utterances_per_s": len(shard_set) / seconds,
+                             "audio_hours_per_s": rate / 3600})
+        return {"utterances": len(shard_set), "hours": audio_seconds / 3600,
+                "small_step_audio_s_per_s": small, "rows": measured}
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -142,9 +150,9 @@ def throughput(hours: float):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--hours", type=float, default=0.5, help="audio in the throughput shard set")
+    parser.add_argument("--out", type=Path, default=Path("bench/out/loader.json"))
     args = parser.parse_args()
-    padding_table()
-    throughput(args.hours)
+    harness.save(args.out, {"padding": padding_table(), "throughput": throughput(args.hours)})
 
 
 if __name__ == "__main__":

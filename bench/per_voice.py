@@ -10,6 +10,8 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
+import harness
+
 from ds2stream.inference.evaluate import cer, wer
 
 
@@ -38,7 +40,7 @@ def main():
             print(f"  {speaker} {voices.get(speaker, ''):28s} {figures['utterances']:4d} utt  "
                   f"CER {100 * figures['cer']:5.1f} %  WER {100 * figures['wer']:5.1f} %")
     if args.out:
-        args.out.write_text(json.dumps({"voices": voices, "reports": result}, indent=1))
+        harness.save(args.out, {"voices": voices, "reports": result})
 
 
 if __name__ == "__main__":

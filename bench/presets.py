@@ -17,12 +17,9 @@ the plot from that file.
 """
 import argparse
 import json
-import os
-import platform
-import subprocess
-import sys
 from pathlib import Path
 
+import harness
 from time_to_accuracy import THRESHOLDS, evaluate_run, minutes_to_reach, training_seconds
 
 from ds2stream.pipeline.augment import STANDARD_AUGMENT
@@ -48,19 +45,8 @@ RECIPES = {
 }
 
 
-def cpu_summary() -> str:
-    """The CPU every figure is from: model name, cores, and the vector extensions that matter here."""
-    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
-    fields = {k.strip(): v.strip() for k, v in fields.items()}
-    flags = set(fields.get("flags", "").split())
-    vector = [f for f in ("avx2", "avx512f", "avx512_vnni", "amx_tile") if f in flags]
-    return (f"{fields.get('model name', platform.processor())} (family {fields.get('cpu family', '?')} model "
-            f"{fields.get('model', '?')}), {os.cpu_count()} cores, {' '.join(vector)}")
-
-
 def train_one(spec: dict) -> None:
-    """In the child process: one preset's run for its budget."""
+    """In a child process of its own (harness.call): one preset's run for its budget."""
     from ds2stream.runtime import quiet_framework_logs
     from ds2stream.training.trainer import run_training
 
@@ -96,13 +82,7 @@ def run_preset(args, preset: str) -> dict:
     peak = None
     if minutes > 0:
         print(f"{preset}: {minutes:.1f} min of training into {run_dir} (log: {log_path})", flush=True)
-        with open(log_path, "a") as log:
-            child = subprocess.Popen([sys.executable, __file__, "--train-one", json.dumps(spec)],
-                                     stdout=log, stderr=subprocess.STDOUT)
-            _, status, usage = os.wait4(child.pid, 0)
-        if os.waitstatus_to_exitcode(status) != 0:
-            raise SystemExit(f"{preset}: training failed, see {log_path}")
-        peak = usage.ru_maxrss / 2**20
+        peak = harness.call(__file__, "train_one", spec, log=log_path)["peak_rss_mb"] / 1e3
     else:
         print(f"{preset}: {run_dir} already trained for {trained:.1f} min; evaluating it", flush=True)
     points = evaluate_run(run_dir, args.test)
@@ -157,7 +137,6 @@ def pairs(text: str) -> tuple[str, str]:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--train-one", help=argparse.SUPPRESS)
     parser.add_argument("--train", type=Path)
     parser.add_argument("--dev", type=Path)
     parser.add_argument("--test", type=Path, help="held-out voices")
@@ -171,8 +150,6 @@ def main():
     parser.add_argument("--report", type=Path, metavar="JSON", help="print the table (and --plot) of a result file")
     parser.add_argument("--plot", type=Path)
     args = parser.parse_args()
-    if args.train_one:
-        return train_one(json.loads(args.train_one))
     if args.report:
         return report(json.loads(args.report.read_text())["presets"], args.plot)
     if not (args.train and args.dev and args.test):
@@ -188,9 +165,7 @@ def main():
             print(f"{preset}: already in {args.out}, skipped")
             continue
         results[preset] = run_preset(args, preset)
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"cpu": cpu_summary(), "machine": platform.node(), "test": str(args.test),
-                                        "presets": results}, indent=1))
+        harness.save(args.out, {"test": str(args.test), "presets": results})
     report(results, args.plot)
 
 

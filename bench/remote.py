@@ -3,9 +3,9 @@ memory at two archive sizes, and utterances lost or duplicated over many injecte
 
 The archive is LibriSpeech-shaped real speech (the bundled digits joined to train-clean-100's
 lengths), repeated under new speaker ids up to --gigabytes; the URL is served on loopback by the
-tests' archive server (a Python thread in this process). Each `shard` runs as its own process;
-its peak memory is the largest sum of RSS over it and its workers, sampled every 0.1 s (shared
-pages are counted once per process: an upper bound).
+tests' archive server (a Python thread in this process). Each `shard` runs as its own process
+(harness.run: its peak memory is the largest sum of RSS over it and its workers, sampled every
+0.1 s; shared pages are counted once per process: an upper bound).
 
     python bench/remote.py [--gigabytes 2] [--faults 24] [--out bench/out/remote.json]
 """
@@ -14,19 +14,16 @@ import hashlib
 import io
 import json
 import random
-import subprocess
 import sys
 import tarfile
 import tempfile
-import time
 from pathlib import Path
 
-import psutil
 import pyarrow.ipc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the test harness, tests/support
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from presets import cpu_summary  # noqa: E402
+import harness  # noqa: E402
 from support.archive_server import ArchiveServer, Behaviour  # noqa: E402
 
 from ds2stream.data import SAMPLE_DIR  # noqa: E402
@@ -57,24 +54,12 @@ def build_archive(path: Path, gigabytes: float, work: Path) -> dict:
 
 
 def run_shard(source: str, out: Path, jobs: int, *extra: str) -> dict:
-    command = [sys.executable, "-m", "ds2stream.cli", "shard", source, "--out", str(out), "--jobs", str(jobs), *extra]
-    start = time.perf_counter()
-    process = psutil.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    peak = 0
-    while process.poll() is None:
-        try:
-            tree = [process, *process.children(recursive=True)]
-            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
-        except psutil.Error:
-            pass
-        time.sleep(0.1)
-    seconds = time.perf_counter() - start
-    stdout, stderr = process.communicate()
-    if process.returncode:
-        raise SystemExit(f"{' '.join(command)} failed:\n{stderr[-2000:]}")
+    child = harness.run([sys.executable, "-m", "ds2stream.cli", "shard", source, "--out", str(out), "--jobs", str(jobs),
+                         *extra])
     summary = json.loads((out / "index.json").read_text())
-    return {"seconds": round(seconds, 2), "peak_rss_mb": round(peak / 1e6, 1), "utterances": summary["utterances"],
-            "hours": round(summary["hours"], 3), "retry_lines": (stdout + stderr).count("retry ")}
+    return {"seconds": round(child.seconds, 2), "peak_rss_mb": round(child.peak_rss_mb, 1),
+            "utterances": summary["utterances"], "hours": round(summary["hours"], 3),
+            "retry_lines": (child.stdout + child.stderr).count("retry ")}
 
 
 def shard_bytes(out: Path) -> dict[str, str]:
@@ -88,7 +73,7 @@ def main():
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("bench/out/remote.json"))
     args = parser.parse_args()
-    report = {"cpu": cpu_summary(), "jobs": args.jobs, "runs": []}
+    report = {"jobs": args.jobs, "runs": []}
     with tempfile.TemporaryDirectory(dir=Path.cwd()) as tmp:
         tmp = Path(tmp)
         archives = {"small": tmp / "small.tar.gz", "large": tmp / "large.tar.gz"}
@@ -130,8 +115,7 @@ def main():
     by = {(r["archive"], r["way"]): r for r in report["runs"]}
     report["url_speed_vs_file"] = {size: round(by[(size, "file")]["seconds"] / by[(size, "url")]["seconds"], 3)
                                    for size in ("small", "large")}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1))
+    harness.save(args.out, report)
     print(json.dumps(report["url_speed_vs_file"]))
 
 

@@ -13,11 +13,11 @@ memory (RSS, sampled every 0.2 s) — a server past its capacity refuses, it doe
 """
 import argparse
 import asyncio
-import json
 import sys
 import time
 from pathlib import Path
 
+import harness
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the test harness, tests/support
@@ -145,13 +145,13 @@ def main():
                   f"{level['rss_mb_max']:.0f} MB{'; ' + ', '.join(level['errors']) if level['errors'] else ''}",
                   flush=True)
     if args.out:
-        args.out.write_text(json.dumps({
+        harness.save(args.out, {
             "model": str(args.model), "shards": str(args.shards), "recordings": len(bodies),
             "mean_seconds": float(np.mean(audio)), "closed_loop": {
                 "clients": args.clients, "requests": args.requests, "requests_per_s": capacity,
                 "audio_s_per_s": sum(audio) / wall, "latency_p50_s": float(np.percentile(latencies, 50)),
                 "latency_p95_s": float(np.percentile(latencies, 95)), "failed": failed},
-            "open_loop_seconds": args.seconds, "open_loop": levels}, indent=1))
+            "open_loop_seconds": args.seconds, "open_loop": levels})
 
 
 if __name__ == "__main__":

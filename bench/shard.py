@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import harness
+
 from ds2stream.data import SAMPLE_DIR
 from ds2stream.data.shards import ShardOptions, write_shard_set
 from ds2stream.data.zoo import prepare_zoo_manifest
@@ -47,6 +49,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--hours", type=float, default=2.0)
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=Path("bench/out/shard.json"))
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="ds2stream-bench-shard-"))
     try:
@@ -73,6 +76,8 @@ def main():
         seed = results[-1]["x_real_time"]
         for r in results[:-1]:
             print(f"{r['way']:40s} {r['x_real_time'] / seed:6.1f}x the seed's route")
+        harness.save(args.out, {"utterances": summary["utterances"], "hours": hours, "jobs": args.jobs,
+                                "source_flac_mb": disk_mb(corpus), "ways": results})
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -17,6 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import harness
 import numpy as np
 
 from ds2stream.data import SAMPLE_DIR
@@ -66,6 +67,7 @@ def read_with_datasets(shard_dir: Path, order: np.ndarray) -> tuple[float, float
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--hours", type=float, default=1.0)
+    parser.add_argument("--out", type=Path, default=Path("bench/out/shard_read.json"))
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="ds2stream-bench-read-"))
     try:
@@ -98,6 +100,9 @@ def main():
         hours = summary["hours"]
         print(f"shard from parquet: {hours * 3600 / from_parquet:.0f}x real time; "
               f"from the folder: {hours * 3600 / from_folder:.0f}x (2 jobs)")
+        harness.save(args.out, {"utterances": summary["utterances"], "hours": hours, "random_rows_per_s": rates,
+                                "shard_x_real_time": {"parquet": hours * 3600 / from_parquet,
+                                                      "folder": hours * 3600 / from_folder}})
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -34,15 +34,11 @@ real speech with train-clean-100's lengths (speed does not depend on content).
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import resource
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+import harness
 import numpy as np
 
 from ds2stream.pipeline import ZOO_EVAL_FRAMES
@@ -77,10 +73,6 @@ def forward_flops(config, rows: int, frames: int) -> float:
 
 
 # ---------------------------------------------------------------- worker: one configuration
-
-def peak_memory_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
 
 def summarise(step_seconds, data_seconds, real_frames, padded_frames, flops) -> dict:
     times = np.array(step_seconds)
@@ -240,15 +232,9 @@ def eval_worker(args) -> dict:
     return {"shapes": timings}
 
 
-WORKERS = {"seed": seed_worker, "ds2stream": ds2stream_worker, "eval": eval_worker}
-
-
 def run_worker(kind: str, args: dict, env: dict | None = None) -> dict:
-    """Run one configuration in a fresh process; its result and peak memory come back as JSON."""
-    with tempfile.NamedTemporaryFile("r", suffix=".json") as result:
-        command = [sys.executable, __file__, "--worker", kind, "--args", json.dumps(args), "--result", result.name]
-        subprocess.run(command, check=True, env={**os.environ, **(env or {})})
-        return json.loads(Path(result.name).read_text())
+    """One configuration in a fresh process (harness.call): its result, seconds and peak memory."""
+    return harness.call(__file__, f"{kind}_worker", args, env=env)
 
 
 # ---------------------------------------------------------------- the run
@@ -302,15 +288,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=3, help="timed steps per configuration (and per shape)")
     parser.add_argument("--out", type=Path, default=Path("bench/out/step.json"))
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("--args", help=argparse.SUPPRESS)
-    parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.worker:
-        result = WORKERS[args.worker](json.loads(args.args))
-        result["peak_memory_mb"] = peak_memory_mb()
-        Path(args.result).write_text(json.dumps(result))
-        return
 
     from ds2stream.pipeline import bucket_boundaries
 
@@ -348,8 +326,7 @@ def main():
               f"{result['audio_seconds_per_second']:.2f} audio-s/s, "
               f"epoch {result['epoch_hours_train_clean_100']:.1f} h ({result['wall_seconds']:.0f} s)", flush=True)
     results["eval"] = eval_comparison(edges, args)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=1))
+    harness.save(args.out, {"configurations": results})
     print_table(results)
 
 
@@ -376,7 +353,7 @@ def eval_comparison(edges, args) -> dict:
                for shape, count in plan.items())
     hours = frames.sum() / 100 / 3600
     return {"zoo_seconds_per_audio_hour": zoo * len(frames) / hours, "ds2stream_seconds_per_audio_hour": ours / hours,
-            "peak_memory_mb": measured["peak_memory_mb"]}
+            "peak_rss_mb": measured["peak_rss_mb"]}
 
 
 def print_table(results: dict) -> None:
@@ -391,7 +368,7 @@ def print_table(results: dict) -> None:
         print(f"{label:30s} {r['step_median']:8.2f} {r['step_p90']:6.2f} {r['compile_seconds']:7.1f} "
               f"{r['data_wait_per_step']:9.3f} {padding:8.1%} {r['audio_seconds_per_second']:9.2f} "
               f"{r['audio_seconds_per_second'] / base:5.1f}x {r['gflops']:8.1f} {r['gflops'] / PEAK_GFLOPS:6.1%} "
-              f"{r['peak_memory_mb'] / 1024:6.1f} {r['epoch_hours_train_clean_100']:9.1f} h "
+              f"{r['peak_rss_mb'] / 1000:6.1f} {r['epoch_hours_train_clean_100']:9.1f} h "
               f"{r['epoch_hours_960']:5.0f} h")
     e = results["eval"]
     print(f"\neval, seconds per audio hour (forward passes, test-clean lengths): zoo (1 x 3500 frames) "

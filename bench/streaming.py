@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the test harness, tests/support
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from presets import cpu_summary  # noqa: E402
+import harness  # noqa: E402
 
 
 async def client(url: str, recordings: list[np.ndarray], chunk: int, rate: int) -> list[dict]:
@@ -94,7 +94,7 @@ def main():
     positions = np.linspace(0, len(shard_set) - 1, min(needed, len(shard_set))).astype(int)
     recordings = [shard_set.samples(int(p))[0] for p in positions]
     chunk = int(rate * args.chunk_ms / 1000)
-    report = {"cpu": cpu_summary(), "model": str(args.model), "shards": str(args.shards), "chunk_ms": args.chunk_ms,
+    report = {"model": str(args.model), "shards": str(args.shards), "chunk_ms": args.chunk_ms,
               "rounds": args.rounds, "runs": []}
     with served(args.model, "--max-streams", str(max(args.clients))) as url:
         asyncio.run(client(url, recordings[:1], chunk, rate))  # warm: the stages compile once
@@ -118,7 +118,7 @@ def main():
             report["runs"].append(run)
             print(json.dumps(run), flush=True)
     if args.out:
-        args.out.write_text(json.dumps(report, indent=1))
+        harness.save(args.out, report)
 
 
 if __name__ == "__main__":

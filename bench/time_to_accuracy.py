@@ -9,8 +9,9 @@ checkpoint with `ds2stream train --keep-last 0`. bench/presets.py runs it for ev
     python bench/time_to_accuracy.py RUN_DIR --shards SHARDS/test [--out bench/out/tta.json]
 """
 import argparse
-import json
 from pathlib import Path
+
+import harness
 
 THRESHOLDS = (0.40, 0.25, 0.15)  # CER
 
@@ -27,8 +28,9 @@ def training_seconds(run_dir: Path) -> dict[int, float]:
     return at
 
 
-def evaluate_checkpoint(checkpoint: Path, shards: Path) -> dict:
-    """One checkpoint on the held-out set (run in a process of its own: see evaluate_run)."""
+def evaluate_checkpoint(spec: dict) -> dict:
+    """One checkpoint (``spec["checkpoint"]``) on the held-out set (``spec["shards"]``), in a
+    process of its own: see evaluate_run."""
     from ds2stream.checkpoint import load_model, model_features
     from ds2stream.inference.evaluate import evaluate
     from ds2stream.pipeline import ShardSet
@@ -36,8 +38,9 @@ def evaluate_checkpoint(checkpoint: Path, shards: Path) -> dict:
 
     quiet_framework_logs(False)
     use_graph_mode()
+    checkpoint = Path(spec["checkpoint"])
     network, meta = load_model(checkpoint)
-    report = evaluate(network, ShardSet(shards, model_features(meta)))
+    report = evaluate(network, ShardSet(spec["shards"], model_features(meta)))
     return {"checkpoint": checkpoint.name, "global_step": meta["state"]["global_step"], "epoch": meta["state"]["epoch"],
             "wer": report.wer, "cer": report.cer, "eval_seconds": report.wall_seconds}
 
@@ -46,14 +49,10 @@ def evaluate_run(run_dir: Path, shards: Path) -> list[dict]:
     """Every kept checkpoint of the run: its step, epoch, training minutes and test WER/CER. Each
     checkpoint is evaluated in a fresh process: MindSpore keeps what a network's graphs hold until
     the process ends, and three zoo models (86.6 M parameters) did not fit one after the other."""
-    import concurrent.futures
-    import multiprocessing
-
     seconds_at = training_seconds(run_dir)
     points = []
     for checkpoint in sorted((run_dir / "checkpoints").glob("step-*.ckpt")):
-        with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            point = pool.submit(evaluate_checkpoint, checkpoint, shards).result()
+        point = harness.call(__file__, "evaluate_checkpoint", {"checkpoint": str(checkpoint), "shards": str(shards)})
         points.append({**point, "train_minutes": seconds_at[point["global_step"]] / 60})
         print(f"{run_dir.name}/{checkpoint.name}: step {point['global_step']}, {points[-1]['train_minutes']:.1f} min "
               f"of training, WER {point['wer']:.2%}, CER {point['cer']:.2%}", flush=True)
@@ -78,9 +77,7 @@ def main():
         reached = minutes_to_reach(points, threshold)
         print(f"CER <= {threshold:.0%}: " + (f"after {reached:.1f} min of training" if reached else "not reached"))
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"run": str(args.run_dir), "shards": str(args.shards), "points": points},
-                                       indent=1))
+        harness.save(args.out, {"run": str(args.run_dir), "shards": str(args.shards), "points": points})
 
 
 if __name__ == "__main__":
