@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from ds2stream.cli import cli
 from ds2stream.data.shards import ShardOptions, write_shard_set
+from ds2stream.errors import ConfigError
 from ds2stream.model import ModelConfig
 from ds2stream.pipeline import STANDARD_AUGMENT, EpochIterator
 from ds2stream.presets import PRESETS
@@ -162,6 +163,44 @@ def test_fit_logs_steps_applies_the_schedule_and_keeps_checkpoints(shard_dir, tm
     assert steps[-1]["lr"] == pytest.approx(peak * decay ** ((len(steps) - 1 - 5) / per_epoch))
     assert len(trainer.checkpoints()) <= FAST_TRAIN.keep_last
     assert (tmp_path / "run" / "config.json").exists()
+
+
+def test_the_linear_schedule_goes_to_zero_at_the_end_of_the_epochs_or_of_the_minutes():
+    # By hand, a 20-step run (2 epochs of 10): warm-up to the peak over 5 steps, capped by the line
+    # from the peak at step 0 to 0 at step 20; with a budget of minutes, whichever is further along.
+    config = TrainConfig(epochs=2, learning_rate=1e-3, warmup_steps=5, lr_schedule="linear")
+    assert [config.learning_rate_at(s, 10) for s in (0, 3, 4, 10, 19, 20)] == pytest.approx(
+        [2e-4, 8e-4, 8e-4, 5e-4, 5e-5, 0.0])
+    timed = dataclasses.replace(config, schedule_minutes=2.0)
+    assert timed.learning_rate_at(10, 10, train_seconds=30) == pytest.approx(5e-4)  # steps further along
+    assert timed.learning_rate_at(10, 10, train_seconds=90) == pytest.approx(2.5e-4)  # minutes further along
+    assert timed.learning_rate_at(10, 10, train_seconds=150) == 0.0
+    with pytest.raises(ConfigError, match="lr_schedule"):
+        TrainConfig(lr_schedule="cosine")
+
+
+def test_a_linear_run_ends_with_its_budget_and_its_resume_keeps_the_schedule(shard_dir, tmp_path):
+    runner, run = CliRunner(), tmp_path / "run"
+    result = runner.invoke(cli, ["train", "--shards", str(shard_dir), "--out", str(run), "--preset", "tiny",
+                                 "--max-frames", "2500", "--num-buckets", "2", "--lr-schedule", "linear",
+                                 "--max-minutes", "0.3", "--max-steps", "3"])  # stopped (by max-steps) early
+    assert result.exit_code == 0, result.output
+    config = json.loads((run / "config.json").read_text())["train_config"]
+    assert config["lr_schedule"] == "linear" and config["schedule_minutes"] == 0.3  # the budget is the run's
+    result = runner.invoke(cli, ["train", "--resume", str(run)])  # no budget given: the run's own
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout[result.stdout.rindex('{"event"'):])["event"] == "max_minutes"
+    again = runner.invoke(cli, ["train", "--resume", str(run)])  # the run has ended: no step more
+    assert json.loads(again.stdout[again.stdout.rindex('{"event"'):])["step_seconds"] == 0.0
+    steps = [r for r in read_metrics(run) if "event" not in r]
+    seconds = np.cumsum([0.0] + [r["step_seconds"] for r in steps])
+    assert len(steps) > 3 and seconds[-1] >= 18.0 > seconds[-2]  # stopped once 0.3 min were spent
+    # Every step's rate is the schedule's at the run's summed step time before it, across the resume.
+    preset, per_epoch = PRESETS["tiny"].train, json.loads((run / "config.json").read_text())["steps_per_epoch"]
+    for record, before in zip(steps, seconds):
+        done = (record["global_step"] - 1) / (preset.epochs * per_epoch), before / 18.0
+        warm = preset.learning_rate * min(1.0, record["global_step"] / preset.warmup_steps)
+        assert record["lr"] == pytest.approx(min(warm, preset.learning_rate * (1 - max(done))), rel=1e-6)
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,12 @@ class TrainConfig:
     epochs: int = 10
     learning_rate: float = 3e-4  # peak, reached after warm-up
     warmup_steps: int = 500  # linear warm-up from learning_rate / warmup_steps
+    # After warm-up: "exponential", lr_decay_per_epoch per epoch of steps; or "linear", from the
+    # peak to 0 at the end of the run (schedule_minutes of training steps, else `epochs`): a
+    # schedule that ends with the budget, as budgeted training does (Li et al., ICLR 2020).
+    lr_schedule: str = "exponential"
     lr_decay_per_epoch: float = 0.9  # exponential decay after warm-up, per epoch of steps
+    schedule_minutes: float | None = None  # "linear": the run's budget of step minutes (train --max-minutes)
     clip_norm: float = 400.0  # global gradient norm
     max_frames: int = 10000  # padded feature frames per batch (rows x bucket frames)
     num_buckets: int = 16
@@ -55,6 +60,10 @@ class TrainConfig:
             raise ConfigError(f"keep_last must be a count of checkpoints, or 0 to keep every one; got {self.keep_last}")
         if self.best_by not in ("wer", "cer"):
             raise ConfigError(f"best_by must be 'wer' or 'cer', got {self.best_by!r}")
+        if self.lr_schedule not in ("exponential", "linear"):
+            raise ConfigError(f"lr_schedule must be 'exponential' or 'linear', got {self.lr_schedule!r}")
+        if self.schedule_minutes is not None and self.schedule_minutes <= 0:
+            raise ConfigError(f"schedule_minutes must be positive minutes, got {self.schedule_minutes}")
         if self.max_duration is not None and self.max_duration <= 0:
             raise ConfigError(f"max_duration must be positive seconds, got {self.max_duration}")
 
@@ -65,9 +74,19 @@ class TrainConfig:
     def from_dict(cls, data: dict) -> "TrainConfig":
         return config_from_dict(cls, data)
 
-    def learning_rate_at(self, step: int, steps_per_epoch: int) -> float:
-        """Linear warm-up to ``learning_rate``, then ``lr_decay_per_epoch`` per epoch of steps."""
+    def learning_rate_at(self, step: int, steps_per_epoch: int, train_seconds: float = 0.0) -> float:
+        """Linear warm-up to ``learning_rate``, then the decay ``lr_schedule`` names.
+
+        :param train_seconds: the run's summed step seconds before this step (``linear`` with
+            ``schedule_minutes`` reads its progress from them).
+        """
+        warm = self.learning_rate * (step + 1) / self.warmup_steps if step < self.warmup_steps else self.learning_rate
+        if self.lr_schedule == "linear":
+            done = step / max(self.epochs * steps_per_epoch, 1)
+            if self.schedule_minutes is not None:
+                done = max(done, train_seconds / (60 * self.schedule_minutes))
+            return min(warm, self.learning_rate * max(0.0, 1.0 - done))
         if step < self.warmup_steps:
-            return self.learning_rate * (step + 1) / self.warmup_steps
+            return warm
         epochs_after = (step - self.warmup_steps) / max(steps_per_epoch, 1)
         return self.learning_rate * self.lr_decay_per_epoch ** epochs_after

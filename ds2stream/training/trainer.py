@@ -64,6 +64,7 @@ class RunState:
     step: int = 0  # the next batch of the epoch
     global_step: int = 0  # batches consumed, skipped ones included
     lr_scale: float = 1.0  # halved by every rollback
+    train_seconds: float = 0.0  # summed step seconds of the run, every command that trained it
     skipped: int = 0  # steps without an update (non-finite or a kernel error), total
     best_wer: float | None = None  # dev WER and CER of best.ckpt
     best_cer: float | None = None
@@ -221,13 +222,19 @@ class Trainer:
                 param.set_data(Tensor(old[param.name].asnumpy()))
 
     # -- one step
-    def train_step(self, batch: dict) -> StepResult:
-        """Run one update on a batch dict (pipeline columns). A non-finite loss or gradient, or a
-        MindSpore kernel error, leaves every weight, Adam moment and BatchNorm statistic as it was."""
+    def learning_rate(self) -> float:
+        """The rate of the next step: the schedule's, times the rollbacks' scale."""
+        return self.config.learning_rate_at(self.state.global_step, self.steps_per_epoch,
+                                            self.state.train_seconds) * self.state.lr_scale
+
+    def train_step(self, batch: dict, lr: float | None = None) -> StepResult:
+        """Run one update on a batch dict (pipeline columns) at ``lr`` (default: the schedule's).
+        A non-finite loss or gradient, or a MindSpore kernel error, leaves every weight, Adam
+        moment and BatchNorm statistic as it was."""
         from mindspore import Tensor
 
         self.network.set_train(True)  # evaluation switches it off
-        lr = self.config.learning_rate_at(self.state.global_step, self.steps_per_epoch) * self.state.lr_scale
+        lr = self.learning_rate() if lr is None else lr
         inputs = [Tensor(batch[k]) for k in STEP_INPUTS]
         try:
             loss, norm, finite = self.step_cell(*inputs, Tensor(np.float32(lr)))
@@ -246,13 +253,16 @@ class Trainer:
     def fit(self, on_epoch_end=None, max_steps: int | None = None, max_minutes: float | None = None) -> dict:
         """Train to ``config.epochs``, or until ``max_steps`` global steps or until this call's
         steps have taken ``max_minutes`` (the summed step times, which time-to-accuracy is measured
-        in: dev evaluation and checkpoint writes not counted), then checkpoint; returns the last
+        in: dev evaluation and checkpoint writes not counted), or, with the linear schedule, until
+        the run's steps have taken its ``schedule_minutes``; then checkpoint; returns the last
         epoch's record, or the event that stopped it."""
         from tqdm import tqdm
 
         self.network.set_train(True)
         record: dict = {}
         step_seconds = 0.0
+        if self._budget_spent():  # a resume of a run that had ended: not one step at LR 0
+            return {"event": "max_minutes", "global_step": self.state.global_step, "step_seconds": 0.0}
         for epoch in range(self.state.epoch, self.config.epochs):
             self.state.epoch = epoch
             epoch_iter = EpochIterator(self.source, epoch, self.config.workers, start_step=self.state.step)
@@ -270,8 +280,7 @@ class Trainer:
                 bar.update()
                 if self.state.global_step % self.config.checkpoint_every == 0:
                     self.save()
-                stop = ("max_steps" if max_steps is not None and self.state.global_step >= max_steps else
-                        "max_minutes" if max_minutes is not None and step_seconds >= 60 * max_minutes else None)
+                stop = self._stop_reason(max_steps, max_minutes, step_seconds)
                 if stop:
                     bar.close()
                     self.save()
@@ -283,12 +292,25 @@ class Trainer:
                 on_epoch_end(record)
         return record
 
+    def _stop_reason(self, max_steps: int | None, max_minutes: float | None, step_seconds: float) -> str | None:
+        if max_steps is not None and self.state.global_step >= max_steps:
+            return "max_steps"
+        if max_minutes is not None and step_seconds >= 60 * max_minutes:
+            return "max_minutes"
+        return "max_minutes" if self._budget_spent() else None
+
+    def _budget_spent(self) -> bool:
+        """A linear schedule's run ends with its budget (its LR is 0 there), resumed or not."""
+        budget = self.config.schedule_minutes if self.config.lr_schedule == "linear" else None
+        return budget is not None and self.state.train_seconds >= 60 * budget
+
     def _step(self, epoch: int, step: int, batch: dict) -> tuple[StepResult, float, float]:
         """One batch of the loop: the step, its metric line, and the guard's verdict acted on.
         Returns the result, the seconds of real audio the batch held and the step's seconds."""
-        started = time.perf_counter()
-        result = self.train_step(batch)
+        lr, started = self.learning_rate(), time.perf_counter()
+        result = self.train_step(batch, lr)
         seconds = time.perf_counter() - started
+        self.state.train_seconds += seconds
         hop_seconds = self.feature_config.hop_length / self.feature_config.sample_rate
         audio = float((batch["feature_lengths"] * batch["mask"]).sum()) * hop_seconds
         self.state.step, self.state.global_step = step + 1, self.state.global_step + 1
@@ -300,7 +322,7 @@ class Trainer:
         self.metrics.write(StepRecord(
             epoch=epoch, step=step, global_step=self.state.global_step,
             loss=result.loss if result.finite else None, grad_norm=result.grad_norm if result.finite else None,
-            lr=self.config.learning_rate_at(self.state.global_step - 1, self.steps_per_epoch) * self.state.lr_scale,
+            lr=lr,
             step_seconds=seconds, audio_seconds=audio, shape=list(batch["features"].shape)))
         failpoint("step_logged")
         return result, audio, seconds
@@ -396,6 +418,8 @@ def run_training(*, run_dir: Path | None, resume_dir: Path | None, shards: Path 
     else:
         chosen = get_preset(preset)
         config = with_switches(dataclasses.replace(chosen.train, **overrides))
+        if config.lr_schedule == "linear" and config.schedule_minutes is None and max_minutes is not None:
+            config = dataclasses.replace(config, schedule_minutes=max_minutes)  # the LR ends with the budget
         trainer = Trainer(run_dir, shards, chosen.model, config, dev_shards, rank, world_size, progress)
         trainer.start_new(pretrained)
     return trainer, trainer.fit(max_steps=max_steps, max_minutes=max_minutes)
