@@ -6,8 +6,9 @@ train --max-minutes`: compiled steps and data waits counted, dev evaluation and 
 not), one after the other, never side by side, each in its own process (its peak resident memory
 is measured) with its log beside its run directory; then every checkpoint it kept is evaluated on
 the held-out voices (greedy, bench/time_to_accuracy.py). `--budget-of lean=60` gives one preset a
-longer budget; `--continue lean=RUN_DIR` continues an earlier run of the same recipe (the LR decays
-per epoch of steps, so a longer run is the shorter one continued). Results go to --out as each
+longer budget; `--continue stream=RUN_DIR` continues an earlier run of the same recipe when its LR
+decays per epoch of steps (a longer run is then the shorter one continued; a linear schedule ends
+with the run's own budget, so `lean`'s runs cannot be continued). Results go to --out as each
 preset finishes, and a re-run skips presets already there. `--report` prints the table and draws
 the plot from that file.
 
@@ -24,8 +25,11 @@ from time_to_accuracy import THRESHOLDS, evaluate_run, minutes_to_reach, trainin
 
 from ds2stream.pipeline.augment import STANDARD_AUGMENT
 
+EXPONENTIAL = {"lr_schedule": "exponential", "learning_rate": 8e-4}  # lean's schedule before
+
 #: Per preset, what differs from its own defaults. Every run sets `epochs` high enough that the
-#: budget ends it; that changes nothing else, as the LR decays per epoch of steps, not per run.
+#: budget ends it; that changes nothing else, as the LR decays per epoch of steps or over the
+#: budget's minutes, not over the epochs.
 RECIPES = {
     # The seed's recipe: every batch 8 utterances padded to 1,250 frames, the zoo's LR and warm-up
     # (500 steps), no augmentation. Its steps are long: a checkpoint every 10.
@@ -34,14 +38,20 @@ RECIPES = {
     # and a 100-step warm-up (their 500 would be most of a 30-minute run); their own LR, augmentation.
     "fast": {"max_frames": 8000, "warmup_steps": 100, "checkpoint_every": 20},
     "small": {"max_frames": 8000, "warmup_steps": 100, "checkpoint_every": 20},
-    "lean": {},  # the preset as it is: 8,000-frame batches, 100 warm-up steps, augmentation
+    "lean": {},  # the preset as it is: 8,000-frame batches, 100 warm-up steps, 3.2e-3 falling to 0, augmentation
     "tiny": {},
     "stream": {},  # the preset as it is: lean's recipe, forward-only with a lookahead, sliding-mean features
-    # Levers against unseen voices, each a recipe of another preset ("preset"): lean with the
-    # linear spectrogram it had before, and lean with speaker augmentation on top
+    # Levers against unseen voices, each a recipe of another preset ("preset"), measured with the
+    # schedule lean had then (8e-4, 0.8x per epoch of steps: "lean-exponential"): lean with the
+    # linear spectrogram it had before, and lean with speaker augmentation on top; then lean's LR
+    # falling linearly to 0 at the budget's end from 1x and 2x that peak (lean itself: 4x)
     # (docs/results/unseen-voices.md).
-    "lean-linear": {"preset": "lean", "features": {"scale": "linear", "normalize": "utterance"}},
-    "lean-vtlp": {"preset": "lean", "augment": {**STANDARD_AUGMENT.to_dict(), "vtlp": 0.1, "channel_prob": 0.3}},
+    "lean-exponential": {"preset": "lean", **EXPONENTIAL},
+    "lean-linear": {"preset": "lean", **EXPONENTIAL, "features": {"scale": "linear", "normalize": "utterance"}},
+    "lean-vtlp": {"preset": "lean", **EXPONENTIAL,
+                  "augment": {**STANDARD_AUGMENT.to_dict(), "vtlp": 0.1, "channel_prob": 0.3}},
+    "lean-anneal": {"preset": "lean", "learning_rate": 8e-4},
+    "lean-anneal-2x": {"preset": "lean", "learning_rate": 1.6e-3},
 }
 
 
