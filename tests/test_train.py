@@ -203,6 +203,14 @@ def test_a_linear_run_ends_with_its_budget_and_its_resume_keeps_the_schedule(sha
         assert record["lr"] == pytest.approx(min(warm, preset.learning_rate * (1 - max(done))), rel=1e-6)
 
 
+def test_a_distributed_run_is_refused_a_budget_of_minutes(shard_dir, tmp_path):
+    # Each rank times its own steps: one that stopped alone would hang the others in the all-reduce.
+    result = CliRunner().invoke(cli, ["train", "--shards", str(shard_dir), "--out", str(tmp_path / "run"),
+                                      "--distributed", "--max-minutes", "30"])
+    assert result.exit_code == 1 and "Error: every rank times its own steps" in result.output
+    assert "--max-steps" in result.output and not (tmp_path / "run").exists()
+
+
 @pytest.fixture(scope="module")
 def whole_run(shard_dir, tmp_path_factory):
     """A run of AUGMENTED_TRAIN that never stopped (keeping every checkpoint): its trainer."""

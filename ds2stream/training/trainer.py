@@ -38,7 +38,7 @@ from ..checkpoint import (
     read_checkpoint,
 )
 from ..data.text import LABELS
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..failpoints import failpoint
 from ..features import FeatureConfig
 from ..files import write_durably
@@ -383,6 +383,12 @@ class Trainer:
                 "dev_seconds": report.wall_seconds}
 
 
+#: Why a distributed run takes no budget of minutes: a rank that stopped alone would leave the
+#: others waiting in the all-reduce.
+_RANKS_TIME_THEIR_OWN_STEPS = ("every rank times its own steps, so ranks could stop at different steps: give a "
+                               "distributed run --max-steps or --epochs, not --max-minutes")
+
+
 def run_training(*, run_dir: Path | None, resume_dir: Path | None, shards: Path | None, dev_shards: Path | None,
                  preset: str, overrides: dict, augment_switches: dict | None = None,
                  feature_changes: dict | None = None,
@@ -403,6 +409,8 @@ def run_training(*, run_dir: Path | None, resume_dir: Path | None, shards: Path 
         return dataclasses.replace(config, augment=switch(config.augment, **(augment_switches or {})))
 
     use_graph_mode(graph)
+    if distributed and max_minutes is not None:
+        raise ConfigError(_RANKS_TIME_THEIR_OWN_STEPS)
     rank, world_size = init_distributed() if distributed else (0, 1)
     if resume_dir is not None:
         config_path = Path(resume_dir) / "config.json"
@@ -412,6 +420,9 @@ def run_training(*, run_dir: Path | None, resume_dir: Path | None, shards: Path 
         saved = json.loads(config_path.read_text())
         model_config = ModelConfig.from_dict(saved["model_config"])
         config = with_switches(dataclasses.replace(TrainConfig.from_dict(saved["train_config"]), **overrides))
+        if world_size > 1 and config.lr_schedule == "linear" and config.schedule_minutes is not None:
+            raise ConfigError(f"{resume_dir}: its linear schedule ends after minutes of training steps; "
+                              f"{_RANKS_TIME_THEIR_OWN_STEPS}")
         trainer = Trainer(resume_dir, shards or saved["shards"]["train"], model_config, config,
                           dev_shards or saved["shards"]["dev"], rank, world_size, progress)
         trainer.resume(allow_plan_change)
