@@ -113,7 +113,9 @@ def test_kill_minus_nine_at_each_risky_point_of_training_then_resume_ends_as_an_
     for mine, theirs in ((newest, trainer.checkpoints()[-1]), (run / "best.ckpt", tmp_path / "whole" / "best.ckpt")):
         got, meta = parameters(mine)
         expected, expected_meta = parameters(theirs)
-        assert got.keys() == expected.keys() and meta["state"] == expected_meta["state"]
+        # Everything in the run's state but its summed step seconds, a measurement of this machine.
+        assert got.keys() == expected.keys() and {**meta["state"], "train_seconds": 0} == {
+            **expected_meta["state"], "train_seconds": 0}
         for name in expected:
             np.testing.assert_array_equal(got[name], expected[name], err_msg=f"{mine.name}: {name}")
 
