@@ -14,10 +14,10 @@
              CER: for sentences on a 2-core machine, the recipe measured best on voices never heard
              in training (docs/results/unseen-voices.md).
 ``stream`` -- ``lean``'s conv front end and recipe (with the schedule lean had before: 8e-4, 0.8 per
-             epoch), 3 forward-only LSTM-384 layers (about lean's
-             parameters and cost) and a lookahead convolution over 3 output frames (120 ms), on
-             log-mel features with a causal sliding mean (``MEL_SLIDING``): recognises while the
-             audio arrives (``inference/stream.py``).
+             epoch), 3 forward-only LSTM-384 layers (about lean's parameters and cost) and a
+             lookahead convolution over 3 output frames (120 ms), on log-mel features with a causal
+             sliding mean (``MEL_SLIDING``): recognises while the audio arrives
+             (``inference/stream.py``).
 ``tiny``  -- 8-channel convs with 4x time subsampling (as ``fast``) and 2 bidirectional LSTM-160
              layers: trains in minutes on the bundled sample (spoken digits) and in the tests.
              Convolutions were 66 % of its step with 2x (MindSpore's profiler); 4x halves the
