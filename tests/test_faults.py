@@ -3,6 +3,7 @@
 version (kills at random times, a larger fuzzed corpus)."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -150,6 +151,10 @@ def test_broken_checkpoints_models_and_empty_shard_sets_are_one_line_errors(trai
     (tmp_path / "nothing").mkdir()
     write_shard_set([tmp_path / "nothing"], empty)
     small = tmp_path / "small-run"
+    damaged = tmp_path / "damaged"
+    shutil.copytree(dev, damaged)
+    cut = sorted(damaged.glob("shard-*.arrow"))[0]
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])  # a copy cut short, found mid-evaluation
 
     cases = [
         (["eval", "--shards", str(dev), "--model", str(truncated)], f"{truncated}: not a readable"),
@@ -159,6 +164,7 @@ def test_broken_checkpoints_models_and_empty_shard_sets_are_one_line_errors(trai
         (["transcribe", "--model", str(tmp_path / "m.mindir"), str(sample_flacs[0])], "m.json"),
         (["eval", "--shards", str(empty), "--model", str(checkpoint)], f"{empty}: the shard set holds no"),
         (["train", "--shards", str(empty), "--out", str(tmp_path / "r2")], f"{empty}: the shard set holds no"),
+        (["eval", "--shards", str(damaged), "--model", str(checkpoint), "--jobs", "2"], f"{cut}: not a readable shard"),
     ]
     for args, message in cases:
         outcome = runner.invoke(cli, args)

@@ -4,6 +4,7 @@ import pytest
 
 from ds2stream.data.shards import ShardOptions, write_shard_set
 from ds2stream.data.text import BLANK_INDEX, ctc_min_frames, encode
+from ds2stream.errors import DataError
 from ds2stream.features import spectrogram
 from ds2stream.pipeline import (
     BatchMode,
@@ -237,6 +238,18 @@ def test_generator_dataset_delivers_the_plan_with_two_workers_and_resumes(shard_
     assert one.report.data_wait_seconds > 0
     assert sum(one.report.batches_per_shape.values()) == one.report.batches
 
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_damaged_shard_read_by_the_workers_raises_an_error_naming_it(tmp_path, sample_dir, workers):
+    write_shard_set([sample_dir / "test" / "9104"], tmp_path / "s", ShardOptions(shard_size_mb=0.2))
+    shard_set = ShardSet(tmp_path / "s")
+    damaged = sorted((tmp_path / "s").glob("shard-*.arrow"))[-1]
+    damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])  # a copy cut short
+    source = BatchSource(shard_set, BatchSampler(shard_set.frames, shard_set.num_chars, shard_set.shard,
+                                                 max_frames=3000), halve)
+    with pytest.raises(DataError, match=f"{damaged}: not a readable shard"):
+        for _ in EpochIterator(source, epoch=0, num_workers=workers):
+            pass
 
 def test_stored_features_are_used_when_the_shards_have_them(tmp_path, sample_dir):
     write_shard_set([sample_dir / "test" / "9104"], tmp_path / "f", ShardOptions(with_features=True))

@@ -5,10 +5,23 @@ import logging
 import click
 
 from .. import __version__
+from ..errors import Ds2streamError
 from ..runtime import quiet_framework_logs
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+class Ds2streamGroup(click.Group):
+    """Every verb's Ds2streamError (a file, a value, a setting it cannot use) becomes one ``Error:``
+    line wherever it is raised, deep in a run or in a reader's worker; anything else is a bug and
+    keeps its traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except Ds2streamError as err:
+            raise click.ClickException(str(err)) from None
+
+
+@click.group(cls=Ds2streamGroup, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.version_option(__version__, prog_name="ds2stream")
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages, and MindSpore's own warnings.")
 def cli(verbose: bool):

@@ -134,6 +134,22 @@ class EpochIterator:
                 values = next(iterator)
             except StopIteration:
                 return
+            except RuntimeError as err:
+                self._raise_from_the_source(step, err)
             self.report.data_wait_seconds += time.perf_counter() - started
             yield step, dict(zip(BATCH_COLUMNS, values))
             step += 1
+
+    def _raise_from_the_source(self, step: int, err: RuntimeError) -> None:
+        """A worker's exception reaches us as MindSpore's RuntimeError, the cause buried in its
+        pages of call stacks. Batches are a pure function of the plan, so build the ones the workers
+        may have been building (this one and those prefetched after it) here: a bad file then raises
+        its own error (a DataError naming the shard, an AudioError naming the utterance) as if there
+        were no workers. If they all build, the error was the framework's own: raise it."""
+        import mindspore.dataset as ds
+
+        ahead = max(1, self.num_workers) * (ds.config.get_prefetch_size() + 1)
+        for position in range(step, min(step + ahead, len(self.source.plan.rows))):
+            self.source.batch(position)
+        raise err
+
