@@ -254,6 +254,7 @@ def test_serve_streams_partials_and_the_final_text_over_a_websocket_and_refuses_
         cases = [  # what a client sends -> the close code and a word of the reason
             (({"sample_rate": 8000, "format": "s16le"},), 1003, "sample_rate must be 16000"),
             (({"sample_rate": 16000, "format": "mp3"},), 1003, "format"),
+            (({"sample_rate": 16000, "fromat": "f32le"},), 1008, "unknown start keys fromat"),
             ((b"\x00\x01" * 100,), 1008, "JSON text"),
             (("not json {",), 1008, "not JSON"),
             (("[1, 2]",), 1008, "object"),

@@ -62,6 +62,8 @@ CLOSE_BUSY = 1013  # more streams than --max-streams ("try again later")
 CLOSE_IDLE = 4408  # nothing from the client for idle_seconds
 #: Sample formats a stream may send: little-endian 16-bit integers or 32-bit floats.
 STREAM_FORMATS = {"s16le": np.dtype("<i2"), "f32le": np.dtype("<f4")}
+#: What a start message may hold.
+START_KEYS = {"sample_rate", "format"}
 
 
 class HTTPError(Exception):
@@ -250,6 +252,10 @@ async def recognise_stream(ws, recognizer: Recognizer, ticks: StreamTicks, limit
     if message is None:
         return False
     start = control(message)
+    unknown = sorted(set(start) - START_KEYS)
+    if unknown:  # a misspelt key would otherwise be a setting silently not applied
+        raise StreamRefused(CLOSE_PROTOCOL, f"unknown start keys {', '.join(unknown)}; "
+                                            f"known: {', '.join(sorted(START_KEYS))}"[:120])
     if start.get("sample_rate") != rate:
         raise StreamRefused(CLOSE_UNSUPPORTED, f"sample_rate must be {rate} (got {start.get('sample_rate')!r})")
     dtype = STREAM_FORMATS.get(start.get("format", "s16le"))
