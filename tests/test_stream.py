@@ -148,6 +148,16 @@ def stream_checkpoint(stream_network, tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="module")
+def stream_server(stream_checkpoint):
+    """One `ds2stream serve` of the stream model for the WebSocket and page tests (a server start
+    loads MindSpore and compiles the model: once is enough)."""
+    from support.servers import served
+
+    with served(stream_checkpoint, "--max-streams", "2", "--idle-seconds", "1.5") as url:
+        yield url
+
+
 def test_transcribe_stream_prints_growing_partials_then_the_whole_recordings_text_with_word_times(
         speech, stream_checkpoint, tmp_path):
     from click.testing import CliRunner
@@ -233,82 +243,83 @@ async def refused(url: str, *sends, wait: float = 5.0) -> tuple[int, str]:
 
 
 def test_serve_streams_partials_and_the_final_text_over_a_websocket_and_refuses_what_it_cannot_take(
-        speech, stream_checkpoint):
+        speech, stream_server):
     import urllib.request
 
-    from support.servers import post_audio, served
+    from support.servers import post_audio
 
-    with served(stream_checkpoint, "--max-streams", "2", "--idle-seconds", "1.5") as url:
-        wav = io.BytesIO()
-        soundfile.write(wav, speech, 16000, format="WAV", subtype="PCM_16")
-        status, whole = post_audio(url, wav.getvalue(), "audio/wav")
-        assert status == 200 and len(whole["text"]) >= 8
-        messages, code = asyncio.run(play(url, speech))
-        ready, *partials, final = messages
-        assert ready == {"ready": True, "sample_rate": 16000} and code == 1000
-        assert final["text"] == whole["text"] and final["words"] == whole["words"]
-        assert len(partials) >= 3 and all(whole["text"].startswith(p["partial"]) for p in partials)
-        assert 0 <= final["latency"] < 5 and final["duration"] == whole["duration"]
+    url = stream_server
+    wav = io.BytesIO()
+    soundfile.write(wav, speech, 16000, format="WAV", subtype="PCM_16")
+    status, whole = post_audio(url, wav.getvalue(), "audio/wav")
+    assert status == 200 and len(whole["text"]) >= 8
+    messages, code = asyncio.run(play(url, speech))
+    ready, *partials, final = messages
+    assert ready == {"ready": True, "sample_rate": 16000} and code == 1000
+    assert final["text"] == whole["text"] and final["words"] == whole["words"]
+    assert len(partials) >= 3 and all(whole["text"].startswith(p["partial"]) for p in partials)
+    assert 0 <= final["latency"] < 5 and final["duration"] == whole["duration"]
 
-        half = speech[: len(speech) // 2]
-        cases = [  # what a client sends -> the close code and a word of the reason
-            (({"sample_rate": 8000, "format": "s16le"},), 1003, "sample_rate must be 16000"),
-            (({"sample_rate": 16000, "format": "mp3"},), 1003, "format"),
-            (({"sample_rate": 16000, "fromat": "f32le"},), 1008, "unknown start keys fromat"),
-            ((b"\x00\x01" * 100,), 1008, "JSON text"),
-            (("not json {",), 1008, "not JSON"),
-            (("[1, 2]",), 1008, "object"),
-            (({"sample_rate": 16000}, b"\x00\x01\x02"), 1008, "whole"),
-            (({"sample_rate": 16000, "format": "f32le"}, np.full(8, np.nan, "<f4").tobytes()), 1008, "NaN"),
-            (({"sample_rate": 16000}, {"stop": 1}), 1008, '{"end": true}'),
-            (({"sample_rate": 16000}, {"end": True}), 1008, "less than one window"),
-            (({"sample_rate": 16000}, half[:8000].tobytes()), 4408, "no message for 1.5 s"),  # then silence
-            (({"sample_rate": 16000}, b"\x00" * (2 << 20)), 1009, ""),  # a chunk past the message size limit
-        ]
-        for sends, expected_code, reason in cases:
-            code, said = asyncio.run(refused(url, *sends))
-            assert code == expected_code and reason in said, (sends[:1], code, said)
+    half = speech[: len(speech) // 2]
+    cases = [  # what a client sends -> the close code and a word of the reason
+        (({"sample_rate": 8000, "format": "s16le"},), 1003, "sample_rate must be 16000"),
+        (({"sample_rate": 16000, "format": "mp3"},), 1003, "format"),
+        (({"sample_rate": 16000, "fromat": "f32le"},), 1008, "unknown start keys fromat"),
+        ((b"\x00\x01" * 100,), 1008, "JSON text"),
+        (("not json {",), 1008, "not JSON"),
+        (("[1, 2]",), 1008, "object"),
+        (({"sample_rate": 16000}, b"\x00\x01\x02"), 1008, "whole"),
+        (({"sample_rate": 16000, "format": "f32le"}, np.full(8, np.nan, "<f4").tobytes()), 1008, "NaN"),
+        (({"sample_rate": 16000}, {"stop": 1}), 1008, '{"end": true}'),
+        (({"sample_rate": 16000}, {"end": True}), 1008, "less than one window"),
+        (({"sample_rate": 16000}, half[:8000].tobytes()), 4408, "no message for 1.5 s"),  # then silence
+        (({"sample_rate": 16000}, b"\x00" * (2 << 20)), 1009, ""),  # a chunk past the message size limit
+    ]
+    for sends, expected_code, reason in cases:
+        code, said = asyncio.run(refused(url, *sends))
+        assert code == expected_code and reason in said, (sends[:1], code, said)
 
-        async def crowd():
-            """Two streams at a slow pace fill --max-streams 2; a third is refused at once; one
-            that drops its connection mid-stream frees its slot."""
-            first = asyncio.ensure_future(play(url, speech, chunk=8000, pace=0.05))
-            second = asyncio.ensure_future(play(url, speech, chunk=8000, pace=0.05))
-            await asyncio.sleep(0.5)
-            third = await refused(url, {"sample_rate": 16000})
-            return await first, await second, third
+    async def crowd():
+        """Two streams at a slow pace fill --max-streams 2; a third is refused at once; one
+        that drops its connection mid-stream frees its slot."""
+        first = asyncio.ensure_future(play(url, speech, chunk=8000, pace=0.05))
+        second = asyncio.ensure_future(play(url, speech, chunk=8000, pace=0.05))
+        await asyncio.sleep(0.5)
+        third = await refused(url, {"sample_rate": 16000})
+        return await first, await second, third
 
-        first, second, third = asyncio.run(crowd())
-        assert third[0] == 1013 and "retry later" in third[1]
-        assert first[0][-1]["text"] == second[0][-1]["text"] == whole["text"]
+    first, second, third = asyncio.run(crowd())
+    assert third[0] == 1013 and "retry later" in third[1]
+    assert first[0][-1]["text"] == second[0][-1]["text"] == whole["text"]
 
-        async def drop():
-            import aiohttp
+    async def drop():
+        import aiohttp
 
-            async with aiohttp.ClientSession() as session:
-                ws = await session.ws_connect(url.replace("http", "ws") + "/stream")
-                await ws.send_json({"sample_rate": 16000})
-                await ws.send_bytes(half.astype("<i2").tobytes())
-                await asyncio.sleep(0.3)
-                ws._response.connection.transport.abort()  # gone, no close handshake
+        async with aiohttp.ClientSession() as session:
+            ws = await session.ws_connect(url.replace("http", "ws") + "/stream")
+            await ws.send_json({"sample_rate": 16000})
+            await ws.send_bytes(half.astype("<i2").tobytes())
+            await asyncio.sleep(0.3)
+            ws._response.connection.transport.abort()  # gone, no close handshake
 
-        asyncio.run(drop())
-        deadline = time.monotonic() + 10
-        while json.loads(urllib.request.urlopen(url + "/health").read())["streams"] and time.monotonic() < deadline:
-            time.sleep(0.2)
-        health = json.loads(urllib.request.urlopen(url + "/health").read())
-        assert health["streams"] == 0 and health["streams_refused"] == 1
-        assert asyncio.run(play(url, speech))[0][-1]["text"] == whole["text"]  # and it goes on serving
+    asyncio.run(drop())
+    deadline = time.monotonic() + 10
+    while json.loads(urllib.request.urlopen(url + "/health").read())["streams"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    health = json.loads(urllib.request.urlopen(url + "/health").read())
+    assert health["streams"] == 0 and health["streams_refused"] == 1
+    assert asyncio.run(play(url, speech))[0][-1]["text"] == whole["text"]  # and it goes on serving
 
 
-def test_the_page_streams_the_microphone_and_shows_the_text_as_it_grows(speech, stream_checkpoint, tmp_path):
+def test_the_page_streams_the_microphone_and_shows_the_text_as_it_grows(speech, stream_server, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
     from support.browser import headless_chromium
-    from support.servers import post_audio, served
+    from support.servers import post_audio
 
+    url = stream_server
     soundfile.write(tmp_path / "microphone.wav", speech, 16000, subtype="PCM_16")
-    with served(stream_checkpoint) as url, headless_chromium(fake_microphone=tmp_path / "microphone.wav") as browser:
+    with headless_chromium(fake_microphone=tmp_path / "microphone.wav") as browser:
         browser.get(url + "/")
         # Keep what the page sends, to check that it shows what the server makes of that audio.
         browser.execute_script(

@@ -190,8 +190,10 @@ def test_a_linear_run_ends_with_its_budget_and_its_resume_keeps_the_schedule(sha
     result = runner.invoke(cli, ["train", "--resume", str(run)])  # no budget given: the run's own
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout[result.stdout.rindex('{"event"'):])["event"] == "max_minutes"
-    again = runner.invoke(cli, ["train", "--resume", str(run)])  # the run has ended: no step more
-    assert json.loads(again.stdout[again.stdout.rindex('{"event"'):])["step_seconds"] == 0.0
+    again = runner.invoke(cli, ["train", "--resume", str(run), "--max-minutes", "5"])  # it has ended: no step more
+    ended = json.loads(again.stdout[again.stdout.rindex('{"event"'):])
+    assert ended["event"] == "schedule_ended" and ended["step_seconds"] == 0.0
+    assert f"{run}: already trained for its 0.3 minutes" in again.stderr and "--pretrained" in again.stderr
     steps = [r for r in read_metrics(run) if "event" not in r]
     seconds = np.cumsum([0.0] + [r["step_seconds"] for r in steps])
     assert len(steps) > 3 and seconds[-1] >= 18.0 > seconds[-2]  # stopped once 0.3 min were spent

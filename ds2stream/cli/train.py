@@ -123,6 +123,11 @@ def train(shards, dev_shards, preset, run_dir, resume_dir, batch_mode, bucketed,
                                  max_steps=max_steps, max_minutes=max_minutes, allow_plan_change=allow_plan_change)
     except (Ds2streamError, PeerLostError) as err:  # a peer lost: msrun shows the scheduler's "Error:" lines
         raise click.ClickException(str(err)) from None
+    if record.get("event") == "schedule_ended":
+        run = resume_dir or run_dir
+        click.echo(f"{run}: already trained for its {record['schedule_minutes']:g} minutes, where its linear LR "
+                   f"schedule ends: no step taken. To train longer, start a new run with a larger --max-minutes "
+                   f"(--pretrained with one of its checkpoints starts from what it learnt).", err=True)
     if record:
         click.echo(json.dumps(record))
 

@@ -262,7 +262,8 @@ class Trainer:
         record: dict = {}
         step_seconds = 0.0
         if self._budget_spent():  # a resume of a run that had ended: not one step at LR 0
-            return {"event": "max_minutes", "global_step": self.state.global_step, "step_seconds": 0.0}
+            return {"event": "schedule_ended", "global_step": self.state.global_step, "step_seconds": 0.0,
+                    "schedule_minutes": self.config.schedule_minutes}
         for epoch in range(self.state.epoch, self.config.epochs):
             self.state.epoch = epoch
             epoch_iter = EpochIterator(self.source, epoch, self.config.workers, start_step=self.state.step)
