@@ -11,7 +11,7 @@ import pytest
 import soundfile
 
 from ds2stream.data.audio import read_audio
-from ds2stream.errors import ConfigError
+from ds2stream.errors import ConfigError, DataError
 from ds2stream.features import FeatureConfig, Normalize, Scale, spectrogram, spectrogram_reference
 from ds2stream.model import ModelConfig
 from ds2stream.presets import PRESETS
@@ -54,6 +54,19 @@ def test_features_of_a_stream_equal_the_whole_utterances(speech, sizes):
     whole = spectrogram(speech, SLIDING_MEL)
     assert streamed.shape == whole.shape
     assert np.abs(streamed - whole).max() < 1e-4
+
+
+def test_a_stream_refuses_samples_it_cannot_take_and_names_them(speech):
+    from ds2stream.inference.stream import FeatureStream
+
+    stream = FeatureStream(SLIDING_MEL)
+    stream.push(speech[:1000])
+    bad = (speech[1000:2000] / 32768).astype(np.float32)
+    bad[7] = np.nan
+    with pytest.raises(DataError, match="NaN or inf \\(first at sample 1007\\)"):
+        stream.push(bad)
+    with pytest.raises(DataError, match="1-D int16 or float"):
+        stream.push(speech[:10].astype(np.int32))
 
 
 def test_a_stream_refuses_features_of_the_whole_utterance_and_a_bidirectional_model():

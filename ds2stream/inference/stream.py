@@ -57,6 +57,9 @@ class FeatureStream:
             samples = samples.astype(np.float32) / np.float32(INT16_SCALE)
         elif not np.issubdtype(samples.dtype, np.floating) or samples.ndim != 1:
             raise DataError(f"a stream takes 1-D int16 or float samples, got {samples.dtype} {samples.shape}")
+        elif not np.isfinite(samples).all():  # one NaN would spread through every frame after it
+            bad = self._start + len(self._samples) + int(np.flatnonzero(~np.isfinite(samples))[0])
+            raise DataError(f"the stream's samples hold NaN or inf (first at sample {bad})")
         self._samples = np.concatenate([self._samples, samples.astype(np.float32)])
         received = self._start + len(self._samples)
         # Frame i is final once i * hop + pad <= received (its window ends there; it reflects
