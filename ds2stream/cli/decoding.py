@@ -41,15 +41,12 @@ def decoder_from(decoder, beam_width, lm_path, alpha, beta, decoder_config):
         given.setdefault("decoder", "beam")
     if decoder_config is None and not given:
         return None
-    try:
-        base = DecoderConfig.read(decoder_config) if decoder_config else DecoderConfig()
-        if given.get("decoder") == "greedy":
-            given.setdefault("lm", None)
-        elif any(k in given for k in ("beam_width", "alpha", "beta")):
-            given.setdefault("decoder", "beam")
-        return dataclasses.replace(base, **given)
-    except Ds2streamError as err:
-        raise click.ClickException(str(err)) from None
+    base = DecoderConfig.read(decoder_config) if decoder_config else DecoderConfig()
+    if given.get("decoder") == "greedy":
+        given.setdefault("lm", None)
+    elif any(k in given for k in ("beam_width", "alpha", "beta")):
+        given.setdefault("decoder", "beam")
+    return dataclasses.replace(base, **given)
 
 
 @cli.command("lm")

@@ -3,7 +3,6 @@ from pathlib import Path
 
 import click
 
-from ..errors import Ds2streamError
 from ..presets import PRESETS
 from .base import cli
 
@@ -31,11 +30,8 @@ def demo(out, train_inputs, dev_inputs, test_inputs, preset, epochs):
 
     if bool(train_inputs) != bool(test_inputs) or (dev_inputs and not train_inputs):
         raise click.UsageError("give --train and --test (and optionally --dev), or none (the bundled sample)")
-    try:
-        result = run_demo(out, list(train_inputs), list(test_inputs), list(dev_inputs), preset, epochs,
-                          progress=False, log=click.echo)
-    except Ds2streamError as err:
-        raise click.ClickException(str(err)) from None
+    result = run_demo(out, list(train_inputs), list(test_inputs), list(dev_inputs), preset, epochs,
+                      progress=False, log=click.echo)
     click.echo("")
     click.echo(format_report(result.report, out / "shards" / "test"))
     click.echo("")

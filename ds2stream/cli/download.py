@@ -36,11 +36,8 @@ def download(names, out_dir, mirror, md5, sha256, timeout, retries):
             def on_bytes(position, total, bar=bar):
                 bar.total = total
                 bar.update(position - bar.n)
-            try:
-                path = download(url, out_dir, checksums, timeout=timeout, retries=retries, log=note_above_progress,
-                                on_bytes=on_bytes)
-            except Ds2streamError as err:
-                raise click.ClickException(str(err)) from None
+            path = download(url, out_dir, checksums, timeout=timeout, retries=retries, log=note_above_progress,
+                            on_bytes=on_bytes)
         checked = (" and ".join(sorted(checksums.expected)) + " checked" if checksums.expected
                    else "no checksum known: give --md5 or --sha256 to check one")
         click.echo(f"{path}: {path.stat().st_size} bytes ({checked})")

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import DataError, Ds2streamError
+from ..errors import DataError
 from ..inference.evaluate import EVAL_MAX_FRAMES
 from .base import cli, renamed_option
 from .decoding import decoder_from, decoder_options
@@ -39,20 +39,15 @@ def evaluate_command(shards, checkpoint, per_utterance, json_path, max_frames, w
     config = decoder_from(**decoder)
     if tune_path and not (config and config.lm):
         raise click.ClickException("--tune-lm needs --lm (or a --decoder-config with an LM)")
-    try:  # a bad LM or setting fails before the network loads; the LM is read once
-        lm = read_lm(config.lm) if config and config.lm else None
-        decode = make_decoder(config, lm)
-    except Ds2streamError as err:
-        raise click.ClickException(str(err)) from None
+    # A bad LM or setting fails before the network loads; the LM is read once.
+    lm = read_lm(config.lm) if config and config.lm else None
+    decode = make_decoder(config, lm)
     use_graph_mode()
-    try:
-        network, meta = load_model(checkpoint)
-        check_meta(meta, checkpoint)
-        shard_set = ShardSet(shards, model_features(meta))  # the model's features, from the shards' audio
-        if len(shard_set) == 0:
-            raise DataError(f"{shards}: the shard set holds no utterance (see `ds2stream info {shards} --problems`)")
-    except Ds2streamError as err:
-        raise click.ClickException(str(err)) from None
+    network, meta = load_model(checkpoint)
+    check_meta(meta, checkpoint)
+    shard_set = ShardSet(shards, model_features(meta))  # the model's features, from the shards' audio
+    if len(shard_set) == 0:
+        raise DataError(f"{shards}: the shard set holds no utterance (see `ds2stream info {shards} --problems`)")
     if tune_path:
         best, _ = tune_decoder(network, shard_set, config, max_frames=max_frames, workers=workers,
                                log=click.echo, lm=lm)

@@ -26,10 +26,7 @@ def export(checkpoint, file_format, out, **decoder):
 
     config = decoder_from(**decoder)
     use_graph_mode()
-    try:
-        path = export_model(checkpoint, out or checkpoint.with_suffix("." + file_format), config)
-    except Ds2streamError as err:
-        raise click.ClickException(str(err)) from None
+    path = export_model(checkpoint, out or checkpoint.with_suffix("." + file_format), config)
     click.echo(str(path))
 
 
@@ -100,7 +97,4 @@ def open_transcriber(model_path: Path, decoder: dict):
 
     config = decoder_from(**decoder)
     use_graph_mode()
-    try:
-        return Transcriber(model_path, config)
-    except Ds2streamError as err:
-        raise click.ClickException(str(err)) from None
+    return Transcriber(model_path, config)

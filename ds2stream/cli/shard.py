@@ -183,10 +183,7 @@ def info(shard_dir, show_problems):
     """Summarise the shard set in SHARD_DIR: hours, utterances, speakers, durations, problems."""
     from ..data.shards import load_index
 
-    try:
-        summary, _ = load_index(shard_dir)
-    except Ds2streamError as err:
-        raise click.ClickException(str(err)) from None
+    summary, _ = load_index(shard_dir)
     click.echo(_format_summary(summary, shard_dir))
     click.echo(f"audio: {summary['audio_format']}, features stored: {summary['features']}, "
                f"feature config: {summary['feature_config']}")
