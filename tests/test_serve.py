@@ -78,8 +78,9 @@ def test_bad_requests_get_a_4xx_that_says_why_and_the_server_goes_on(server, sam
 
 def test_a_burst_past_the_queue_is_refused_with_retry_after_and_the_accepted_requests_are_answered(
         untrained_checkpoint, sample_flacs):
-    # One utterance in the queue at most, one per forward pass: of 12 requests of 8 s of audio sent
-    # together, the server answers some and refuses the rest at once (503, Retry-After), and says so.
+    # Two utterances waiting at most (queued, or their features being computed), one per forward
+    # pass: of 12 requests of 8 s of audio sent together, the server answers some and refuses the
+    # rest at once (503, Retry-After), and says so.
     samples, rate = read_audio(sample_flacs[0])
     buffer = io.BytesIO()
     soundfile.write(buffer, np.tile(samples, int(8 * rate / len(samples)) + 1)[: 8 * rate], rate, format="WAV",
@@ -94,7 +95,7 @@ def test_a_burst_past_the_queue_is_refused_with_retry_after_and_the_accepted_req
         except urllib.error.HTTPError as err:
             return err.code, json.loads(err.read()), err.headers.get("Retry-After")
 
-    with served(untrained_checkpoint, "--max-queue", "1", "--max-batch", "1") as url:
+    with served(untrained_checkpoint, "--max-queue", "2", "--max-batch", "1") as url:
         with concurrent.futures.ThreadPoolExecutor(12) as pool:
             answers = list(pool.map(send, [url] * 12))
         health = json.loads(urllib.request.urlopen(url + "/health").read())
@@ -106,7 +107,7 @@ def test_a_burst_past_the_queue_is_refused_with_retry_after_and_the_accepted_req
             assert "busy" in answer["error"] and int(retry_after) >= 1
         else:
             assert answer["duration"] == pytest.approx(8.0, abs=1e-3)
-    assert health["refused"] == statuses.count(503) and health["max_queue"] == 1
+    assert health["refused"] == statuses.count(503) and health["max_queue"] == 2
     assert health["utterances"] == statuses.count(200) and after[0] == 200
 
 

@@ -95,28 +95,38 @@ class Recognizer:
         self.queue: asyncio.Queue[_Request] = asyncio.Queue()
         self.pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ds2stream-forward")
         self.batches = self.utterances = self.refused = 0
+        # Admitted and not yet in a forward pass: those in the queue and those whose features are
+        # still being computed (a burst arrives before any of it reaches the queue).
+        self.waiting = 0
         self.batch_seconds = 1.0  # the last forward pass's, for Retry-After
 
     @property
     def full(self) -> bool:
-        return self.queue.qsize() >= self.limits.max_queue
+        return self.waiting >= self.limits.max_queue
 
     def admit(self) -> None:
         """Refuse (503, Retry-After) when the queue is full, before any work is spent on the request."""
         if self.full:
             self.refused += 1
-            batches_ahead = -(-self.queue.qsize() // self.limits.max_batch) + 1
+            batches_ahead = -(-self.waiting // self.limits.max_batch) + 1
             retry = max(1, round(batches_ahead * self.batch_seconds))
-            raise HTTPError(503, f"busy: {self.queue.qsize()} utterances are waiting for the model; retry in "
+            raise HTTPError(503, f"busy: {self.waiting} utterances are waiting for the model; retry in "
                                  f"{retry} s", {"Retry-After": str(retry)})
 
     async def transcribe(self, samples: np.ndarray, rate: int) -> dict:
-        self.admit()
-        duration = len(samples) / rate
-        loop = asyncio.get_running_loop()
-        features = await loop.run_in_executor(None, self.transcriber.features_of, samples, rate)
-        request = _Request(features, duration, loop.create_future())
-        await self.queue.put(request)
+        self.admit()  # again: others may have come in while this upload was read
+        self.waiting += 1
+        queued = False
+        try:
+            duration = len(samples) / rate
+            loop = asyncio.get_running_loop()
+            features = await loop.run_in_executor(None, self.transcriber.features_of, samples, rate)
+            request = _Request(features, duration, loop.create_future())
+            await self.queue.put(request)
+            queued = True
+        finally:
+            if not queued:  # bad audio, or the client went away: it waits no more
+                self.waiting -= 1
         return await request.done
 
     async def run(self) -> None:
@@ -126,6 +136,7 @@ class Recognizer:
             batch = [await self.queue.get()]
             while len(batch) < self.limits.max_batch and not self.queue.empty():
                 batch.append(self.queue.get_nowait())
+            self.waiting -= len(batch)
             started = time.perf_counter()
             try:
                 results = await loop.run_in_executor(self.pool, self._forward, [r.features for r in batch])
@@ -381,7 +392,7 @@ def make_app(transcriber: Transcriber, limits: ServeLimits = ServeLimits()):
                                   "decoder": transcriber.decoder.decoder,
                                   "sample_rate": transcriber.features.sample_rate,
                                   "batches": recognizer.batches, "utterances": recognizer.utterances,
-                                  "queued": recognizer.queue.qsize(), "max_queue": limits.max_queue,
+                                  "queued": recognizer.waiting, "max_queue": limits.max_queue,
                                   "refused": recognizer.refused, "streams": streams["open"],
                                   "max_streams": limits.max_streams, "streams_refused": streams["refused"],
                                   "streams_done": streams["done"], "stream_ticks": ticks.ticks})
