@@ -99,8 +99,6 @@ def shard(inputs, out_dir, audio_format, features, shard_size, min_duration, max
                   on_bytes=transfer.update)
     try:
         summary = write_shard_set(inputs, out_dir, options, jobs=jobs, progress=progress, fetch=fetch)
-    except Ds2streamError as err:
-        raise click.ClickException(str(err)) from None
     finally:
         bar.close()
     rate = seconds[0] / max(bar.format_dict["elapsed"], 1e-9)

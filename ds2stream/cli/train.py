@@ -4,7 +4,6 @@ from pathlib import Path
 
 import click
 
-from ..errors import Ds2streamError
 from ..features import Normalize, Scale
 from ..pipeline.augment import STANDARD_AUGMENT
 from ..pipeline.buckets import BatchMode
@@ -121,7 +120,7 @@ def train(shards, dev_shards, preset, run_dir, resume_dir, batch_mode, bucketed,
                                  feature_changes=feature_changes,
                                  pretrained=pretrained, distributed=distributed, graph=not pynative,
                                  max_steps=max_steps, max_minutes=max_minutes, allow_plan_change=allow_plan_change)
-    except (Ds2streamError, PeerLostError) as err:  # a peer lost: msrun shows the scheduler's "Error:" lines
+    except PeerLostError as err:  # msrun shows the scheduler's "Error:" lines; ours is one more
         raise click.ClickException(str(err)) from None
     if record.get("event") == "schedule_ended":
         run = resume_dir or run_dir
@@ -141,6 +140,6 @@ def plot(run_dir, out):
 
     try:
         path = plot_run(run_dir, out)
-    except (Ds2streamError, ImportError) as err:
+    except ImportError as err:  # matplotlib is an extra
         raise click.ClickException(str(err)) from None
     click.echo(str(path))
