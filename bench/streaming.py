@@ -8,8 +8,12 @@ factor over all streams), and streams that did not end with a final result (drop
 is started here as a user starts it (`ds2stream serve --model MODEL`); each client plays --rounds
 recordings one after the other from the shard set (unseen voices: the test split).
 
+With --alone, the recordings of the largest run are played again one stream at a time: a gap
+that is there alone too is the recording's (a pause, a long word: no new text to send), the rest
+of a gap under load is the wait for the CPU (per recording: loaded gap minus alone gap).
+
     python bench/streaming.py --model runs/stream/best.ckpt --shards shards/test [--clients 8]
-                              [--rounds 3] [--chunk-ms 160] [--out streaming.json]
+                              [--rounds 3] [--chunk-ms 160] [--alone] [--out streaming.json]
 """
 import argparse
 import asyncio
@@ -25,13 +29,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402
 
 
-async def client(url: str, recordings: list[np.ndarray], chunk: int, rate: int) -> list[dict]:
-    """Play each recording at real time; per recording, what was measured."""
+async def client(url: str, recordings: list[tuple[int, np.ndarray]], chunk: int, rate: int) -> list[dict]:
+    """Play each (index, samples) recording at real time; per recording, what was measured."""
     import aiohttp
 
     results = []
     async with aiohttp.ClientSession() as session:
-        for samples in recordings:
+        for index, samples in recordings:
             async with session.ws_connect(url.replace("http", "ws") + "/stream") as ws:
                 await ws.send_json({"sample_rate": rate, "format": "s16le"})
                 ready = await ws.receive_json()
@@ -59,7 +63,7 @@ async def client(url: str, recordings: list[np.ndarray], chunk: int, rate: int) 
                 duration = len(samples) / rate
                 times = [min(p, duration) for p in partials]
                 gaps = np.diff([0.0, *times]) if partials else [duration]
-                results.append({"seconds": duration, "partials": len(partials),
+                results.append({"recording": index, "seconds": duration, "partials": len(partials),
                                 "first_partial_s": partials[0] if partials else None,
                                 "max_partial_gap_s": float(max(gaps)),
                                 # the gaps once text has begun to come: the first partial's delay
@@ -85,6 +89,8 @@ def main():
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8], help="concurrent streams, one run each")
     parser.add_argument("--rounds", type=int, default=3, help="recordings each client plays")
     parser.add_argument("--chunk-ms", type=int, default=160)
+    parser.add_argument("--alone", action="store_true",
+                        help="play the largest run's recordings again one at a time (gaps: pauses or CPU?)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
@@ -96,7 +102,7 @@ def main():
     rate = 16000
     needed = max(args.clients) * args.rounds
     positions = np.linspace(0, len(shard_set) - 1, min(needed, len(shard_set))).astype(int)
-    recordings = [shard_set.samples(int(p))[0] for p in positions]
+    recordings = [(i, shard_set.samples(int(p))[0]) for i, p in enumerate(positions)]
     chunk = int(rate * args.chunk_ms / 1000)
     report = {"model": str(args.model), "shards": str(args.shards), "chunk_ms": args.chunk_ms,
               "rounds": args.rounds, "runs": []}
@@ -111,6 +117,8 @@ def main():
                 return await asyncio.gather(*(client(url, p, chunk, rate) for p in plays))
 
             results = [r for per_client in asyncio.run(everyone()) for r in per_client]
+            if count == max(args.clients):
+                largest = results
             wall, cpu = time.perf_counter() - started, served_stats()["cpu_seconds"] - cpu_before
             audio = sum(r["seconds"] for r in results)
             run = {"clients": count, "streams": len(results), "audio_seconds": round(audio, 1),
@@ -122,6 +130,16 @@ def main():
                    "final_latency_s": summary(r["final_latency_s"] for r in results)}
             report["runs"].append(run)
             print(json.dumps(run), flush=True)
+        if args.alone:
+            loaded = {r["recording"]: r for r in largest}
+            alone = asyncio.run(client(url, [recordings[i] for i in sorted(loaded)], chunk, rate))
+            pairs = [(loaded[r["recording"]]["max_gap_after_first_s"], r["max_gap_after_first_s"]) for r in alone]
+            report["alone"] = {"streams": len(alone),
+                               "max_gap_after_first_s": summary(r["max_gap_after_first_s"] for r in alone),
+                               "final_latency_s": summary(r["final_latency_s"] for r in alone),
+                               # per recording: what load adds to its longest gap
+                               "gap_added_by_load_s": summary(a - b for a, b in pairs if None not in (a, b))}
+            print(json.dumps({"alone": report["alone"]}), flush=True)
     if args.out:
         harness.save(args.out, report)
 
