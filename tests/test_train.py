@@ -14,7 +14,7 @@ from ds2stream.model import ModelConfig
 from ds2stream.pipeline import STANDARD_AUGMENT, EpochIterator
 from ds2stream.presets import PRESETS
 from ds2stream.runtime import use_graph_mode
-from ds2stream.testing import utterances_of_lengths
+from ds2stream.testing import librispeech_tree, utterances_of_lengths
 from ds2stream.training.config import TrainConfig
 from ds2stream.training.plan import resume_position
 from ds2stream.training.trainer import Trainer
@@ -33,8 +33,13 @@ def graph_mode():
 
 
 @pytest.fixture(scope="module")
-def shard_dir(sample_test_shards):
-    return sample_test_shards
+def shard_dir(sample_dir, tmp_path_factory):
+    """3 of each chapter's 5 recordings of the sample's test split (180, 6 speakers): short epochs."""
+    root = tmp_path_factory.mktemp("train-shards")
+    out = root / "shards"
+    write_shard_set([librispeech_tree(sample_dir / "test", root / "corpus", per_chapter=3)], out,
+                    ShardOptions(shard_size_mb=0.1))
+    return out
 
 
 def read_metrics(run_dir):
