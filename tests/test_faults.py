@@ -81,7 +81,7 @@ TRAIN_ARGS = {"epochs": 3, "max_frames": 2500, "num_buckets": 1, "checkpoint_eve
 @pytest.fixture(scope="module")
 def train_shards(tmp_path_factory, sample_dir):
     root = tmp_path_factory.mktemp("train-shards")
-    # 2 of each chapter's 5: 6 steps an epoch, a checkpoint inside each (every 4) and one at its end
+    # 2 of each chapter's 5: short epochs that still hold a checkpoint (every 4 steps) before their end
     write_shard_set([librispeech_tree(sample_dir / "test", root / "train", per_chapter=2)], root / "train-shards")
     write_shard_set([librispeech_tree(sample_dir / "dev", root / "dev", per_chapter=3)], root / "dev-shards")
     return root / "train-shards", root / "dev-shards"
