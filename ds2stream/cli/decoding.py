@@ -61,7 +61,7 @@ def lm_command(inputs, order, out, discount_fallback):
     sentence a line, or `<id> <text>` lines as .trans.txt files) or shard sets (their transcripts).
     Text is normalised as transcripts are (numbers written out)."""
     from ..data.text import read_sentences
-    from ..inference.lm import LMError, build_lm, write_arpa
+    from ..inference.lm import build_lm, write_arpa
     from ..pipeline import ShardSet
 
     sentences = []
@@ -74,10 +74,7 @@ def lm_command(inputs, order, out, discount_fallback):
                 sentences += read_sentences(path)
         except (Ds2streamError, OSError, UnicodeDecodeError) as err:
             raise click.ClickException(f"{path}: {err}") from None
-    try:
-        lm = build_lm((s.split() for s in sentences), order, discount_fallback=discount_fallback)
-        write_arpa(lm, out)
-    except LMError as err:
-        raise click.ClickException(str(err)) from None
+    lm = build_lm((s.split() for s in sentences), order, discount_fallback=discount_fallback)
+    write_arpa(lm, out)
     counts = ", ".join(f"{sum(len(g) == n for g in lm.prob)} {n}-grams" for n in range(1, order + 1))
     click.echo(f"{out}: {len(sentences)} sentences, {len(lm.vocabulary) - 3} words; {counts}")

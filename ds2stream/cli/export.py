@@ -37,15 +37,12 @@ def export(checkpoint, file_format, out, **decoder):
 def average(checkpoints, last, out):
     """Average the parameters of CHECKPOINTS of one run (e.g. its last few:
     runs/x/checkpoints/step-*.ckpt --last 3) into one checkpoint for eval, export or transcribe."""
-    from ..checkpoint import CheckpointError, average_checkpoints
+    from ..checkpoint import average_checkpoints
     from ..runtime import use_graph_mode
 
     chosen = list(checkpoints)[-last:] if last else list(checkpoints)
     use_graph_mode()
-    try:
-        path = average_checkpoints(chosen, out)
-    except CheckpointError as err:
-        raise click.ClickException(str(err)) from None
+    path = average_checkpoints(chosen, out)
     click.echo(f"{path}: the mean of {len(chosen)} checkpoints ({chosen[0].name} ... {chosen[-1].name})")
 
 
