@@ -478,6 +478,9 @@ def write_transcripts(out: Path, plan: list[Utterance]) -> None:
 
 
 def available_voices(engines: list[str], log=print) -> list[Voice]:
+    unknown = [name for name in engines if name not in ENGINES]
+    if unknown:
+        raise CorpusError(f"unknown TTS engine {unknown[0]!r} (known: {', '.join(ENGINES)})")
     present = []
     for name in engines:
         problem = ENGINES[name].missing()

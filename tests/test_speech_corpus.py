@@ -136,6 +136,9 @@ def test_a_missing_engine_is_skipped_with_how_to_install_it(corpus, tmp_path):
     alone = make_corpus(tmp_path / "d", text, "--engines", "flite", env=no_programs)
     assert alone.returncode != 0 and "no train voice is available" in alone.stderr
     assert "apt-get install flite" in alone.stderr
+    misspelt = make_corpus(tmp_path / "e", text, "--engines", "espeak,flight", env=no_programs)
+    assert misspelt.returncode == 1 and "Traceback" not in misspelt.stderr
+    assert "Error: unknown TTS engine 'flight' (known: espeak, flite, festival, piper, kokoro)" in misspelt.stderr
 
 
 def test_training_voices_are_many_and_none_is_a_held_out_speaker():
