@@ -53,6 +53,8 @@ RECIPES = {
     "lean-anneal": {"preset": "lean", "learning_rate": 8e-4},
     "lean-anneal-2x": {"preset": "lean", "learning_rate": 1.6e-3},
     "lean-anneal-8x": {"preset": "lean", "learning_rate": 6.4e-3},
+    # lean with each utterance's pitch shifted, tempo kept, by up to 3 semitones either way
+    "lean-pitch": {"preset": "lean", "augment": {**STANDARD_AUGMENT.to_dict(), "pitch_shift": 3.0}},
 }
 
 

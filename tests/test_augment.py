@@ -11,12 +11,23 @@ from ds2stream.cli import cli
 from ds2stream.data.audio import read_audio
 from ds2stream.features import FeatureConfig, Normalize, Scale, spectrogram
 from ds2stream.pipeline import STANDARD_AUGMENT, AugmentConfig, Augmenter, BatchSampler, EpochIterator, ShardSet
-from ds2stream.pipeline.augment import mix_at_snr, perturb_speed, random_channel, spec_augment, speed_samples, switch
+from ds2stream.pipeline.augment import (
+    mix_at_snr,
+    perturb_speed,
+    random_channel,
+    shift_pitch,
+    spec_augment,
+    speed_samples,
+    stretch_time,
+    switch,
+)
 from ds2stream.presets import PRESETS
 from ds2stream.training.plan import make_source
 
 TINY = PRESETS["tiny"]
-AUGMENTED = dataclasses.replace(TINY.train, max_frames=2500, num_buckets=3, augment=STANDARD_AUGMENT)
+#: Every waveform transform a linear spectrogram allows (VTLP needs mel features), and SpecAugment.
+AUGMENTED = dataclasses.replace(TINY.train, max_frames=2500, num_buckets=3,
+                                augment=dataclasses.replace(STANDARD_AUGMENT, pitch_shift=2.0, channel_prob=0.5))
 FC = FeatureConfig()
 MEL = FeatureConfig(scale=Scale.MEL, normalize=Normalize.PER_BIN)
 
@@ -49,6 +60,53 @@ def test_speed_perturbation_scales_duration_and_pitch_together(speech, factor):
     back = perturb_speed(out, 1 / factor)[:len(speech)]
     middle = slice(1000, len(speech) - 1000)
     assert np.corrcoef(back[middle], speech[middle])[0, 1] > 0.99
+
+
+def pitch_hz(audio, rate=16000):
+    """The voice's median fundamental frequency: per 40-ms voiced frame, the shortest period between
+    60 and 400 Hz whose autocorrelation is within 15 % of the highest (a multiple of the period
+    correlates as well: the shortest is the voice's)."""
+    frame = int(0.04 * rate)
+    frames = audio[:len(audio) // frame * frame].reshape(-1, frame).astype(np.float64)
+    energy = (frames ** 2).mean(axis=1)
+    low, high = rate // 400, rate // 60
+    found = []
+    for f in frames[energy > 0.1 * energy.max()]:
+        f = f - f.mean()
+        correlation = np.fft.irfft(np.abs(np.fft.rfft(f, 2 * frame)) ** 2)[:frame]
+        correlation = correlation[low:high] / (frame - np.arange(low, high))  # per overlapping sample
+        peaks = np.flatnonzero((correlation[1:-1] >= correlation[:-2]) & (correlation[1:-1] >= correlation[2:])) + 1
+        if len(peaks):
+            best = correlation[peaks].max()
+            found.append(rate / (low + peaks[correlation[peaks] >= 0.85 * best][0]))
+    return float(np.median(found))
+
+
+def envelope(audio, hop=320):
+    return np.sqrt((audio[:len(audio) // hop * hop].reshape(-1, hop).astype(np.float64) ** 2).mean(axis=1))
+
+
+def test_a_time_stretch_keeps_the_pitch_and_a_pitch_shift_keeps_the_tempo(speech, sample_flacs):
+    # Stretched to its own length, a recording comes back (to float32 precision: -66 dB).
+    np.testing.assert_allclose(stretch_time(speech, len(speech)), speech, atol=5e-4)
+    recordings = [read_audio(path)[0].astype(np.float32) / 32767 for path in sample_flacs[:5]]
+    # Pitch, per recording (the estimate's own noise is a few %, and it can miss by an octave on
+    # one: the median of five); a semitone is 6 %, the changes below 16 % and more.
+    slower = [stretch_time(r, int(len(r) * 1.25)) for r in recordings]
+    assert all(len(s) == int(len(r) * 1.25) for s, r in zip(slower, recordings))
+    assert np.median([pitch_hz(s) / pitch_hz(r) for s, r in zip(slower, recordings)]) == pytest.approx(1, rel=0.06)
+    for semitones in (-3.0, 4.0):
+        shifted = [shift_pitch(r, semitones) for r in recordings]
+        assert all(len(s) == len(r) and np.abs(s).max() <= 1.0 for s, r in zip(shifted, recordings))
+        ratio = np.median([pitch_hz(s) / pitch_hz(r) for s, r in zip(shifted, recordings)])
+        assert ratio == pytest.approx(2 ** (semitones / 12), rel=0.06)
+        # The words stay where they were: the loudness follows the original's, frame by frame,
+        # unlike the same pitch change by speed perturbation (which moves them too).
+        out = shift_pitch(speech, semitones)
+        kept = np.corrcoef(envelope(out), envelope(speech))[0, 1]
+        sped = perturb_speed(speech, 2 ** (semitones / 12))
+        sped = np.pad(sped, (0, max(0, len(speech) - len(sped))))[:len(speech)]
+        assert kept > 0.85 and kept > np.corrcoef(envelope(sped), envelope(speech))[0, 1] + 0.3, kept
 
 
 def test_noise_is_mixed_at_the_snr_asked_and_a_mix_never_clips(speech):
@@ -247,17 +305,19 @@ def test_switches_and_the_cli_record_augmentation_in_the_run(shard_set, tmp_path
     assert result.exit_code == 1 and "speeds [0.9, 1.0, 1.1] -> []" in result.output
 
 
-def test_mel_features_vtlp_and_channel_from_the_cli_train_evaluate_and_stay_the_runs(sample_test_shards, tmp_path):
+def test_mel_vtlp_channel_and_pitch_from_the_cli_train_evaluate_and_stay_the_runs(sample_test_shards, tmp_path):
     run = tmp_path / "run"
     result = CliRunner().invoke(cli, ["train", "--shards", str(sample_test_shards), "--out", str(run),
                                       "--preset", "tiny",
                                       "--feature-scale", "mel", "--feature-norm", "per_bin", "--vtlp", "0.1",
-                                      "--channel-prob", "0.5", "--max-frames", "2500", "--max-steps", "2"])
+                                      "--channel-prob", "0.5", "--pitch-shift", "2", "--max-frames", "2500",
+                                      "--max-steps", "2"])
     assert result.exit_code == 0, result.output
     saved = json.loads((run / "config.json").read_text())
     assert saved["feature_config"]["scale"] == "mel" and saved["feature_config"]["normalize"] == "per_bin"
     assert saved["model_config"]["num_bins"] == 80
     assert saved["train_config"]["augment"]["vtlp"] == 0.1 and saved["train_config"]["augment"]["channel_prob"] == 0.5
+    assert saved["train_config"]["augment"]["pitch_shift"] == 2.0
     checkpoint = run / "checkpoints" / "step-00000002.ckpt"
     # eval reads the (linear-sharded) test set with the checkpoint's mel features.
     result = CliRunner().invoke(cli, ["eval", "--shards", str(sample_test_shards), "--model", str(checkpoint)])

@@ -1,5 +1,5 @@
-"""Data augmentation in the reader's workers: speed, volume, noise and a random channel on the
-waveform, vocal tract length perturbation (VTLP) in the mel filters, SpecAugment on the features.
+"""Data augmentation in the reader's workers: speed, pitch, volume, noise and a random channel on
+the waveform, vocal tract length perturbation (VTLP) in the mel filters, SpecAugment on the features.
 Training only: evaluation never builds an ``Augmenter``.
 
 Every random draw for utterance ``u`` in epoch ``e`` comes from a generator seeded with
@@ -9,8 +9,8 @@ exception: it changes an utterance's length, so the sampler draws it when it pla
 (``speed_choices``) and buckets the utterance by its perturbed length; the plan carries it.
 
 Order, as in Lhotse's and ESPnet's LibriSpeech recipes: speed -> volume -> noise -> features ->
-SpecAugment; the channel (a microphone or a line: after the room's noise) comes before the
-features, VTLP in them.
+SpecAugment; the pitch (the speaker's voice) right after the speed, the channel (a microphone or a
+line: after the room's noise) before the features, VTLP in them.
 """
 from __future__ import annotations
 
@@ -35,6 +35,8 @@ MAX_NOISE_SECONDS = 3600.0
 #: A noise file quieter than this (RMS, relative to full scale) is refused: mixed "at an SNR" it
 #: would be scaled up from nothing, or add nothing.
 MIN_NOISE_RMS = 10 ** (-80 / 20)
+#: An octave: past it a voice no longer reads as a human one.
+MAX_PITCH_SEMITONES = 12.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +55,7 @@ class AugmentConfig:
     time_mask_frames: int = 40  # ... and in frames
     vtlp: float = 0.0  # VTLP warp factors drawn uniformly in [1 - vtlp, 1 + vtlp]; 0 = off (mel features only)
     channel_prob: float = 0.0  # share of utterances played through a random channel (random_channel); 0 = off
+    pitch_shift: float = 0.0  # pitch shift (tempo kept) drawn uniformly in [-x, +x] semitones; 0 = off
 
     def __post_init__(self):
         object.__setattr__(self, "speeds", tuple(float(s) for s in self.speeds))
@@ -74,12 +77,15 @@ class AugmentConfig:
             raise ConfigError(f"vtlp is a warp range, [1 - vtlp, 1 + vtlp], and must lie in [0, 0.5), got {self.vtlp}")
         if not 0.0 <= self.channel_prob <= 1.0:
             raise ConfigError(f"channel_prob must lie in [0, 1], got {self.channel_prob}")
+        if not 0.0 <= self.pitch_shift <= MAX_PITCH_SEMITONES:
+            raise ConfigError(f"pitch_shift is a range, [-x, +x] semitones, and must lie in "
+                              f"[0, {MAX_PITCH_SEMITONES:g}], got {self.pitch_shift}")
 
     @property
     def waveform(self) -> bool:
         """Whether any transform needs the samples (not stored features)."""
         return bool(self.speeds) or self.volume_db > 0 or self.noise_prob > 0 or self.vtlp > 0 \
-            or self.channel_prob > 0
+            or self.channel_prob > 0 or self.pitch_shift > 0
 
     @property
     def enabled(self) -> bool:
@@ -121,6 +127,61 @@ def perturb_speed(samples: np.ndarray, factor: float) -> np.ndarray:
     out = soxr.resample(samples, 1.0, 1.0 / factor, quality="HQ")
     target = int(speed_samples(len(samples), factor))
     return out[:target] if len(out) >= target else np.pad(out, (0, target - len(out)))
+
+
+def stretch_time(audio: np.ndarray, length: int, n_fft: int = 512, hop: int = 128) -> np.ndarray:
+    """``audio`` (float) played in ``length`` samples at its own pitch: a phase vocoder (Flanagan &
+    Golden 1966; as librosa's ``time_stretch``). Analysis frames are read at the rate the new
+    length asks, each bin's magnitude interpolated between frames and its phase advanced by the
+    bin's own measured frequency; overlap-added with the window's squared sum divided out."""
+    window = np.hanning(n_fft + 1)[:-1].astype(np.float32)  # periodic Hann
+    padded = np.pad(audio.astype(np.float32), (n_fft // 2, n_fft // 2 + n_fft))  # every sample in n_fft // hop frames
+    count = 1 + (len(padded) - n_fft) // hop
+    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop][:count]
+    spectrum = np.fft.rfft(frames * window, axis=1)
+    spectrum = np.vstack([spectrum, np.zeros_like(spectrum[:1])])  # a silent frame past the end
+    advance = (2 * np.pi * hop * np.arange(n_fft // 2 + 1) / n_fft).astype(np.float32)  # a bin's phase step
+    phase = np.angle(spectrum).astype(np.float32)
+    deviation = phase[1:] - phase[:-1] - advance
+    deviation -= 2 * np.pi * np.round(deviation / (2 * np.pi))
+
+    out_frames = 1 + -(-(length + n_fft // 2) // hop)
+    positions = np.minimum(np.arange(out_frames) * (len(audio) / max(length, 1)), count - 1)
+    index = positions.astype(np.int64)
+    fraction = (positions - index)[:, None].astype(np.float32)
+    magnitude = np.abs(spectrum).astype(np.float32)
+    magnitude = (1 - fraction) * magnitude[index] + fraction * magnitude[index + 1]
+    # summed in float64 and wrapped: over a long recording the phases run to 1e5 radians
+    phase = np.cumsum(np.vstack([phase[:1], (advance + deviation[index])[:-1]]), axis=0, dtype=np.float64)
+    phase = np.mod(phase, 2 * np.pi).astype(np.float32)
+    stretched = np.fft.irfft(magnitude * np.cos(phase) + 1j * (magnitude * np.sin(phase)), n=n_fft, axis=1)
+    stretched *= window
+
+    out, weight = overlap_add(stretched, hop), overlap_add(np.broadcast_to(window ** 2, stretched.shape), hop)
+    return (out / np.maximum(weight, 1e-8))[n_fft // 2: n_fft // 2 + length].astype(np.float32)
+
+
+def overlap_add(frames: np.ndarray, hop: int) -> np.ndarray:
+    """The sum of (count, n_fft) frames placed ``hop`` apart (``n_fft`` a multiple of ``hop``):
+    frame i's k-th block of ``hop`` samples lands in block i + k."""
+    count, n_fft = frames.shape
+    blocks = frames.reshape(count, n_fft // hop, hop)
+    out = np.zeros((count + n_fft // hop - 1, hop))
+    for k in range(n_fft // hop):
+        out[k:k + count] += blocks[:, k]
+    return out.reshape(-1)
+
+
+def shift_pitch(audio: np.ndarray, semitones: float) -> np.ndarray:
+    """``audio`` (float) ``semitones`` higher (lower when negative), tempo and length kept:
+    stretched in time by the factor, then played that much faster (``perturb_speed``), as
+    librosa's ``pitch_shift``. Scaled down as a whole if it would leave [-1, 1]."""
+    if semitones == 0.0:
+        return audio
+    factor = 2.0 ** (semitones / 12)
+    out = perturb_speed(stretch_time(audio, int(round(len(audio) * factor))), factor)
+    out = out[:len(audio)] if len(out) >= len(audio) else np.pad(out, (0, len(audio) - len(out)))
+    return within_full_scale(out.astype(np.float32))
 
 
 def coloured_noise(rng: np.random.Generator, num_samples: int) -> np.ndarray:
@@ -238,9 +299,11 @@ class Augmenter:
         return np.random.default_rng([self.seed, epoch, position, UTTERANCE_STREAM])
 
     def waveform(self, samples: np.ndarray, speed: float, rng: np.random.Generator) -> np.ndarray:
-        """Speed, volume and noise on int16 samples; float32 in [-1, 1] back."""
+        """Speed, pitch, volume, noise and channel on int16 samples; float32 in [-1, 1] back."""
         config = self.config
         audio = perturb_speed(samples.astype(np.float32) / np.float32(INT16_SCALE), speed)
+        if config.pitch_shift > 0:
+            audio = shift_pitch(audio, rng.uniform(-config.pitch_shift, config.pitch_shift))
         if config.volume_db > 0:
             audio = audio * np.float32(10 ** (rng.uniform(-config.volume_db, config.volume_db) / 20))
         if config.noise_prob > 0 and rng.random() < config.noise_prob:
@@ -272,7 +335,7 @@ class Augmenter:
 def switch(config: AugmentConfig, *, everything: bool | None = None, speed: bool | None = None,
            volume: bool | None = None, noise: bool | None = None, spec_augment: bool | None = None,
            noise_dir: str | None = None, noise_prob: float | None = None, vtlp: float | None = None,
-           channel_prob: float | None = None) -> AugmentConfig:
+           channel_prob: float | None = None, pitch_shift: float | None = None) -> AugmentConfig:
     """``config`` with transforms switched on (at ``STANDARD_AUGMENT``'s rates, unless already on)
     or off; None leaves a transform as it is. ``everything`` first, then each transform; a noise
     folder switches noise on."""
@@ -293,6 +356,8 @@ def switch(config: AugmentConfig, *, everything: bool | None = None, speed: bool
         changes["vtlp"] = vtlp
     if channel_prob is not None:
         changes["channel_prob"] = channel_prob
+    if pitch_shift is not None:
+        changes["pitch_shift"] = pitch_shift
     if spec_augment is not None:
         on = spec_augment
         changes["freq_masks"] = (config.freq_masks or standard.freq_masks) if on else 0
