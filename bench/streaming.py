@@ -12,6 +12,11 @@ With --alone, the recordings of the largest run are played again one stream at a
 that is there alone too is the recording's (a pause, a long word: no new text to send), the rest
 of a gap under load is the wait for the CPU (per recording: loaded gap minus alone gap).
 
+The target counts speech, not pauses ("a partial at least every 300 ms of speech"), so each gap
+is also measured in seconds of speech: the speech (an energy detector, below) in the audio the
+model turned into text between the two results, i.e. the gap shifted back by the model's right
+context (the future audio each output frame waits for, from its config).
+
     python bench/streaming.py --model runs/stream/best.ckpt --shards shards/test [--clients 8]
                               [--rounds 3] [--chunk-ms 160] [--alone] [--out streaming.json]
 """
@@ -28,8 +33,52 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402
 
+#: The speech detector: 25-ms frames every 10 ms whose energy is within SPEECH_DB of the
+#: recording's loud frames (its 95th percentile) are speech; so are quieter stretches shorter than
+#: HANGOVER_S between speech (stop closures, short breaks: counted as speech, which makes the
+#: measure stricter, not kinder).
+FRAME_S, HOP_S, SPEECH_DB, HANGOVER_S = 0.025, 0.010, 35.0, 0.2
 
-async def client(url: str, recordings: list[tuple[int, np.ndarray]], chunk: int, rate: int) -> list[dict]:
+
+def speech_mask(samples: np.ndarray, rate: int) -> np.ndarray:
+    """Per 10-ms step of the recording, whether it is speech."""
+    frame, hop = int(FRAME_S * rate), int(HOP_S * rate)
+    x = samples.astype(np.float64)
+    count = max(1, 1 + (len(x) - frame) // hop)
+    energy = np.array([np.mean(x[i * hop: i * hop + frame] ** 2) for i in range(count)]) + 1e-9
+    db = 10 * np.log10(energy)
+    speech = db > np.percentile(db, 95) - SPEECH_DB
+    on = np.flatnonzero(speech)
+    for a, b in zip(on[:-1], on[1:]):
+        if 1 < b - a <= HANGOVER_S / HOP_S:
+            speech[a:b] = True
+    return speech
+
+
+def speech_between(mask: np.ndarray, start: float, stop: float) -> float:
+    """Seconds of speech in the audio from ``start`` to ``stop`` seconds."""
+    a, b = max(0, int(round(start / HOP_S))), max(0, int(round(stop / HOP_S)))
+    return float(mask[a:b].sum()) * HOP_S
+
+
+def right_context_s(model: Path) -> float:
+    """The audio after an output frame that the model needs before it can give that frame: the
+    feature window, each conv layer's frames to the right, the lookahead convolution's frames."""
+    from ds2stream.checkpoint import model_features, read_checkpoint
+    from ds2stream.model import ModelConfig
+
+    _, meta = read_checkpoint(model)
+    config, features = ModelConfig.from_dict(meta["model_config"]), model_features(meta)
+    hop = features.hop_length / features.sample_rate
+    seconds, stride = features.n_fft // 2 / features.sample_rate, 1  # frames are centred
+    for layer in config.conv:
+        seconds += (layer.kernel[1] - 1 - layer.padding[1]) * stride * hop
+        stride *= layer.stride[1]
+    return seconds + config.lookahead * stride * hop
+
+
+async def client(url: str, recordings: list[tuple[int, np.ndarray]], chunk: int, rate: int,
+                 context_s: float) -> list[dict]:
     """Play each (index, samples) recording at real time; per recording, what was measured."""
     import aiohttp
 
@@ -63,12 +112,19 @@ async def client(url: str, recordings: list[tuple[int, np.ndarray]], chunk: int,
                 duration = len(samples) / rate
                 times = [min(p, duration) for p in partials]
                 gaps = np.diff([0.0, *times]) if partials else [duration]
+                # between partials, in seconds of speech: the audio the model turned into text
+                # between the two (the final result has its own target)
+                mask = speech_mask(samples, rate)
+                speech_gaps = [speech_between(mask, a - context_s, b - context_s)
+                               for a, b in zip(times[:-1], times[1:])]
                 results.append({"recording": index, "seconds": duration, "partials": len(partials),
                                 "first_partial_s": partials[0] if partials else None,
                                 "max_partial_gap_s": float(max(gaps)),
                                 # the gaps once text has begun to come: the first partial's delay
                                 # is the model's right context (fixed); these are the decoding's
                                 "max_gap_after_first_s": float(max(np.diff(times))) if len(times) > 1 else None,
+                                "speech_s": speech_between(mask, 0, duration),
+                                "max_speech_gap_s": max(speech_gaps) if speech_gaps else None,
                                 "final_latency_s": final[0] - audio_end if final else None,
                                 "dropped": final is None or ws.close_code != 1000})
     return results
@@ -104,17 +160,20 @@ def main():
     positions = np.linspace(0, len(shard_set) - 1, min(needed, len(shard_set))).astype(int)
     recordings = [(i, shard_set.samples(int(p))[0]) for i, p in enumerate(positions)]
     chunk = int(rate * args.chunk_ms / 1000)
+    context_s = right_context_s(args.model)
     report = {"model": str(args.model), "shards": str(args.shards), "chunk_ms": args.chunk_ms,
-              "rounds": args.rounds, "runs": []}
+              "rounds": args.rounds, "right_context_s": round(context_s, 3),
+              "speech_detector": {"frame_s": FRAME_S, "hop_s": HOP_S, "within_db_of_p95": SPEECH_DB,
+                                  "hangover_s": HANGOVER_S}, "runs": []}
     with served(args.model, "--max-streams", str(max(args.clients))) as url:
-        asyncio.run(client(url, recordings[:1], chunk, rate))  # warm: the stages compile once
+        asyncio.run(client(url, recordings[:1], chunk, rate, context_s))  # warm: the stages compile once
         for count in args.clients:
             plays = [[recordings[(c * args.rounds + r) % len(recordings)] for r in range(args.rounds)]
                      for c in range(count)]
             cpu_before, started = served_stats()["cpu_seconds"], time.perf_counter()
 
             async def everyone():
-                return await asyncio.gather(*(client(url, p, chunk, rate) for p in plays))
+                return await asyncio.gather(*(client(url, p, chunk, rate, context_s) for p in plays))
 
             results = [r for per_client in asyncio.run(everyone()) for r in per_client]
             if count == max(args.clients):
@@ -127,15 +186,17 @@ def main():
                    "first_partial_s": summary(r["first_partial_s"] for r in results),
                    "max_partial_gap_s": summary(r["max_partial_gap_s"] for r in results),
                    "max_gap_after_first_s": summary(r["max_gap_after_first_s"] for r in results),
+                   "max_speech_gap_s": summary(r["max_speech_gap_s"] for r in results),
                    "final_latency_s": summary(r["final_latency_s"] for r in results)}
             report["runs"].append(run)
             print(json.dumps(run), flush=True)
         if args.alone:
             loaded = {r["recording"]: r for r in largest}
-            alone = asyncio.run(client(url, [recordings[i] for i in sorted(loaded)], chunk, rate))
+            alone = asyncio.run(client(url, [recordings[i] for i in sorted(loaded)], chunk, rate, context_s))
             pairs = [(loaded[r["recording"]]["max_gap_after_first_s"], r["max_gap_after_first_s"]) for r in alone]
             report["alone"] = {"streams": len(alone),
                                "max_gap_after_first_s": summary(r["max_gap_after_first_s"] for r in alone),
+                               "max_speech_gap_s": summary(r["max_speech_gap_s"] for r in alone),
                                "final_latency_s": summary(r["final_latency_s"] for r in alone),
                                # per recording: what load adds to its longest gap
                                "gap_added_by_load_s": summary(a - b for a, b in pairs if None not in (a, b))}
