@@ -4,7 +4,6 @@ import contextlib
 import fcntl
 import os
 import pickle
-import shutil
 import subprocess
 import sys
 import threading
@@ -14,7 +13,6 @@ from pathlib import Path
 import pytest
 from support.browser import ensure_chromium
 
-from ds2stream.checkpoint import CheckpointError, read_checkpoint
 from ds2stream.data import SAMPLE_DIR
 from ds2stream.data.shards import ShardOptions, write_shard_set
 
@@ -27,7 +25,7 @@ START_FIRST = ("test_faults.py", "test_train.py", "test_distributed.py")
 
 def needs_demo(item) -> bool:
     """Whether a test uses the demo's trained model (directly or through another fixture)."""
-    return "demo_run" in item.fixturenames or "demo_model_that_reads" in item.fixturenames
+    return "demo_run" in item.fixturenames
 
 
 def pytest_collection_modifyitems(config, items):
@@ -65,9 +63,6 @@ def sample_test_shards(tmp_path_factory, sample_dir) -> Path:
 
 DEMO_PROCESS = Path(__file__).with_name("demo_process.py")
 DEMO_TIMEOUT = 1800  # seconds a test waits for the demo run (it takes 4-8 minutes beside the suite)
-#: The dev WER of the demo checkpoint that tests needing only "a model that reads" start from: the
-#: demo run is there after 5 of its 20 epochs (0.29 at epoch 5 on AMD EPYC).
-READS_WER = 0.4
 
 
 def install_chromium_quietly():
@@ -108,37 +103,16 @@ class SharedDemo:
 
     def wait(self):
         self.start()
-        self._poll(self.result.exists)
-        return pickle.loads(self.result.read_bytes())
-
-    def model_that_reads(self, copy: Path, wer: float) -> Path:
-        """A copy of the demo run's best.ckpt as soon as its dev WER is at most ``wer``: a model that
-        reads, long before the run ends (best.ckpt is replaced by a rename: a copy is one whole file)."""
-        self.start()
-        best = self.folder / "demo" / "run" / "best.ckpt"
-
-        def reads() -> bool:
-            try:
-                shutil.copyfile(best, copy)
-                state = read_checkpoint(copy)[1]["state"]
-            except (OSError, CheckpointError):
-                return False
-            return state["best_wer"] is not None and state["best_wer"] <= wer
-
-        self._poll(reads)
-        return copy
-
-    def _poll(self, done) -> None:
-        """Until ``done()``; fails the test if the demo failed, ended, or took too long."""
         deadline = time.monotonic() + DEMO_TIMEOUT
-        while not done():
+        while not self.result.exists():
             if self.failed.exists():
                 pytest.fail(f"the demo run failed:\n{self.failed.read_text()[-3000:]}")
             if not self._running() and not self.result.exists():
                 pytest.fail(f"the demo process ended without a result; its output:\n{self.log.read_text()[-3000:]}")
             if time.monotonic() > deadline:
-                pytest.fail(f"not there after {DEMO_TIMEOUT} s; the demo's output:\n{self.log.read_text()[-3000:]}")
+                pytest.fail(f"no demo result after {DEMO_TIMEOUT} s; its output:\n{self.log.read_text()[-3000:]}")
             time.sleep(0.5)
+        return pickle.loads(self.result.read_bytes())
 
     def _running(self) -> bool:
         try:
@@ -159,12 +133,3 @@ def demo_started_early(request, tmp_path_factory):
 def demo_run(tmp_path_factory):
     """(the demo's output folder, its DemoResult): one run for the whole test session."""
     return SharedDemo(session_folder(tmp_path_factory)).wait()
-
-
-@pytest.fixture(scope="session")
-def demo_model_that_reads(tmp_path_factory) -> tuple[Path, Path]:
-    """(a checkpoint of the demo run whose dev WER is at most READS_WER, the demo's dev shard set),
-    for tests that need a model that reads but not the finished demo: they start while it trains."""
-    demo = SharedDemo(session_folder(tmp_path_factory))
-    copy = demo.model_that_reads(tmp_path_factory.mktemp("demo-model") / "reads.ckpt", READS_WER)
-    return copy, demo.folder / "demo" / "shards" / "dev"

@@ -1,10 +1,9 @@
 """Data parallel across two machines: two network namespaces joined by a veth pair, each with its
 own address, one msrun per "machine" (1 rank each), the run directory on the filesystem they share.
 
-One scenario serves every test here. Both nodes start training from a model that reads (a
-checkpoint of the demo run, taken while it still trains); once the run has passed its step-2
-checkpoint, every process of node 1 is killed (its power cut). Node 0 must stop by itself within
-a bounded time, saying that a peer was lost. Both nodes are then started
+One scenario serves every test here. Both nodes start training from the demo's model; once
+the run has passed its step-2 checkpoint, every process of node 1 is killed (its power cut). Node 0
+must stop by itself within a bounded time, saying that a peer was lost. Both nodes are then started
 again with ``resume`` and train to the end of the epoch (step 7), where the ranks evaluate the dev
 split, each its own share. The ranks end bit-identical, equal to one process replaying the same
 global batches, and the dev WER/CER they logged equal one process evaluating the checkpoint.
@@ -54,15 +53,15 @@ def logged_steps(run: Path) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def scenario(tmp_path_factory, sample_test_shards, demo_model_that_reads):
+def scenario(tmp_path_factory, sample_test_shards, demo_run):
     reason = namespaces_forbidden()
     if reason:
         pytest.skip(reason)
     work = tmp_path_factory.mktemp("two-machines")
     (work / "shards").symlink_to(sample_test_shards)
     (work / "out").mkdir()
-    model, dev = demo_model_that_reads
-    options = {"dev_shards": str(dev), "pretrained": str(model)}
+    demo_out, demo = demo_run
+    options = {"dev_shards": str(demo_out / "shards" / "dev"), "pretrained": str(demo.run_dir / "best.ckpt")}
     found = {}
     with TwoMachines() as machines:
         nodes = start_nodes(machines, "train", work, options)
@@ -124,7 +123,7 @@ def test_resumed_nodes_hold_identical_parameters_equal_to_one_process(scenario):
     assert logged == list(range(1, STEPS + 1))  # each step once: the steps after the checkpoint, redone
 
 
-def test_dev_evaluated_in_shares_equals_one_process_on_the_checkpoint(scenario, demo_model_that_reads):
+def test_dev_evaluated_in_shares_equals_one_process_on_the_checkpoint(scenario, demo_run):
     work, _ = scenario
     # the ranks' own running statistics (each from its own rows) gave way to rank 0's for the evaluation
     rank0, rank1 = (trained(work / "out", f"resume-rank{r}", statistics=True) for r in (0, 1))
@@ -132,7 +131,7 @@ def test_dev_evaluated_in_shares_equals_one_process_on_the_checkpoint(scenario, 
     for name in rank0:
         np.testing.assert_array_equal(rank0[name], rank1[name], err_msg=name)
     (epoch_end,) = [r for r in logged_steps(work / "run") if r.get("event") == "epoch_end"]
-    dev = ShardSet(demo_model_that_reads[1])
+    dev = ShardSet(demo_run[0] / "shards" / "dev")
     use_graph_mode()
     network, _ = load_model(work / "run" / "checkpoints" / f"step-{STEPS:08d}.ckpt")
     report = evaluate(network, dev)
