@@ -123,7 +123,6 @@ async def client(url: str, recordings: list[tuple[int, np.ndarray]], chunk: int,
                                 # the gaps once text has begun to come: the first partial's delay
                                 # is the model's right context (fixed); these are the decoding's
                                 "max_gap_after_first_s": float(max(np.diff(times))) if len(times) > 1 else None,
-                                "speech_s": speech_between(mask, 0, duration),
                                 "max_speech_gap_s": max(speech_gaps) if speech_gaps else None,
                                 "final_latency_s": final[0] - audio_end if final else None,
                                 "dropped": final is None or ws.close_code != 1000})
