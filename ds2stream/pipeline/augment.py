@@ -125,8 +125,12 @@ def perturb_speed(samples: np.ndarray, factor: float) -> np.ndarray:
     import soxr
 
     out = soxr.resample(samples, 1.0, 1.0 / factor, quality="HQ")
-    target = int(speed_samples(len(samples), factor))
-    return out[:target] if len(out) >= target else np.pad(out, (0, target - len(out)))
+    return exactly(out, int(speed_samples(len(samples), factor)))
+
+
+def exactly(samples: np.ndarray, length: int) -> np.ndarray:
+    """``samples`` cut or padded with zeros to ``length`` (a resampler's output may be a sample off)."""
+    return samples[:length] if len(samples) >= length else np.pad(samples, (0, length - len(samples)))
 
 
 def stretch_time(audio: np.ndarray, length: int, n_fft: int = 512, hop: int = 128) -> np.ndarray:
@@ -179,9 +183,8 @@ def shift_pitch(audio: np.ndarray, semitones: float) -> np.ndarray:
     if semitones == 0.0:
         return audio
     factor = 2.0 ** (semitones / 12)
-    out = perturb_speed(stretch_time(audio, int(round(len(audio) * factor))), factor)
-    out = out[:len(audio)] if len(out) >= len(audio) else np.pad(out, (0, len(audio) - len(out)))
-    return within_full_scale(out.astype(np.float32))
+    out = perturb_speed(stretch_time(audio, int(round(len(audio) * factor))), factor)  # within a sample of it
+    return within_full_scale(exactly(out, len(audio)).astype(np.float32))
 
 
 def coloured_noise(rng: np.random.Generator, num_samples: int) -> np.ndarray:
