@@ -55,6 +55,10 @@ RECIPES = {
     "lean-anneal-8x": {"preset": "lean", "learning_rate": 6.4e-3},
     # lean with each utterance's pitch shifted, tempo kept, by up to 3 semitones either way
     "lean-pitch": {"preset": "lean", "augment": {**STANDARD_AUGMENT.to_dict(), "pitch_shift": 3.0}},
+    # lean with SpecAugment's time masks as LibriSpeech recipes set them (Lhotse: up to 15 % of the
+    # frames masked): one per second of audio, each up to 5 % of the utterance (lean: 0.5, 4 %)
+    "lean-masks": {"preset": "lean", "augment": {**STANDARD_AUGMENT.to_dict(), "time_masks_per_second": 1.0,
+                                                 "time_mask_fraction": 0.05}},
 }
 
 
