@@ -1,4 +1,4 @@
-"""Augmentation in the reader: speed, volume, noise, SpecAugment; planned lengths; determinism."""
+"""Augmentation in the reader: speed, volume, reverberation, noise, SpecAugment; planned lengths; determinism."""
 import dataclasses
 import json
 
@@ -15,6 +15,8 @@ from ds2stream.pipeline.augment import (
     mix_at_snr,
     perturb_speed,
     random_channel,
+    room_response,
+    room_reverb,
     shift_pitch,
     spec_augment,
     speed_samples,
@@ -27,7 +29,8 @@ from ds2stream.training.plan import make_source
 TINY = PRESETS["tiny"]
 #: Every waveform transform a linear spectrogram allows (VTLP needs mel features), and SpecAugment.
 AUGMENTED = dataclasses.replace(TINY.train, max_frames=2500, num_buckets=3,
-                                augment=dataclasses.replace(STANDARD_AUGMENT, pitch_shift=2.0, channel_prob=0.5))
+                                augment=dataclasses.replace(STANDARD_AUGMENT, pitch_shift=2.0, channel_prob=0.5,
+                                                            reverb_prob=0.5))
 FC = FeatureConfig()
 MEL = FeatureConfig(scale=Scale.MEL, normalize=Normalize.PER_BIN)
 
@@ -242,6 +245,33 @@ def test_a_random_channel_colours_and_band_limits_without_clipping(speech):
     assert 2 <= limited <= 10  # about half the utterances are band-limited
 
 
+def test_a_simulated_room_decays_60_db_in_its_rt60_after_its_direct_path():
+    for rt60, drr_db in ((0.3, 0.0), (0.7, 10.0)):
+        response = room_response(np.random.default_rng(1), 16000, rt60, drr_db)
+        tail = response[1:] ** 2
+        assert response[0] == 1.0 and 10 * np.log10(1 / tail.sum()) == pytest.approx(drr_db)
+        # Schroeder's backward integral: the energy still to come, fitted from -5 to -25 dB (T20)
+        remaining = 10 * np.log10(np.cumsum(tail[::-1])[::-1] / tail.sum())
+        fit = (remaining <= -5) & (remaining >= -25)
+        slope = np.polyfit(np.arange(1, len(response))[fit] / 16000, remaining[fit], 1)[0]
+        assert -60 / slope == pytest.approx(rt60, rel=0.1)
+
+
+def test_reverberation_keeps_length_and_level_and_follows_a_sound_never_precedes_it(speech):
+    loud = speech / np.abs(speech).max() / 2
+    for seed in range(4):
+        out = room_reverb(loud, np.random.default_rng(seed), 16000)
+        assert len(out) == len(loud) and np.abs(out).max() <= 1.0 and not np.allclose(out, loud)
+        np.testing.assert_array_equal(out, room_reverb(loud, np.random.default_rng(seed), 16000))
+        rms = np.sqrt(np.mean(out.astype(np.float64) ** 2)) / np.sqrt(np.mean(loud.astype(np.float64) ** 2))
+        assert rms == pytest.approx(1.0, rel=1e-3) or np.abs(out).max() == pytest.approx(1.0)
+    click = np.zeros(16000, np.float32)
+    click[4000] = 0.5
+    out = room_reverb(click, np.random.default_rng(0), 16000)
+    assert np.abs(out[:4000]).max() < 1e-6 * np.abs(out).max()  # nothing before the sound (FFT round-off)
+    assert np.sum(out[4100:8000] ** 2) > 1e-3 * np.sum(out ** 2)  # the room rings on after it
+
+
 def test_vtlp_needs_mel_features_and_its_warp_changes_the_features(shard_set):
     with pytest.raises(ValueError, match="VTLP warps the mel filters"):
         Augmenter(AugmentConfig(vtlp=0.1), FC, seed=0)
@@ -310,7 +340,8 @@ def test_mel_vtlp_channel_and_pitch_from_the_cli_train_evaluate_and_stay_the_run
     result = CliRunner().invoke(cli, ["train", "--shards", str(sample_test_shards), "--out", str(run),
                                       "--preset", "tiny",
                                       "--feature-scale", "mel", "--feature-norm", "per_bin", "--vtlp", "0.1",
-                                      "--channel-prob", "0.5", "--pitch-shift", "2", "--max-frames", "2500",
+                                      "--channel-prob", "0.5", "--reverb-prob", "0.5", "--pitch-shift", "2",
+                                      "--max-frames", "2500",
                                       "--max-steps", "2"])
     assert result.exit_code == 0, result.output
     saved = json.loads((run / "config.json").read_text())
@@ -318,6 +349,7 @@ def test_mel_vtlp_channel_and_pitch_from_the_cli_train_evaluate_and_stay_the_run
     assert saved["model_config"]["num_bins"] == 80
     assert saved["train_config"]["augment"]["vtlp"] == 0.1 and saved["train_config"]["augment"]["channel_prob"] == 0.5
     assert saved["train_config"]["augment"]["pitch_shift"] == 2.0
+    assert saved["train_config"]["augment"]["reverb_prob"] == 0.5
     checkpoint = run / "checkpoints" / "step-00000002.ckpt"
     # eval reads the (linear-sharded) test set with the checkpoint's mel features.
     result = CliRunner().invoke(cli, ["eval", "--shards", str(sample_test_shards), "--model", str(checkpoint)])

@@ -5,7 +5,7 @@ from pathlib import Path
 import click
 
 from ..features import Normalize, Scale
-from ..pipeline.augment import MAX_PITCH_SEMITONES, STANDARD_AUGMENT
+from ..pipeline.augment import MAX_PITCH_SEMITONES, ROOM_RT60, STANDARD_AUGMENT
 from ..pipeline.buckets import BatchMode
 from ..presets import PRESETS
 from .base import cli, renamed_option
@@ -72,6 +72,9 @@ from .base import cli, renamed_option
                    "[1 - VTLP, 1 + VTLP] (0.1 is usual; 0: off). Needs mel features.")
 @click.option("--channel-prob", type=click.FloatRange(0, 1),
               help="Share of utterances played through a random channel: spectral tilt, band limit (0: off).")
+@click.option("--reverb-prob", type=click.FloatRange(0, 1),
+              help=f"Share of utterances played in a simulated room: reverberation time drawn in "
+                   f"{ROOM_RT60[0]:g}-{ROOM_RT60[1]:g} s (0: off).")
 @click.option("--pitch-shift", type=click.FloatRange(0, MAX_PITCH_SEMITONES), metavar="SEMITONES",
               help="Shift every utterance's pitch, tempo kept, by semitones drawn in [-SEMITONES, +SEMITONES] "
                    "(0: off).")
@@ -88,7 +91,7 @@ def train(shards, dev_shards, preset, run_dir, resume_dir, batch_mode, bucketed,
           max_frames,
           num_buckets, max_duration, checkpoint_every, keep_last, workers, seed, max_steps, max_minutes, pretrained,
           distributed, allow_plan_change, augment, speed_perturb, volume_perturb, spec_augment, noise_dir, noise_prob,
-          vtlp, channel_prob, pitch_shift, feature_scale, n_mels, feature_norm, pynative):
+          vtlp, channel_prob, reverb_prob, pitch_shift, feature_scale, n_mels, feature_norm, pynative):
     """Train DeepSpeech2 on a shard set, in graph mode with bucketed shapes.
 
     Start a run with --shards and --out, or continue one with --resume RUN_DIR (the same next batch
@@ -114,7 +117,8 @@ def train(shards, dev_shards, preset, run_dir, resume_dir, batch_mode, bucketed,
     overrides = {k: v for k, v in overrides.items() if v is not None}
     augment_switches = {"everything": augment, "speed": speed_perturb, "volume": volume_perturb,
                         "spec_augment": spec_augment, "noise_dir": noise_dir, "noise_prob": noise_prob,
-                        "vtlp": vtlp, "channel_prob": channel_prob, "pitch_shift": pitch_shift}
+                        "vtlp": vtlp, "channel_prob": channel_prob, "reverb_prob": reverb_prob,
+                        "pitch_shift": pitch_shift}
     feature_changes = {k: v for k, v in {"scale": feature_scale, "n_mels": n_mels, "normalize": feature_norm}.items()
                        if v is not None}
     try:

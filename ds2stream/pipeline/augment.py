@@ -1,5 +1,6 @@
-"""Data augmentation in the reader's workers: speed, pitch, volume, noise and a random channel on
-the waveform, vocal tract length perturbation (VTLP) in the mel filters, SpecAugment on the features.
+"""Data augmentation in the reader's workers: speed, pitch, volume, a room's reverberation, noise
+and a random channel on the waveform, vocal tract length perturbation (VTLP) in the mel filters,
+SpecAugment on the features.
 Training only: evaluation never builds an ``Augmenter``.
 
 Every random draw for utterance ``u`` in epoch ``e`` comes from a generator seeded with
@@ -9,8 +10,9 @@ exception: it changes an utterance's length, so the sampler draws it when it pla
 (``speed_choices``) and buckets the utterance by its perturbed length; the plan carries it.
 
 Order, as in Lhotse's and ESPnet's LibriSpeech recipes: speed -> volume -> noise -> features ->
-SpecAugment; the pitch (the speaker's voice) right after the speed, the channel (a microphone or a
-line: after the room's noise) before the features, VTLP in them.
+SpecAugment; the pitch (the speaker's voice) right after the speed, the room's reverberation (of
+the voice, not of the noise) before the noise, the channel (a microphone or a line: after the
+room's noise) before the features, VTLP in them.
 """
 from __future__ import annotations
 
@@ -37,6 +39,10 @@ MAX_NOISE_SECONDS = 3600.0
 MIN_NOISE_RMS = 10 ** (-80 / 20)
 #: An octave: past it a voice no longer reads as a human one.
 MAX_PITCH_SEMITONES = 12.0
+#: Simulated rooms: reverberation times (RT60, s) and direct-to-reverberant energy ratios (dB) are
+#: drawn uniformly in these ranges (living rooms and offices to halls; a close to a distant talker).
+ROOM_RT60 = (0.2, 0.8)
+ROOM_DRR_DB = (-3.0, 12.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +62,7 @@ class AugmentConfig:
     vtlp: float = 0.0  # VTLP warp factors drawn uniformly in [1 - vtlp, 1 + vtlp]; 0 = off (mel features only)
     channel_prob: float = 0.0  # share of utterances played through a random channel (random_channel); 0 = off
     pitch_shift: float = 0.0  # pitch shift (tempo kept) drawn uniformly in [-x, +x] semitones; 0 = off
+    reverb_prob: float = 0.0  # share of utterances played in a simulated room (room_reverb); 0 = off
 
     def __post_init__(self):
         object.__setattr__(self, "speeds", tuple(float(s) for s in self.speeds))
@@ -77,6 +84,8 @@ class AugmentConfig:
             raise ConfigError(f"vtlp is a warp range, [1 - vtlp, 1 + vtlp], and must lie in [0, 0.5), got {self.vtlp}")
         if not 0.0 <= self.channel_prob <= 1.0:
             raise ConfigError(f"channel_prob must lie in [0, 1], got {self.channel_prob}")
+        if not 0.0 <= self.reverb_prob <= 1.0:
+            raise ConfigError(f"reverb_prob must lie in [0, 1], got {self.reverb_prob}")
         if not 0.0 <= self.pitch_shift <= MAX_PITCH_SEMITONES:
             raise ConfigError(f"pitch_shift is a range, [-x, +x] semitones, and must lie in "
                               f"[0, {MAX_PITCH_SEMITONES:g}], got {self.pitch_shift}")
@@ -85,7 +94,7 @@ class AugmentConfig:
     def waveform(self) -> bool:
         """Whether any transform needs the samples (not stored features)."""
         return bool(self.speeds) or self.volume_db > 0 or self.noise_prob > 0 or self.vtlp > 0 \
-            or self.channel_prob > 0 or self.pitch_shift > 0
+            or self.channel_prob > 0 or self.pitch_shift > 0 or self.reverb_prob > 0
 
     @property
     def enabled(self) -> bool:
@@ -265,6 +274,29 @@ def random_channel(audio: np.ndarray, rng: np.random.Generator, sample_rate: int
     return within_full_scale(out)
 
 
+def room_response(rng: np.random.Generator, sample_rate: int, rt60: float, drr_db: float) -> np.ndarray:
+    """A simulated room impulse response: the direct path (1 at t = 0), then a diffuse tail of
+    Gaussian noise whose energy falls 60 dB in ``rt60`` seconds, scaled so that the direct path
+    carries ``drr_db`` dB more energy than the tail (the statistical model of late reverberation,
+    Polack 1988; Kaldi's and Lhotse's recipes draw such rooms when no measured ones are given)."""
+    t = np.arange(1, max(int(rt60 * sample_rate), 2)) / sample_rate
+    tail = rng.standard_normal(len(t)) * np.exp(-3 * np.log(10) * t / rt60)  # amplitude: -60 dB at rt60
+    tail *= np.sqrt(10 ** (-drr_db / 10) / np.sum(tail ** 2))
+    return np.concatenate([[1.0], tail])
+
+
+def room_reverb(audio: np.ndarray, rng: np.random.Generator, sample_rate: int) -> np.ndarray:
+    """``audio`` played in a random room (``room_response`` with an RT60 in ``ROOM_RT60`` and a
+    direct-to-reverberant ratio in ``ROOM_DRR_DB``), cut to its own length (the plan's) and brought
+    back to its own RMS level; scaled down as a whole if it would leave [-1, 1]."""
+    response = room_response(rng, sample_rate, rng.uniform(*ROOM_RT60), rng.uniform(*ROOM_DRR_DB))
+    n = len(audio) + len(response) - 1
+    size = 1 << (n - 1).bit_length()
+    wet = np.fft.irfft(np.fft.rfft(audio.astype(np.float64), size) * np.fft.rfft(response, size), size)[:len(audio)]
+    level = np.sqrt(np.mean(audio.astype(np.float64) ** 2) / max(float(np.mean(wet ** 2)), 1e-20))
+    return within_full_scale((wet * level).astype(np.float32))
+
+
 def spec_augment(spect: np.ndarray, config: AugmentConfig, rng: np.random.Generator,
                  frames_per_second: float) -> np.ndarray:
     """Frequency and time masks on a (bins, frames) spectrogram, in place, filled with its mean
@@ -302,13 +334,16 @@ class Augmenter:
         return np.random.default_rng([self.seed, epoch, position, UTTERANCE_STREAM])
 
     def waveform(self, samples: np.ndarray, speed: float, rng: np.random.Generator) -> np.ndarray:
-        """Speed, pitch, volume, noise and channel on int16 samples; float32 in [-1, 1] back."""
+        """Speed, pitch, volume, reverberation, noise and channel on int16 samples; float32 in [-1, 1]
+        back. A transform that is off draws nothing (the other transforms' draws stay the same)."""
         config = self.config
         audio = perturb_speed(samples.astype(np.float32) / np.float32(INT16_SCALE), speed)
         if config.pitch_shift > 0:
             audio = shift_pitch(audio, rng.uniform(-config.pitch_shift, config.pitch_shift))
         if config.volume_db > 0:
             audio = audio * np.float32(10 ** (rng.uniform(-config.volume_db, config.volume_db) / 20))
+        if config.reverb_prob > 0 and rng.random() < config.reverb_prob:
+            audio = room_reverb(audio, rng, self.feature_config.sample_rate)
         if config.noise_prob > 0 and rng.random() < config.noise_prob:
             audio = mix_at_snr(audio, self._noise(rng, len(audio)), rng.uniform(*config.snr_db))
         if config.channel_prob > 0 and rng.random() < config.channel_prob:
@@ -338,7 +373,8 @@ class Augmenter:
 def switch(config: AugmentConfig, *, everything: bool | None = None, speed: bool | None = None,
            volume: bool | None = None, noise: bool | None = None, spec_augment: bool | None = None,
            noise_dir: str | None = None, noise_prob: float | None = None, vtlp: float | None = None,
-           channel_prob: float | None = None, pitch_shift: float | None = None) -> AugmentConfig:
+           channel_prob: float | None = None, pitch_shift: float | None = None,
+           reverb_prob: float | None = None) -> AugmentConfig:
     """``config`` with transforms switched on (at ``STANDARD_AUGMENT``'s rates, unless already on)
     or off; None leaves a transform as it is. ``everything`` first, then each transform; a noise
     folder switches noise on."""
@@ -361,6 +397,8 @@ def switch(config: AugmentConfig, *, everything: bool | None = None, speed: bool
         changes["channel_prob"] = channel_prob
     if pitch_shift is not None:
         changes["pitch_shift"] = pitch_shift
+    if reverb_prob is not None:
+        changes["reverb_prob"] = reverb_prob
     if spec_augment is not None:
         on = spec_augment
         changes["freq_masks"] = (config.freq_masks or standard.freq_masks) if on else 0
