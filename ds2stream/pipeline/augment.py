@@ -277,8 +277,8 @@ def random_channel(audio: np.ndarray, rng: np.random.Generator, sample_rate: int
 def room_response(rng: np.random.Generator, sample_rate: int, rt60: float, drr_db: float) -> np.ndarray:
     """A simulated room impulse response: the direct path (1 at t = 0), then a diffuse tail of
     Gaussian noise whose energy falls 60 dB in ``rt60`` seconds, scaled so that the direct path
-    carries ``drr_db`` dB more energy than the tail (the statistical model of late reverberation,
-    Polack 1988; Kaldi's and Lhotse's recipes draw such rooms when no measured ones are given)."""
+    carries ``drr_db`` dB more energy than the tail (Polack's statistical model of late
+    reverberation; LibriSpeech recipes reverberate with measured or simulated rooms)."""
     t = np.arange(1, max(int(rt60 * sample_rate), 2)) / sample_rate
     tail = rng.standard_normal(len(t)) * np.exp(-3 * np.log(10) * t / rt60)  # amplitude: -60 dB at rt60
     tail *= np.sqrt(10 ** (-drr_db / 10) / np.sum(tail ** 2))
