@@ -62,6 +62,9 @@ RECIPES = {
     # lean with the speaker augmentation lean-vtlp had, under lean's schedule: measured on real
     # speakers (FSDD) as well as on the synthetic test voices, where it had given nothing
     "lean-speaker": {"preset": "lean", "augment": {**STANDARD_AUGMENT.to_dict(), "vtlp": 0.1, "channel_prob": 0.3}},
+    # lean with half the utterances played in a simulated room: synthetic voices are dry, real
+    # recordings are not
+    "lean-reverb": {"preset": "lean", "augment": {**STANDARD_AUGMENT.to_dict(), "reverb_prob": 0.5}},
 }
 
 
