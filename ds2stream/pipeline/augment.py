@@ -290,10 +290,10 @@ def room_reverb(audio: np.ndarray, rng: np.random.Generator, sample_rate: int) -
     direct-to-reverberant ratio in ``ROOM_DRR_DB``), cut to its own length (the plan's) and brought
     back to its own RMS level; scaled down as a whole if it would leave [-1, 1]."""
     response = room_response(rng, sample_rate, rng.uniform(*ROOM_RT60), rng.uniform(*ROOM_DRR_DB))
-    n = len(audio) + len(response) - 1
-    size = 1 << (n - 1).bit_length()
-    wet = np.fft.irfft(np.fft.rfft(audio.astype(np.float64), size) * np.fft.rfft(response, size), size)[:len(audio)]
-    level = np.sqrt(np.mean(audio.astype(np.float64) ** 2) / max(float(np.mean(wet ** 2)), 1e-20))
+    dry = audio.astype(np.float64)
+    size = 1 << (len(dry) + len(response) - 2).bit_length()  # a power of two >= the full convolution
+    wet = np.fft.irfft(np.fft.rfft(dry, size) * np.fft.rfft(response, size), size)[:len(dry)]
+    level = np.sqrt(np.mean(dry ** 2) / max(float(np.mean(wet ** 2)), 1e-20))
     return within_full_scale((wet * level).astype(np.float32))
 
 
