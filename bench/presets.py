@@ -17,6 +17,7 @@ the plot from that file.
     python bench/presets.py --report bench/out/presets.json [--plot docs/presets.png]
 """
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -24,8 +25,12 @@ import harness
 from time_to_accuracy import THRESHOLDS, evaluate_run, minutes_to_reach, training_seconds
 
 from ds2stream.pipeline.augment import STANDARD_AUGMENT
+from ds2stream.presets import ZOO_KERNELS_16
 
 EXPONENTIAL = {"lr_schedule": "exponential", "learning_rate": 8e-4}  # lean's schedule before
+#: lean's convs before (the zoo's kernel sizes at 16 channels): every lean recipe measured with them
+#: keeps them, so each reproduces its report.
+ZOO_KERNELS = {"model": {"conv": [dataclasses.asdict(layer) for layer in ZOO_KERNELS_16]}}
 
 #: Per preset, what differs from its own defaults. Every run sets `epochs` high enough that the
 #: budget ends it; that changes nothing else, as the LR decays per epoch of steps or over the
@@ -46,25 +51,31 @@ RECIPES = {
     # linear spectrogram it had before, and lean with speaker augmentation on top; then lean's LR
     # falling linearly to 0 at the budget's end from 1x, 2x and 8x that peak (lean itself: 4x)
     # (docs/results/unseen-voices.md).
-    "lean-exponential": {"preset": "lean", **EXPONENTIAL},
-    "lean-linear": {"preset": "lean", **EXPONENTIAL, "features": {"scale": "linear", "normalize": "utterance"}},
-    "lean-vtlp": {"preset": "lean", **EXPONENTIAL,
+    "lean-exponential": {"preset": "lean", **ZOO_KERNELS, **EXPONENTIAL},
+    "lean-linear": {"preset": "lean", **ZOO_KERNELS, **EXPONENTIAL,
+                    "features": {"scale": "linear", "normalize": "utterance"}},
+    "lean-vtlp": {"preset": "lean", **ZOO_KERNELS, **EXPONENTIAL,
                   "augment": {**STANDARD_AUGMENT.to_dict(), "vtlp": 0.1, "channel_prob": 0.3}},
-    "lean-anneal": {"preset": "lean", "learning_rate": 8e-4},
-    "lean-anneal-2x": {"preset": "lean", "learning_rate": 1.6e-3},
-    "lean-anneal-8x": {"preset": "lean", "learning_rate": 6.4e-3},
+    "lean-anneal": {"preset": "lean", **ZOO_KERNELS, "learning_rate": 8e-4},
+    "lean-anneal-2x": {"preset": "lean", **ZOO_KERNELS, "learning_rate": 1.6e-3},
+    "lean-anneal-8x": {"preset": "lean", **ZOO_KERNELS, "learning_rate": 6.4e-3},
     # lean with each utterance's pitch shifted, tempo kept, by up to 3 semitones either way
-    "lean-pitch": {"preset": "lean", "augment": {**STANDARD_AUGMENT.to_dict(), "pitch_shift": 3.0}},
+    "lean-pitch": {"preset": "lean", **ZOO_KERNELS, "augment": {**STANDARD_AUGMENT.to_dict(), "pitch_shift": 3.0}},
     # lean with SpecAugment's time masks as LibriSpeech recipes set them (Lhotse: up to 15 % of the
     # frames masked): one per second of audio, each up to 5 % of the utterance (lean: 0.5, 4 %)
-    "lean-masks": {"preset": "lean", "augment": {**STANDARD_AUGMENT.to_dict(), "time_masks_per_second": 1.0,
-                                                 "time_mask_fraction": 0.05}},
+    "lean-masks": {"preset": "lean", **ZOO_KERNELS, "augment": {
+        **STANDARD_AUGMENT.to_dict(), "time_masks_per_second": 1.0, "time_mask_fraction": 0.05}},
     # lean with the speaker augmentation lean-vtlp had, under lean's schedule: measured on real
     # speakers (FSDD) as well as on the synthetic test voices, where it had given nothing
-    "lean-speaker": {"preset": "lean", "augment": {**STANDARD_AUGMENT.to_dict(), "vtlp": 0.1, "channel_prob": 0.3}},
+    "lean-speaker": {"preset": "lean", **ZOO_KERNELS,
+                     "augment": {**STANDARD_AUGMENT.to_dict(), "vtlp": 0.1, "channel_prob": 0.3}},
     # lean with half the utterances played in a simulated room: synthetic voices are dry, real
     # recordings are not
-    "lean-reverb": {"preset": "lean", "augment": {**STANDARD_AUGMENT.to_dict(), "reverb_prob": 0.5}},
+    "lean-reverb": {"preset": "lean", **ZOO_KERNELS, "augment": {**STANDARD_AUGMENT.to_dict(), "reverb_prob": 0.5}},
+    # lean with a front end of less arithmetic: both convs 11 mel rows by 5 frames instead of the
+    # zoo's kernel sizes (41 x 11, then 21 x 11, sized for 161 linear bins), the same strides and
+    # channels. Measured as "lean-k11x5"; now lean itself, and lean before is "lean-zoo-kernels".
+    "lean-zoo-kernels": {"preset": "lean", **ZOO_KERNELS},
 }
 
 
@@ -75,12 +86,13 @@ def train_one(spec: dict) -> None:
 
     quiet_framework_logs(False)
     continued = spec.get("continue")
-    recipe = {k: v for k, v in RECIPES[spec["preset"]].items() if k != "preset"}
+    recipe = {k: v for k, v in RECIPES[spec["preset"]].items() if k not in ("preset", "model")}
     run_training(run_dir=None if continued else Path(spec["run_dir"]),
                  resume_dir=Path(continued) if continued else None,
                  shards=Path(spec["train"]), dev_shards=Path(spec["dev"]),
                  preset=RECIPES[spec["preset"]].get("preset", spec["preset"]),
                  overrides={**recipe, "epochs": 1000, "keep_last": 0},
+                 model_changes=RECIPES[spec["preset"]].get("model"),
                  max_minutes=spec["minutes"], progress=True)
 
 

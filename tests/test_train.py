@@ -7,17 +7,18 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from ds2stream.checkpoint import read_checkpoint
 from ds2stream.cli import cli
 from ds2stream.data.shards import ShardOptions, write_shard_set
 from ds2stream.errors import ConfigError
-from ds2stream.model import ModelConfig
+from ds2stream.model import ConvLayer, ModelConfig
 from ds2stream.pipeline import STANDARD_AUGMENT, EpochIterator
 from ds2stream.presets import PRESETS
 from ds2stream.runtime import use_graph_mode
 from ds2stream.testing import librispeech_tree, utterances_of_lengths
 from ds2stream.training.config import TrainConfig
 from ds2stream.training.plan import resume_position
-from ds2stream.training.trainer import Trainer
+from ds2stream.training.trainer import Trainer, run_training
 
 TINY = PRESETS["tiny"].model
 FAST_TRAIN = dataclasses.replace(PRESETS["tiny"].train, epochs=2, max_frames=2500, num_buckets=2,
@@ -216,6 +217,20 @@ def test_a_distributed_run_is_refused_a_budget_of_minutes(shard_dir, tmp_path):
                                       "--distributed", "--max-minutes", "30"])
     assert result.exit_code == 1 and "Error: every rank times its own steps" in result.output
     assert "--max-steps" in result.output and not (tmp_path / "run").exists()
+
+
+def test_a_new_run_takes_model_changes_and_a_resumed_run_keeps_its_model(shard_dir, tmp_path):
+    # The bench's front-end recipes: a preset's model with other convs, carried by the checkpoint.
+    conv = [{"channels": 4, "kernel": (5, 5), "stride": (2, 2), "padding": (2, 2)}] * 2
+    run_training(run_dir=tmp_path / "run", resume_dir=None, shards=shard_dir, dev_shards=None, preset="tiny",
+                 overrides={"epochs": 1}, model_changes={"conv": conv}, progress=False, max_steps=1)
+    checkpoint = sorted((tmp_path / "run" / "checkpoints").glob("step-*.ckpt"))[-1]
+    params, meta = read_checkpoint(checkpoint)
+    assert ModelConfig.from_dict(meta["model_config"]).conv == (ConvLayer(4, (5, 5), (2, 2), (2, 2)),) * 2
+    assert params["conv.conv1.weight"].shape == (4, 1, 5, 5) and params["conv.conv2.weight"].shape == (4, 4, 5, 5)
+    with pytest.raises(ConfigError, match="a resumed run keeps its model"):
+        run_training(run_dir=None, resume_dir=tmp_path / "run", shards=None, dev_shards=None, preset="tiny",
+                     overrides={}, model_changes={"conv": conv}, progress=False, max_steps=2)
 
 
 @pytest.fixture(scope="module")

@@ -392,7 +392,7 @@ _RANKS_TIME_THEIR_OWN_STEPS = ("every rank times its own steps, so ranks could s
 
 def run_training(*, run_dir: Path | None, resume_dir: Path | None, shards: Path | None, dev_shards: Path | None,
                  preset: str, overrides: dict, augment_switches: dict | None = None,
-                 feature_changes: dict | None = None,
+                 feature_changes: dict | None = None, model_changes: dict | None = None,
                  pretrained: Path | None = None, distributed: bool = False,
                  graph: bool = True, max_steps: int | None = None, max_minutes: float | None = None,
                  progress: bool = True, allow_plan_change: bool = False) -> tuple[Trainer, dict]:
@@ -400,7 +400,8 @@ def run_training(*, run_dir: Path | None, resume_dir: Path | None, shards: Path 
     settings it was last run with, then ``overrides``). Returns the trainer (after training) and
     its last record. ``augment_switches``: ``augment.switch``'s arguments, applied to the run's
     augmentation (the preset's, or the resumed run's); ``feature_changes``: FeatureConfig fields
-    changed from the run's features (the default FeatureConfig where it has none)."""
+    changed from the run's features (the default FeatureConfig where it has none); ``model_changes``:
+    ModelConfig fields changed from the preset's, for a new run (a resumed run keeps its model)."""
     from ..presets import get_preset
 
     def with_switches(config: TrainConfig) -> TrainConfig:
@@ -413,6 +414,8 @@ def run_training(*, run_dir: Path | None, resume_dir: Path | None, shards: Path 
     if distributed and max_minutes is not None:
         raise ConfigError(_RANKS_TIME_THEIR_OWN_STEPS)
     rank, world_size = init_distributed() if distributed else (0, 1)
+    if resume_dir is not None and model_changes:
+        raise ConfigError(f"{resume_dir}: a resumed run keeps its model; model changes are for a new run")
     if resume_dir is not None:
         config_path = Path(resume_dir) / "config.json"
         if not config_path.is_file():
@@ -432,6 +435,7 @@ def run_training(*, run_dir: Path | None, resume_dir: Path | None, shards: Path 
         config = with_switches(dataclasses.replace(chosen.train, **overrides))
         if config.lr_schedule == "linear" and config.schedule_minutes is None and max_minutes is not None:
             config = dataclasses.replace(config, schedule_minutes=max_minutes)  # the LR ends with the budget
-        trainer = Trainer(run_dir, shards, chosen.model, config, dev_shards, rank, world_size, progress)
+        model_config = dataclasses.replace(chosen.model, **(model_changes or {}))
+        trainer = Trainer(run_dir, shards, model_config, config, dev_shards, rank, world_size, progress)
         trainer.start_new(pretrained)
     return trainer, trainer.fit(max_steps=max_steps, max_minutes=max_minutes)
