@@ -22,7 +22,7 @@ import json
 from pathlib import Path
 
 import harness
-from time_to_accuracy import THRESHOLDS, evaluate_run, minutes_to_reach, training_seconds
+from time_to_accuracy import THRESHOLDS, evaluate_run, minutes_to_reach, training_seconds, training_throughput
 
 from ds2stream.pipeline.augment import STANDARD_AUGMENT
 from ds2stream.presets import ZOO_KERNELS_16
@@ -122,7 +122,7 @@ def run_preset(args, preset: str) -> dict:
         print(f"{preset}: {run_dir} already trained for {trained:.1f} min; evaluating it", flush=True)
     points = evaluate_run(run_dir, args.test)
     return {"preset": preset, "recipe": RECIPES[preset], "budget_minutes": budget, "run_dir": str(run_dir),
-            "peak_rss_gb": peak, "points": points}
+            "peak_rss_gb": peak, "throughput": training_throughput(run_dir), "points": points}
 
 
 def report(results: dict, plot: Path | None) -> None:

@@ -28,6 +28,18 @@ def training_seconds(run_dir: Path) -> dict[int, float]:
     return at
 
 
+def training_throughput(run_dir: Path) -> dict:
+    """The run's steps, their summed seconds and the audio they trained on (each step once; the
+    first step, which compiles the graph, left out): audio-seconds trained per step-second."""
+    from ds2stream.training.metrics import StepRecord, read_records
+
+    steps = {r.global_step: r for r in read_records(run_dir) if isinstance(r, StepRecord)}
+    timed = [steps[step] for step in sorted(steps)[1:]]
+    seconds, audio = sum(r.step_seconds for r in timed), sum(r.audio_seconds for r in timed)
+    return {"steps": len(steps), "step_seconds": seconds, "audio_seconds": audio,
+            "audio_seconds_per_step_second": audio / seconds if seconds else None}
+
+
 def evaluate_checkpoint(spec: dict) -> dict:
     """One checkpoint (``spec["checkpoint"]``) on the held-out set (``spec["shards"]``), in a
     process of its own: see evaluate_run."""
