@@ -16,7 +16,7 @@ from ds2stream.pipeline import STANDARD_AUGMENT, EpochIterator
 from ds2stream.presets import PRESETS
 from ds2stream.runtime import use_graph_mode
 from ds2stream.testing import librispeech_tree, utterances_of_lengths
-from ds2stream.training.config import TrainConfig
+from ds2stream.training.config import EPOCHS_UNTIL_BUDGET, TrainConfig
 from ds2stream.training.plan import resume_position
 from ds2stream.training.trainer import Trainer, run_training
 
@@ -193,6 +193,7 @@ def test_a_linear_run_ends_with_its_budget_and_its_resume_keeps_the_schedule(sha
     assert result.exit_code == 0, result.output
     config = json.loads((run / "config.json").read_text())["train_config"]
     assert config["lr_schedule"] == "linear" and config["schedule_minutes"] == 0.3  # the budget is the run's
+    assert config["epochs"] == EPOCHS_UNTIL_BUDGET  # the budget ends it, not the preset's 20 epochs
     result = runner.invoke(cli, ["train", "--resume", str(run)])  # no budget given: the run's own
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout[result.stdout.rindex('{"event"'):])["event"] == "max_minutes"
@@ -206,7 +207,7 @@ def test_a_linear_run_ends_with_its_budget_and_its_resume_keeps_the_schedule(sha
     # Every step's rate is the schedule's at the run's summed step time before it, across the resume.
     preset, per_epoch = PRESETS["tiny"].train, json.loads((run / "config.json").read_text())["steps_per_epoch"]
     for record, before in zip(steps, seconds):
-        done = (record["global_step"] - 1) / (preset.epochs * per_epoch), before / 18.0
+        done = (record["global_step"] - 1) / (config["epochs"] * per_epoch), before / 18.0
         warm = preset.learning_rate * min(1.0, record["global_step"] / preset.warmup_steps)
         assert record["lr"] == pytest.approx(min(warm, preset.learning_rate * (1 - max(done))), rel=1e-6)
 

@@ -43,7 +43,8 @@ from .base import cli, renamed_option
 @click.option("--max-steps", type=click.IntRange(min=1), help="Stop (with a checkpoint) after this many steps.")
 @click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True),
               help="Stop (with a checkpoint) once this command's training steps have taken this many minutes "
-                   "(dev evaluation and checkpoint writes not counted; a resume starts the count afresh).")
+                   "(dev evaluation and checkpoint writes not counted; a resume starts the count afresh). With "
+                   "the linear schedule it is the run's budget: the run ends there, not at the preset's epochs.")
 @click.option("--pretrained", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Start from these weights (a ds2stream or zoo checkpoint of the same model; Adam state "
                    "is not carried over).")

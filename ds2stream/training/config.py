@@ -15,6 +15,11 @@ from ..pipeline.augment import AugmentConfig
 PLAN_FIELDS = ("seed", "num_buckets", "max_frames", "batch_mode", "sortagrad", "max_duration", "speeds")
 
 
+#: The epochs of a run whose budget of minutes ends it (a linear schedule given --max-minutes):
+#: the preset's epochs would otherwise stop it early, its rate far from 0 on a fast machine.
+EPOCHS_UNTIL_BUDGET = 1_000_000
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """How to train. Saved in the run directory and in every checkpoint."""

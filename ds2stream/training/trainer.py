@@ -46,7 +46,7 @@ from ..model import ModelConfig, build_model, running_statistics
 from ..pipeline import EpochIterator, ShardSet
 from ..pipeline.augment import switch
 from ..runtime import use_graph_mode
-from .config import TrainConfig
+from .config import EPOCHS_UNTIL_BUDGET, TrainConfig
 from .distributed import barrier, init_distributed, require_shared_run_dir, share_rank_0, sum_counts_over_ranks
 from .guard import StepGuard
 from .metrics import CheckpointSaved, EpochEnd, FailedStep, MetricsLog, Resumed, Rollback, StepRecord, to_json
@@ -434,7 +434,10 @@ def run_training(*, run_dir: Path | None, resume_dir: Path | None, shards: Path 
         chosen = get_preset(preset)
         config = with_switches(dataclasses.replace(chosen.train, **overrides))
         if config.lr_schedule == "linear" and config.schedule_minutes is None and max_minutes is not None:
-            config = dataclasses.replace(config, schedule_minutes=max_minutes)  # the LR ends with the budget
+            # The LR ends with the budget, and so does the run, however many epochs that is (an
+            # explicit --epochs still stops it sooner).
+            config = dataclasses.replace(config, schedule_minutes=max_minutes,
+                                         epochs=overrides.get("epochs") or EPOCHS_UNTIL_BUDGET)
         model_config = dataclasses.replace(chosen.model, **(model_changes or {}))
         trainer = Trainer(run_dir, shards, model_config, config, dev_shards, rank, world_size, progress)
         trainer.start_new(pretrained)
