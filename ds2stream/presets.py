@@ -57,12 +57,18 @@ MEL_SLIDING = dataclasses.replace(MEL_PER_BIN, normalize=Normalize.SLIDING)
 
 _IMPROVED = {"activation": Activation.HARDTANH, "mask_padding": True, "rnn_batch_norm": True}
 
+
+
+def zoo_kernels_4x(channels: int) -> tuple[ConvLayer, ConvLayer]:
+    """The zoo's conv kernel sizes (41 x 11, then 21 x 11) with ``channels`` each, the second conv
+    striding time too: 4x time subsampling, as PaddleSpeech (fast, stream, tiny; lean before)."""
+    return (dataclasses.replace(ZOO_CONV[0], channels=channels), ConvLayer(channels, (21, 11), (2, 2), (10, 5)))
+
+
 #: lean's convs: 11 mel rows by 5 frames, stride 2 on both axes. On unseen voices after 30 minutes,
-#: 26.1 % CER against 29.7 % with the zoo's kernel sizes (41 x 11, then 21 x 11: ZOO_KERNELS_16): a
-#: step 1.56x cheaper per audio-second, and per step it learns as much (docs/results/unseen-voices.md).
+#: 26.1 % CER against 29.7 % with the zoo's kernel sizes (zoo_kernels_4x(16)): a step 1.56x cheaper
+#: per audio-second, and per step it learns as much (docs/results/unseen-voices.md).
 _LEAN_CONV = (ConvLayer(16, (11, 5), (2, 2), (5, 2)), ConvLayer(16, (11, 5), (2, 2), (5, 2)))
-#: The zoo's kernel sizes at 16 channels, with 4x time subsampling: lean's convs before, stream's now.
-ZOO_KERNELS_16 = (dataclasses.replace(ZOO_CONV[0], channels=16), ConvLayer(16, (21, 11), (2, 2), (10, 5)))
 _LEAN_MODEL = ModelConfig(conv=_LEAN_CONV, rnn_layers=3, rnn_hidden=256, **_IMPROVED)
 _LEAN_TRAIN = TrainConfig(epochs=4, learning_rate=8e-4, warmup_steps=100, lr_decay_per_epoch=0.8, max_frames=8000,
                           checkpoint_every=100, augment=STANDARD_AUGMENT, best_by="cer", features=MEL_PER_BIN)
@@ -77,15 +83,15 @@ PRESETS = {
     "small": Preset("small", ModelConfig(rnn_layers=3, rnn_hidden=512, **_IMPROVED),
                     TrainConfig(learning_rate=5e-4, max_frames=20000, augment=STANDARD_AUGMENT)),
     "fast": Preset("fast", ModelConfig(
-        conv=(ZOO_CONV[0], ConvLayer(32, (21, 11), (2, 2), (10, 5))),
+        conv=zoo_kernels_4x(32),
         rnn_layers=3, rnn_hidden=512, **_IMPROVED),
         TrainConfig(learning_rate=5e-4, max_frames=20000, augment=STANDARD_AUGMENT)),
     "lean": Preset("lean", _LEAN_MODEL, dataclasses.replace(_LEAN_TRAIN, **_LEAN_SCHEDULE)),
-    "stream": Preset("stream", dataclasses.replace(_LEAN_MODEL, conv=ZOO_KERNELS_16, rnn_hidden=384,
+    "stream": Preset("stream", dataclasses.replace(_LEAN_MODEL, conv=zoo_kernels_4x(16), rnn_hidden=384,
                                                    bidirectional=False, lookahead=3),
                      dataclasses.replace(_LEAN_TRAIN, features=MEL_SLIDING)),
     "tiny": Preset("tiny", ModelConfig(
-        conv=(dataclasses.replace(ZOO_CONV[0], channels=8), ConvLayer(8, (21, 11), (2, 2), (10, 5))),
+        conv=zoo_kernels_4x(8),
         rnn_layers=2, rnn_hidden=160, **_IMPROVED),
         TrainConfig(epochs=20, learning_rate=2e-3, warmup_steps=50, lr_decay_per_epoch=0.88, max_frames=2000,
                     num_buckets=6, checkpoint_every=200)),

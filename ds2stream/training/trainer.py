@@ -414,9 +414,9 @@ def run_training(*, run_dir: Path | None, resume_dir: Path | None, shards: Path 
     if distributed and max_minutes is not None:
         raise ConfigError(_RANKS_TIME_THEIR_OWN_STEPS)
     rank, world_size = init_distributed() if distributed else (0, 1)
-    if resume_dir is not None and model_changes:
-        raise ConfigError(f"{resume_dir}: a resumed run keeps its model; model changes are for a new run")
     if resume_dir is not None:
+        if model_changes:
+            raise ConfigError(f"{resume_dir}: a resumed run keeps its model; model changes are for a new run")
         config_path = Path(resume_dir) / "config.json"
         if not config_path.is_file():
             shared = "; a distributed run's directory must be shared by every rank (e.g. NFS)" if world_size > 1 else ""
