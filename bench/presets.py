@@ -25,12 +25,13 @@ import harness
 from time_to_accuracy import THRESHOLDS, evaluate_run, minutes_to_reach, training_seconds, training_throughput
 
 from ds2stream.pipeline.augment import STANDARD_AUGMENT
-from ds2stream.presets import ZOO_KERNELS_16
+from ds2stream.presets import zoo_kernels_4x
+from ds2stream.training.config import EPOCHS_UNTIL_BUDGET
 
 EXPONENTIAL = {"lr_schedule": "exponential", "learning_rate": 8e-4}  # lean's schedule before
 #: lean's convs before (the zoo's kernel sizes at 16 channels): every lean recipe measured with them
 #: keeps them, so each reproduces its report.
-ZOO_KERNELS = {"model": {"conv": [dataclasses.asdict(layer) for layer in ZOO_KERNELS_16]}}
+ZOO_KERNELS = {"model": {"conv": [dataclasses.asdict(layer) for layer in zoo_kernels_4x(16)]}}
 
 #: Per preset, what differs from its own defaults. Every run sets `epochs` high enough that the
 #: budget ends it; that changes nothing else, as the LR decays per epoch of steps or over the
@@ -91,7 +92,7 @@ def train_one(spec: dict) -> None:
                  resume_dir=Path(continued) if continued else None,
                  shards=Path(spec["train"]), dev_shards=Path(spec["dev"]),
                  preset=RECIPES[spec["preset"]].get("preset", spec["preset"]),
-                 overrides={**recipe, "epochs": 1000, "keep_last": 0},
+                 overrides={**recipe, "epochs": EPOCHS_UNTIL_BUDGET, "keep_last": 0},
                  model_changes=RECIPES[spec["preset"]].get("model"),
                  max_minutes=spec["minutes"], progress=True)
 

@@ -16,27 +16,30 @@ import harness
 THRESHOLDS = (0.40, 0.25, 0.15)  # CER
 
 
-def training_seconds(run_dir: Path) -> dict[int, float]:
-    """Global step -> summed step seconds up to it (a step logged twice after a resume counts once)."""
+def step_records(run_dir: Path) -> list:
+    """The run's step records in step order, each step once (a step logged twice after a resume
+    counts once: its last record)."""
     from ds2stream.training.metrics import StepRecord, read_records
 
-    step_seconds = {r.global_step: r.step_seconds for r in read_records(run_dir) if isinstance(r, StepRecord)}
+    steps = {r.global_step: r for r in read_records(run_dir) if isinstance(r, StepRecord)}
+    return [steps[step] for step in sorted(steps)]
+
+
+def training_seconds(run_dir: Path) -> dict[int, float]:
+    """Global step -> summed step seconds up to it."""
     total, at = 0.0, {}
-    for step in sorted(step_seconds):
-        total += step_seconds[step]
-        at[step] = total
+    for record in step_records(run_dir):
+        total += record.step_seconds
+        at[record.global_step] = total
     return at
 
 
 def training_throughput(run_dir: Path) -> dict:
-    """The run's steps, their summed seconds and the audio they trained on (each step once; the
-    first step, which compiles the graph, left out): audio-seconds trained per step-second."""
-    from ds2stream.training.metrics import StepRecord, read_records
-
-    steps = {r.global_step: r for r in read_records(run_dir) if isinstance(r, StepRecord)}
-    timed = [steps[step] for step in sorted(steps)[1:]]
-    seconds, audio = sum(r.step_seconds for r in timed), sum(r.audio_seconds for r in timed)
-    return {"steps": len(steps), "step_seconds": seconds, "audio_seconds": audio,
+    """The run's steps, their summed seconds and the audio they trained on (the first step, which
+    compiles the graph, left out): audio-seconds trained per step-second."""
+    records = step_records(run_dir)
+    seconds, audio = sum(r.step_seconds for r in records[1:]), sum(r.audio_seconds for r in records[1:])
+    return {"steps": len(records), "step_seconds": seconds, "audio_seconds": audio,
             "audio_seconds_per_step_second": audio / seconds if seconds else None}
 
 
