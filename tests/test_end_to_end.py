@@ -140,9 +140,16 @@ def test_beam_search_and_lm_on_the_demo_models_outputs(demo_run, tmp_path):
                                 "--out", str(lm)])
     assert built.exit_code == 0, built.output
     base = DecoderConfig("beam", beam_width=8, lm=str(lm))
-    best, grid = tune_decoder(network, ShardSet(out / "shards" / "dev"), base, alphas=(0.0, 0.5), betas=(0.0, 2.0))
-    assert len(grid) == 4 and (best.alpha, best.beta) in {(a, b) for a, b, _, _ in grid}
+    best, grid = tune_decoder(network, ShardSet(out / "shards" / "dev"), base, alphas=(0.0, 0.5), betas=(0.0, 2.0),
+                              extensions=2)
+    assert [row[:2] for row in grid[:4]] == [(0.0, 0.0), (0.0, 2.0), (0.5, 0.0), (0.5, 2.0)]
     assert min(row[2] for row in grid) == pytest.approx([r for r in grid if r[:2] == (best.alpha, best.beta)][0][2])
+    # The grid grew only past an edge holding the best, by whole columns or rows at its spacing,
+    # and stops with the best inside it unless its two extensions ran out.
+    alphas, betas = sorted({row[0] for row in grid}), sorted({row[1] for row in grid})
+    assert len(grid) == len(alphas) * len(betas) and len(alphas) + len(betas) - 4 <= 2
+    assert alphas == [0.5 * i for i in range(len(alphas))] and betas == [2.0 * i for i in range(len(betas))]
+    assert len(alphas) + len(betas) == 6 or (best.alpha < alphas[-1] and best.beta < betas[-1])
     guided = score(test_set, outputs, make_decoder(best))
     assert guided.wer <= greedy.wer + 0.02
     settings = tmp_path / "decoder.json"

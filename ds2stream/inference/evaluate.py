@@ -192,22 +192,50 @@ def evaluate(network, shard_set, *, max_frames: int = EVAL_MAX_FRAMES, num_bucke
 #: The LM weights ``tune_decoder`` tries by default.
 TUNE_ALPHAS = (0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
 TUNE_BETAS = (0.0, 1.0, 2.0, 3.0)
+#: How many times the grid may grow by a row or column when the best point sits on its upper edge.
+TUNE_EXTENSIONS = 4
 
 
 def tune_decoder(network, shard_set, base: DecoderConfig, alphas=TUNE_ALPHAS, betas=TUNE_BETAS, *,
-                 max_frames: int = EVAL_MAX_FRAMES, workers: int = 1, log=None, lm=None):
+                 extensions: int = TUNE_EXTENSIONS, max_frames: int = EVAL_MAX_FRAMES, workers: int = 1,
+                 log=None, lm=None):
     """Grid search of the LM weight and word bonus on ``shard_set`` (a dev set): the network runs
-    once, the beam search once per point. Returns (the best config by WER, then CER; the grid as
-    (alpha, beta, wer, cer) rows). ``lm``: ``base.lm`` already read (else read here, once)."""
+    once, the beam search once per point. While the best point is at the largest beta (or alpha),
+    the grid grows by one more column (row) at its last spacing, at most ``extensions`` times: a
+    best on the edge says the optimum may lie beyond it. Returns (the best config by WER, then CER;
+    the grid as (alpha, beta, wer, cer) rows in the order tried). ``lm``: ``base.lm`` already read
+    (else read here, once)."""
     lm = lm or (read_lm(base.lm) if base.lm else None)
     outputs = run_network(network, shard_set, max_frames=max_frames, workers=workers)
-    grid = []
+    alphas, betas, grid = list(alphas), list(betas), []
+
+    def try_point(alpha, beta):
+        config = dataclasses.replace(base, decoder="beam", alpha=alpha, beta=beta)
+        report = score(shard_set, outputs, make_decoder(config, lm))
+        grid.append((alpha, beta, report.wer, report.cer))
+        if log:
+            log(f"alpha {alpha:g} beta {beta:g}: WER {report.wer:.2%} CER {report.cer:.2%}")
+
+    def best():
+        return min(grid, key=lambda row: (row[2], row[3], row[0], row[1]))
+
+    def next_value(values):
+        return round(2 * values[-1] - values[-2], 6)
+
     for alpha in alphas:
         for beta in betas:
-            config = dataclasses.replace(base, decoder="beam", alpha=alpha, beta=beta)
-            report = score(shard_set, outputs, make_decoder(config, lm))
-            grid.append((alpha, beta, report.wer, report.cer))
-            if log:
-                log(f"alpha {alpha:g} beta {beta:g}: WER {report.wer:.2%} CER {report.cer:.2%}")
-    alpha, beta, _, _ = min(grid, key=lambda row: (row[2], row[3], row[0], row[1]))
+            try_point(alpha, beta)
+    for _ in range(extensions):
+        alpha, beta, _, _ = best()
+        if len(betas) > 1 and beta == betas[-1]:
+            betas.append(next_value(betas))
+            for each in alphas:
+                try_point(each, betas[-1])
+        elif len(alphas) > 1 and alpha == alphas[-1]:
+            alphas.append(next_value(alphas))
+            for each in betas:
+                try_point(alphas[-1], each)
+        else:
+            break
+    alpha, beta, _, _ = best()
     return dataclasses.replace(base, decoder="beam", alpha=alpha, beta=beta), grid
