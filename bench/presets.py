@@ -86,14 +86,14 @@ def train_one(spec: dict) -> None:
     from ds2stream.training.trainer import run_training
 
     quiet_framework_logs(False)
-    continued = spec.get("continue")
-    recipe = {k: v for k, v in RECIPES[spec["preset"]].items() if k not in ("preset", "model")}
+    continued, recipe = spec.get("continue"), RECIPES[spec["preset"]]
+    overrides = {k: v for k, v in recipe.items() if k not in ("preset", "model")}
     run_training(run_dir=None if continued else Path(spec["run_dir"]),
                  resume_dir=Path(continued) if continued else None,
                  shards=Path(spec["train"]), dev_shards=Path(spec["dev"]),
-                 preset=RECIPES[spec["preset"]].get("preset", spec["preset"]),
-                 overrides={**recipe, "epochs": EPOCHS_UNTIL_BUDGET, "keep_last": 0},
-                 model_changes=RECIPES[spec["preset"]].get("model"),
+                 preset=recipe.get("preset", spec["preset"]),
+                 overrides={**overrides, "epochs": EPOCHS_UNTIL_BUDGET, "keep_last": 0},
+                 model_changes=recipe.get("model"),
                  max_minutes=spec["minutes"], progress=True)
 
 

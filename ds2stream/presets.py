@@ -58,7 +58,6 @@ MEL_SLIDING = dataclasses.replace(MEL_PER_BIN, normalize=Normalize.SLIDING)
 _IMPROVED = {"activation": Activation.HARDTANH, "mask_padding": True, "rnn_batch_norm": True}
 
 
-
 def zoo_kernels_4x(channels: int) -> tuple[ConvLayer, ConvLayer]:
     """The zoo's conv kernel sizes (41 x 11, then 21 x 11) with ``channels`` each, the second conv
     striding time too: 4x time subsampling, as PaddleSpeech (fast, stream, tiny; lean before)."""
