@@ -58,6 +58,7 @@ CHARS_PER_SECOND = 19.0  # at rate 1.0, measured over the default voices (17 pla
 UTTERANCES_PER_CHAPTER = 100
 PLAN_FILE = "corpus-plan.json"
 SUMMARY_FILE = "corpus.json"
+LM_TEXT_FILE = "lm-text.txt"
 
 
 class CorpusError(Ds2streamError):
@@ -477,6 +478,15 @@ def write_transcripts(out: Path, plan: list[Utterance]) -> None:
         write_durably(out / folder / f"{speaker}-{chapter}.trans.txt", lines.encode())
 
 
+def write_lm_text(out: Path, sentences: list[str], plan: list[Utterance]) -> int:
+    """Every sentence of the text that dev and test do not read, one a line: the text for
+    ``ds2stream lm`` (training's sentences and the ones no split read). Returns how many."""
+    held_out = {u.text for u in plan if u.split != "train"}
+    lines = [sentence for sentence in sentences if sentence not in held_out]
+    write_durably(out / LM_TEXT_FILE, "".join(f"{line}\n" for line in lines).encode())
+    return len(lines)
+
+
 def available_voices(engines: list[str], log=print) -> list[Voice]:
     unknown = [name for name in engines if name not in ENGINES]
     if unknown:
@@ -557,8 +567,9 @@ def make_corpus(out: Path, text: Path = DEFAULT_TEXT, hours: dict[str, float] | 
             raise
     elapsed = time.perf_counter() - started
     write_transcripts(out, plan)
+    lm_sentences = write_lm_text(out, sentences, plan)
 
-    summary = {"splits": {}, "render_seconds": round(elapsed, 1),
+    summary = {"splits": {}, "lm_text_sentences": lm_sentences, "render_seconds": round(elapsed, 1),
                "realtime_factor": round(rendered_seconds / elapsed, 1) if todo and elapsed > 0 else None}
     for split in SPLITS:
         members = [u for u in plan if u.split == split]

@@ -93,6 +93,13 @@ def test_corpus_is_librispeech_layout_with_held_out_voices_and_sentences(corpus)
             assert 0.5 < info.duration < 20
     assert abs(summary["splits"]["train"]["hours"] - 0.03) < 0.012  # planned from an estimate of the rate
 
+    # The LM's text: every sentence but dev's and test's, training's among them, each once.
+    lm_text = (out / "lm-text.txt").read_text().splitlines()
+    assert len(lm_text) == len(set(lm_text)) == len(SENTENCES.strip().splitlines()) - len(
+        sentences["dev"] | sentences["test"]) == summary["lm_text_sentences"]
+    assert sentences["train"] <= set(lm_text) and set(lm_text).isdisjoint(sentences["dev"] | sentences["test"])
+    assert f"{len(lm_text)} sentences for `ds2stream lm`" in done.stdout
+
 
 def test_shard_reads_the_corpus_unchanged(corpus, tmp_path):
     out, _, _ = corpus

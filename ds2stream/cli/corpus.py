@@ -4,7 +4,7 @@ from pathlib import Path
 
 import click
 
-from ..corpus import DEFAULT_ENGINES, ENGINES
+from ..corpus import DEFAULT_ENGINES, ENGINES, LM_TEXT_FILE
 from .base import cli
 
 
@@ -38,6 +38,8 @@ def corpus(out, text, train_hours, dev_hours, test_hours, jobs, engines, seed):
     summary = make_corpus(out, text or DEFAULT_TEXT, hours, jobs, chosen, seed, progress=True, log=click.echo)
     for split, facts in summary["splits"].items():
         click.echo(f"{split}: {facts['utterances']} utterances, {facts['hours']:.2f} h, {len(facts['voices'])} voices")
+    click.echo(f"{out / LM_TEXT_FILE}: {summary['lm_text_sentences']} sentences for `ds2stream lm` "
+               "(all but dev's and test's)")
     if summary["realtime_factor"]:
         click.echo(f"rendered at {summary['realtime_factor']:.0f}x real time in {summary['render_seconds']:.0f} s; "
                    f"next: ds2stream shard {out}/train --out SHARDS/train")
