@@ -1,12 +1,23 @@
-"""Reading a typed config (a frozen dataclass) back from a dict: an unknown key is an error naming it."""
+"""Reading a typed config (a frozen dataclass) back from a dict, or changing some of its fields: an
+unknown key is an error naming it."""
 import dataclasses
 
 from .errors import ConfigError
 
 
-def config_from_dict(cls, data: dict):
+def _check_keys(cls, data: dict) -> None:
     names = {field.name for field in dataclasses.fields(cls)}
     unknown = set(data) - names
     if unknown:
         raise ConfigError(f"unknown {cls.__name__} keys {sorted(unknown)}; known: {sorted(names)}")
+
+
+def config_from_dict(cls, data: dict):
+    _check_keys(cls, data)
     return cls(**data)
+
+
+def replace_config(config, changes: dict):
+    """``dataclasses.replace`` that names an unknown field in a ConfigError (not a TypeError)."""
+    _check_keys(type(config), changes)
+    return dataclasses.replace(config, **changes)

@@ -232,6 +232,10 @@ def test_a_new_run_takes_model_changes_and_a_resumed_run_keeps_its_model(shard_d
     with pytest.raises(ConfigError, match="a resumed run keeps its model"):
         run_training(run_dir=None, resume_dir=tmp_path / "run", shards=None, dev_shards=None, preset="tiny",
                      overrides={}, model_changes={"conv": conv}, progress=False, max_steps=2)
+    for misspelt in ({"model_changes": {"rnn_hiden": 64}}, {"feature_changes": {"n_mel": 40}}):
+        with pytest.raises(ConfigError, match="unknown .*Config keys \\['(rnn_hiden|n_mel)'\\]"):
+            run_training(run_dir=tmp_path / "other", resume_dir=None, shards=shard_dir, dev_shards=None,
+                         preset="tiny", overrides={}, progress=False, max_steps=1, **misspelt)
 
 
 @pytest.fixture(scope="module")

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._config import replace_config
 from ..checkpoint import (
     CHECKPOINT_FORMAT,
     CheckpointError,
@@ -406,7 +407,7 @@ def run_training(*, run_dir: Path | None, resume_dir: Path | None, shards: Path 
 
     def with_switches(config: TrainConfig) -> TrainConfig:
         if feature_changes:
-            features = dataclasses.replace(config.features or FeatureConfig(), **feature_changes)
+            features = replace_config(config.features or FeatureConfig(), feature_changes)
             config = dataclasses.replace(config, features=features)
         return dataclasses.replace(config, augment=switch(config.augment, **(augment_switches or {})))
 
@@ -423,7 +424,7 @@ def run_training(*, run_dir: Path | None, resume_dir: Path | None, shards: Path 
             raise DataError(f"{resume_dir}: not a run directory (no config.json){shared}")
         saved = json.loads(config_path.read_text())
         model_config = ModelConfig.from_dict(saved["model_config"])
-        config = with_switches(dataclasses.replace(TrainConfig.from_dict(saved["train_config"]), **overrides))
+        config = with_switches(replace_config(TrainConfig.from_dict(saved["train_config"]), overrides))
         if world_size > 1 and config.lr_schedule == "linear" and config.schedule_minutes is not None:
             raise ConfigError(f"{resume_dir}: its linear schedule ends after minutes of training steps; "
                               f"{_RANKS_TIME_THEIR_OWN_STEPS}")
@@ -432,13 +433,13 @@ def run_training(*, run_dir: Path | None, resume_dir: Path | None, shards: Path 
         trainer.resume(allow_plan_change)
     else:
         chosen = get_preset(preset)
-        config = with_switches(dataclasses.replace(chosen.train, **overrides))
+        config = with_switches(replace_config(chosen.train, overrides))
         if config.lr_schedule == "linear" and config.schedule_minutes is None and max_minutes is not None:
             # The LR ends with the budget, and so does the run, however many epochs that is (an
             # explicit --epochs still stops it sooner).
             config = dataclasses.replace(config, schedule_minutes=max_minutes,
                                          epochs=overrides.get("epochs") or EPOCHS_UNTIL_BUDGET)
-        model_config = dataclasses.replace(chosen.model, **(model_changes or {}))
+        model_config = replace_config(chosen.model, model_changes or {})
         trainer = Trainer(run_dir, shards, model_config, config, dev_shards, rank, world_size, progress)
         trainer.start_new(pretrained)
     return trainer, trainer.fit(max_steps=max_steps, max_minutes=max_minutes)
