@@ -532,7 +532,9 @@ def make_corpus(out: Path, text: Path = DEFAULT_TEXT, hours: dict[str, float] | 
     plan_file = out / PLAN_FILE
     if plan_file.exists():
         previous = json.loads(plan_file.read_text())
-        if previous != settings:
+        # The text's path is not compared (the plan's digest holds its sentences): a corpus resumes
+        # from a moved copy of the text, or from ds2stream installed elsewhere.
+        if {**previous, "text": None} != {**settings, "text": None}:
             raise CorpusError(f"{out} was made with other arguments, engines or text ({plan_file}); "
                               "use another --out, or the same arguments to resume")
     elif out.exists() and any(out.iterdir()):

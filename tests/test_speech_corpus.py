@@ -130,8 +130,15 @@ def test_same_arguments_give_the_same_bytes_and_a_rerun_resumes(corpus, tmp_path
     assert f"{planned - len(lost)} already rendered" in resumed.stdout
     assert tree_bytes(again) == tree_bytes(out)
 
+    moved = tmp_path / "moved.txt"  # the same sentences elsewhere: resumed, nothing rendered again
+    moved.write_bytes(text.read_bytes())
+    assert f"{planned} already rendered" in make_corpus(again, moved, "--engines", "espeak").stdout
+
     other = make_corpus(again, text, "--engines", "espeak", "--seed", "3")
     assert other.returncode != 0 and "other arguments" in other.stderr
+    edited = tmp_path / "edited.txt"
+    edited.write_text(text.read_text().replace("storm", "wind"))
+    assert "other arguments" in make_corpus(again, edited, "--engines", "espeak").stderr
 
 
 def test_a_missing_engine_is_skipped_with_how_to_install_it(corpus, tmp_path):
