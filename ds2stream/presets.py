@@ -64,11 +64,11 @@ def zoo_kernels_4x(channels: int) -> tuple[ConvLayer, ConvLayer]:
     return (dataclasses.replace(ZOO_CONV[0], channels=channels), ConvLayer(channels, (21, 11), (2, 2), (10, 5)))
 
 
-#: lean's convs: 11 mel rows by 5 frames, stride 2 on both axes. On unseen voices after 30 minutes,
+#: Each of lean's two convs: 11 mel rows by 5 frames, stride 2 on both axes. On unseen voices after 30 minutes,
 #: 26.1 % CER against 29.7 % with the zoo's kernel sizes (zoo_kernels_4x(16)): a step 1.56x cheaper
 #: per audio-second, and per step it learns as much (docs/results/unseen-voices.md).
-_LEAN_CONV = (ConvLayer(16, (11, 5), (2, 2), (5, 2)), ConvLayer(16, (11, 5), (2, 2), (5, 2)))
-_LEAN_MODEL = ModelConfig(conv=_LEAN_CONV, rnn_layers=3, rnn_hidden=256, **_IMPROVED)
+_LEAN_LAYER = ConvLayer(16, (11, 5), (2, 2), (5, 2))
+_LEAN_MODEL = ModelConfig(conv=(_LEAN_LAYER, _LEAN_LAYER), rnn_layers=3, rnn_hidden=256, **_IMPROVED)
 _LEAN_TRAIN = TrainConfig(epochs=4, learning_rate=8e-4, warmup_steps=100, lr_decay_per_epoch=0.8, max_frames=8000,
                           checkpoint_every=100, augment=STANDARD_AUGMENT, best_by="cer", features=MEL_PER_BIN)
 #: lean's own: 4x the peak, falling linearly to 0 at the run's end (its --max-minutes, else its 4
