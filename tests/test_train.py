@@ -389,7 +389,8 @@ def test_a_run_resumed_with_another_number_of_ranks_goes_on_at_the_same_fraction
     assert resume_position(7, None, 50) == 0  # a checkpoint that does not say: the epoch starts again
 
 
-def test_train_cli_trains_on_librispeech_lengths_and_leaves_out_longer_than_max_duration(tmp_path, sample_dir):
+def test_train_cli_trains_on_librispeech_lengths_and_leaves_out_longer_than_max_duration(tmp_path, sample_dir,
+                                                                                           caplog):
     # 24.5 s (392,000 samples) is 2,451 frames, a 2,456-frame bucket: above the tiny preset's 2,000.
     corpus = utterances_of_lengths(sample_dir / "train", tmp_path, [24_001, 97_777, 392_000, 559_999])
     write_shard_set([corpus], tmp_path / "shards", ShardOptions())
@@ -400,6 +401,7 @@ def test_train_cli_trains_on_librispeech_lengths_and_leaves_out_longer_than_max_
     steps = [r for r in records if "event" not in r]
     (epoch,) = [r for r in records if r.get("event") == "epoch_end"]
     assert epoch["dropped"]["longer_than_max_duration"] == 1  # the 35 s one
+    assert "1 of 4 utterances are left out of every epoch (longer than max duration: 1)" in caplog.text
     assert len(steps) == 3 and all(r["loss"] is not None for r in steps)
     assert sorted(r["shape"][3] for r in steps)[-1] == 2456 and sorted(r["shape"][0] for r in steps) == [1, 1, 1]
 

@@ -101,6 +101,10 @@ class Trainer:
         self.step_cell = build_train_step(self.network, config, world_size=world_size)
         self.source = make_source(self.shards, self.model_config, config, rank, world_size)
         self.sampler = self.source.sampler
+        left_out = {reason.replace("_", " "): n for reason, n in self.sampler.dropped.items() if n}
+        if left_out and self.is_writer:  # also in every epoch_end record of metrics.jsonl
+            log.warning("%s: %d of %d utterances are left out of every epoch (%s)", shard_dir, sum(left_out.values()),
+                        len(self.shards), ", ".join(f"{reason}: {n}" for reason, n in left_out.items()))
         self.steps_per_epoch = len(self.sampler)  # epoch 0's (with speed perturbation others differ by a few)
         self.state = RunState()
         self.guard = StepGuard(self.network, config.guard_patience)
