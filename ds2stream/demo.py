@@ -81,9 +81,6 @@ def run_demo(out: Path, train_inputs: list[Path] | None = None, test_inputs: lis
         scores = f", dev WER {record['dev_wer']:.2%}, CER {record['dev_cer']:.2%}" if dev else ""
         log(f"epoch {record['epoch'] + 1}/{config.epochs}: loss {record['mean_loss']:.3f}{scores} "
             f"({record['seconds']:.0f} s)")
-        if record["epoch"] == 0 and record["dropped"]:  # the sampler's reasons, counted (never silent)
-            log("left out of training: " + ", ".join(f"{count} ({reason.replace('_', ' ')})"
-                                                    for reason, count in record["dropped"].items()))
 
     trainer.fit(on_epoch_end=on_epoch_end)
     seconds["train"] = time.perf_counter() - started
