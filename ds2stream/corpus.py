@@ -570,7 +570,7 @@ def make_corpus(out: Path, text: Path = DEFAULT_TEXT, hours: dict[str, float] | 
         leftover.unlink()  # a kill mid-write: rendered again below
     missing = {u.utt_id for u in plan if not (out / u.path).exists()}
     todo = [batch for batch in _batches(plan) if any(u.utt_id in missing for u in batch)]
-    log(f"{len(plan)} utterances planned ({len(voices)} voices), {len(plan) - len(missing)} already rendered")
+    log(f"{len(plan)} utterances planned ({len(voices)} speakers), {len(plan) - len(missing)} already rendered")
     started = time.perf_counter()
     rendered_seconds = 0.0
     # forkserver: a fresh process per batch (see _batches), forked from one that imported numpy & co.

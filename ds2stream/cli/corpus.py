@@ -37,7 +37,8 @@ def corpus(out, text, train_hours, dev_hours, test_hours, jobs, engines, seed):
     chosen = [e.strip() for e in engines.split(",") if e.strip()]
     summary = make_corpus(out, text or DEFAULT_TEXT, hours, jobs, chosen, seed, progress=True, log=click.echo)
     for split, facts in summary["splits"].items():
-        click.echo(f"{split}: {facts['utterances']} utterances, {facts['hours']:.2f} h, {len(facts['voices'])} voices")
+        click.echo(f"{split}: {facts['utterances']} utterances, {facts['hours']:.2f} h, "
+                   f"{len(facts['speakers'])} speakers")
     click.echo(f"{out / LM_TEXT_FILE}: {summary['lm_text_sentences']} sentences for `ds2stream lm` "
                "(all but dev's and test's)")
     if summary["realtime_factor"]:
