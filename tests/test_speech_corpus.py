@@ -208,30 +208,3 @@ def test_kokoro_reads_espeak_ngs_ipa_every_phoneme_long_sentences_in_pieces_the_
     assert 1.1 < len(slow[0]) / len(short) < 1.45  # the sentence's rate is heard
     assert 0.85 < len(long[0]) / sum(len(samples) for samples, _ in sentences) < 1.2  # nothing cut off
     assert (Kokoro().render(blend, items[:1])[0][0] == short).all()
-
-
-def test_a_kokoro_blend_speaker_reads_every_sentence_in_a_voice_of_its_own_the_same_every_run():
-    import dataclasses
-
-    from ds2stream.corpus import KOKORO_STYLES, VOICES, Kokoro, make_plan
-
-    voices = [v for v in VOICES if v.engine == "kokoro" or v.split != "train"]
-    sentences = [f"SENTENCE NUMBER {i}" for i in range(600)]
-    plan = make_plan(sentences, voices, {"train": 1.0, "dev": 0.01, "test": 0.01}, 0)
-    blended = [u for u in plan if u.voice.name.endswith("/blend")]
-    blends = [u.reading.blend for u in blended]
-    assert len(blends) > 50 and len(set(blends)) == len(blends)
-    assert not any(u.reading.blend for u in plan if u not in blended)
-    assert all(len(b) == len(KOKORO_STYLES) and abs(sum(b) - 1) < 0.01 and min(b) >= 0 for b in blends)
-    # Every style leads some blends: the draws cover the voices, not one corner of them.
-    assert {max(range(len(b)), key=b.__getitem__) for b in blends} == set(range(len(KOKORO_STYLES)))
-    again = make_plan(sentences, voices, {"train": 1.0, "dev": 0.01, "test": 0.01}, 0)
-    assert [u.reading.blend for u in again] == [u.reading.blend for u in plan]
-    # The blend is heard: the same words at the same rate in another sentence's blend are other samples.
-    first, second = blended[:2]
-    text = "the same words in two voices"
-    other_blend = dataclasses.replace(first.reading, blend=second.reading.blend)
-    (one, rate), (other, _) = Kokoro().render(first.voice, [(text, first.reading), (text, other_blend)])
-    assert rate == Kokoro.sample_rate and one.size and other.size
-    assert one.shape != other.shape or (one != other).any()
-    assert (Kokoro().render(first.voice, [(text, first.reading)])[0][0] == one).all()
