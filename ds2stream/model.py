@@ -12,8 +12,10 @@ Improvements on the zoo, each a named switch of :class:`ModelConfig`:
   ``mask_padding``   -- padding frames are zeroed after every layer and never enter a recurrence:
                         the backward direction starts at each utterance's own last frame;
   ``rnn_batch_norm`` -- BatchNorm on the input of every RNN layer but the first (as the DS2 paper);
-  ``activation``     -- ``hardtanh`` (clipped ReLU, 0..20, as the DS2 paper) instead of ``tanh``.
-With all three off the network is the zoo's, and so are its parameters.
+  ``activation``     -- ``hardtanh`` (clipped ReLU, 0..20, as the DS2 paper) instead of ``tanh``;
+  ``dropout``        -- in training, each RNN layer's outputs are dropped with this probability
+                        (no parameters: a checkpoint loads with any value).
+With all of them off the network is the zoo's, and so are its parameters.
 
 A streaming model (``bidirectional=False``) has forward-only RNN layers and, before the
 classifier, the DS2 paper's lookahead ("row") convolution: each output frame is a per-feature
@@ -84,6 +86,7 @@ class ModelConfig:
     activation: Activation = Activation.TANH
     mask_padding: bool = False
     rnn_batch_norm: bool = False
+    dropout: float = 0.0
     num_bins: int = FeatureConfig().num_bins
     num_classes: int = NUM_CLASSES
 
@@ -97,6 +100,8 @@ class ModelConfig:
         if self.lookahead < 0 or (self.lookahead and self.bidirectional):
             raise ConfigError(f"lookahead {self.lookahead}: a lookahead convolution is for a forward-only "
                               f"(bidirectional=False) model, of 0 or more frames")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout {self.dropout}: a probability, 0 or more and below 1")
         if not self.bidirectional and not self.mask_padding:
             raise ConfigError("a forward-only model needs mask_padding (padding frames would enter the "
                               "lookahead convolution otherwise)")
@@ -235,6 +240,9 @@ def build_model(config: ModelConfig):
                 self.norms = nn.CellList([nn.BatchNorm1d(config.rnn_hidden, momentum=0.9)
                                           for _ in range(config.rnn_layers - 1)])
             self.count = config.rnn_layers
+            self.has_dropout = config.dropout > 0
+            if self.has_dropout:
+                self.dropout = nn.Dropout(p=config.dropout)  # the identity unless set_train(True)
 
         def construct(self, x, lengths):
             for i in range(self.count):
@@ -242,6 +250,8 @@ def build_model(config: ModelConfig):
                     frames, batch, size = x.shape
                     x = self.norms[i - 1](x.view(frames * batch, size)).view(frames, batch, size)
                 x = self.lstms[i](x, lengths)
+                if self.has_dropout:
+                    x = self.dropout(x)
             return x
 
     class SequenceWise(nn.Cell):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from ds2stream.checkpoint import CheckpointError, load_weights, read_checkpoint
+from ds2stream.errors import ConfigError
 from ds2stream.model import ModelConfig, build_model, count_parameters, parameter_shapes
 from ds2stream.presets import PRESETS
 from ds2stream.runtime import use_graph_mode
@@ -115,3 +116,21 @@ def test_a_checkpoint_of_another_preset_is_a_clear_error(tmp_path):
 def test_model_config_round_trips():
     for preset in PRESETS.values():
         assert ModelConfig.from_dict(json.loads(json.dumps(preset.model.to_dict()))) == preset.model
+
+
+def test_dropout_acts_in_training_only_and_loads_any_checkpoint():
+    config = dataclasses.replace(PRESETS["tiny"].model, rnn_layers=2)
+    plain, dropped = build_model(config), build_model(dataclasses.replace(config, dropout=0.3))
+    ms.load_param_into_net(dropped, {p.name: p for p in plain.get_parameters()})  # no parameters of its own
+    features = ms.Tensor(np.random.default_rng(3).standard_normal((2, 1, 161, 40)).astype(np.float32))
+    frames = ms.Tensor(np.array([40, 31], np.int32))
+    for network in (plain, dropped):
+        network.set_train(False)
+    np.testing.assert_array_equal(dropped(features, frames)[0].asnumpy(), plain(features, frames)[0].asnumpy())
+    plain.set_train(True)
+    dropped.set_train(True)
+    first, second = dropped(features, frames)[0].asnumpy(), dropped(features, frames)[0].asnumpy()
+    assert np.abs(first - second).max() > 1e-2  # a new draw of dropped outputs on every call
+    np.testing.assert_array_equal(plain(features, frames)[0].asnumpy(), plain(features, frames)[0].asnumpy())
+    with pytest.raises(ConfigError, match="dropout 1.0"):
+        dataclasses.replace(config, dropout=1.0)

@@ -428,6 +428,11 @@ def run_training(*, run_dir: Path | None, resume_dir: Path | None, shards: Path 
             raise DataError(f"{resume_dir}: not a run directory (no config.json){shared}")
         saved = json.loads(config_path.read_text())
         model_config = ModelConfig.from_dict(saved["model_config"])
+        if model_config.dropout and rank == 0:
+            # MindSpore's CPU dropout keeps its random state inside the kernel, out of reach of a checkpoint.
+            log.warning("%s: its model drops RNN outputs (dropout %g); after a resume the dropped outputs are "
+                        "drawn anew, so the run continues but does not end bit-identical to one that never stopped",
+                        resume_dir, model_config.dropout)
         config = with_switches(replace_config(TrainConfig.from_dict(saved["train_config"]), overrides))
         if world_size > 1 and config.lr_schedule == "linear" and config.schedule_minutes is not None:
             raise ConfigError(f"{resume_dir}: its linear schedule ends after minutes of training steps; "
