@@ -43,9 +43,11 @@ T01-0024 They built a wall of stone around the little church.
 """
 
 
-def make_corpus(out: Path, text: Path, *extra: str, env=None) -> subprocess.CompletedProcess:
+def make_corpus(out: Path, text: Path, *extra: str, env=None,
+                hours=("0.03", "0.003", "0.004")) -> subprocess.CompletedProcess:
+    train, dev, test = hours
     command = [sys.executable, "-m", "ds2stream.cli", "corpus", "--out", str(out), "--text", str(text),
-               "--train-hours", "0.03", "--dev-hours", "0.003", "--test-hours", "0.004", "--jobs", "2", *extra]
+               "--train-hours", train, "--dev-hours", dev, "--test-hours", test, "--jobs", "2", *extra]
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
 
 
@@ -190,10 +192,7 @@ def test_kokoro_on_a_fresh_machine_renders_with_two_workers(tmp_path):
     out = tmp_path / "corpus"
     env = {**os.environ, "KOKORO_JA_CACHE": str(tmp_path / "fresh-cache")}
     # the 40 espeak-ng voices take a sentence each, then Kokoro's voices, two processes at once
-    command = [sys.executable, "-m", "ds2stream.cli", "corpus", "--out", str(out), "--text", str(text),
-               "--engines", "espeak,kokoro", "--train-hours", "0.0095", "--dev-hours", "0", "--test-hours", "0",
-               "--jobs", "2"]
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    done = make_corpus(out, text, "--engines", "espeak,kokoro", env=env, hours=("0.0095", "0", "0"))
     assert done.returncode == 0, done.stderr
     rendered = {p.name.removesuffix(".flac") for p in (out / "train").rglob("*.flac")}
     assert rendered == set(transcripts(out / "train"))
