@@ -1,5 +1,6 @@
 """CTC prefix beam search: it finds what greedy misses, an LM moves it toward words it knows, it is
 deterministic, and its settings travel as JSON."""
+import dataclasses
 import json
 import os
 import subprocess
@@ -52,9 +53,26 @@ def test_the_lm_moves_a_hypothesis_to_the_words_it_knows(tmp_path):
     write_arpa(build_lm(text, 2, discount_fallback=True), tmp_path / "lm.arpa")
     decode = make_decoder(DecoderConfig("beam", beam_width=16, lm=str(tmp_path / "lm.arpa"), alpha=1.0, beta=1.0))
     assert decode(log_probs) == "THE CAT SAT"
-    # the LM only weighs: with weight 0 the acoustics decide again
-    plain = make_decoder(DecoderConfig("beam", beam_width=16, lm=str(tmp_path / "lm.arpa"), alpha=0.0, beta=0.0))
+    # the LM only weighs: with weight 0 (and no OOV penalty) the acoustics decide again
+    plain = make_decoder(DecoderConfig("beam", beam_width=16, lm=str(tmp_path / "lm.arpa"), alpha=0.0, beta=0.0,
+                                       oov_penalty=0.0))
     assert plain(log_probs) == "THE CAD SAT"
+
+
+def test_the_oov_penalty_keeps_words_the_lm_knows_where_the_lm_alone_cannot(tmp_path):
+    # "THE CAT SAT" with its A heard rather as U and its T as D (0.65 against 0.3 each): CUD and CAD
+    # are words the LM does not know, CAT is.
+    log_probs = spell("THE CAT SAT", {5: {"U": 0.65, "A": 0.3}, 6: {"D": 0.65, "T": 0.3}})
+    text = [s.split() for s in ("THE CAT SAT", "THE CAT RAN", "A CAT SAT DOWN", "THE DOG SAT", "THE DOG RAN")] * 3
+    write_arpa(build_lm(text, 2, discount_fallback=True), tmp_path / "lm.arpa")
+    weak = DecoderConfig("beam", beam_width=4, lm=str(tmp_path / "lm.arpa"), alpha=0.1, beta=0.0, oov_penalty=0.0)
+    assert make_decoder(weak)(log_probs) == "THE CUD SAT"  # a light LM is outweighed by the acoustics
+    assert make_decoder(dataclasses.replace(weak, oov_penalty=5.0))(log_probs) == "THE CAT SAT"
+    # words out of the vocabulary can still win where the acoustics are sure of them
+    sure = spell("THE CUD SAT")
+    assert make_decoder(dataclasses.replace(weak, oov_penalty=5.0))(sure) == "THE CUD SAT"
+    with pytest.raises(ValueError, match="the OOV penalty is a cost: 0 or more, got -1"):
+        DecoderConfig("beam", lm=str(tmp_path / "lm.arpa"), oov_penalty=-1.0)
 
 
 def test_width_one_without_lm_is_greedy_on_clean_alignments_and_decoding_is_deterministic():

@@ -10,7 +10,7 @@ from .base import cli
 
 
 def decoder_options(command):
-    """--decoder, --beam-width, --lm, --alpha, --beta, --decoder-config: see ``decoder_from``."""
+    """--decoder, --beam-width, --lm, --alpha, --beta, --oov-penalty, --decoder-config: see ``decoder_from``."""
     options = [
         click.option("--decoder", type=click.Choice(["greedy", "beam"]),
                      help="Default: greedy, or beam with --lm, or what --decoder-config says."),
@@ -19,13 +19,15 @@ def decoder_options(command):
                      help="A word n-gram LM (ARPA, from `ds2stream lm` or KenLM's lmplz) for the beam search."),
         click.option("--alpha", type=float, help="LM weight (default 0.5; `eval --tune-lm` finds one)."),
         click.option("--beta", type=float, help="Bonus per word (default 1.0)."),
+        click.option("--oov-penalty", type=click.FloatRange(min=0),
+                     help="Cost of a word the LM does not know, charged as it leaves the vocabulary (default 16)."),
         click.option("--decoder-config", "decoder_config", type=click.Path(dir_okay=False, path_type=Path),
                      help="Decoder settings JSON (from `eval --tune-lm`); the options above override it."),
     ]
     return functools.reduce(lambda f, option: option(f), reversed(options), command)
 
 
-def decoder_from(decoder, beam_width, lm_path, alpha, beta, decoder_config):
+def decoder_from(decoder, beam_width, lm_path, alpha, beta, oov_penalty, decoder_config):
     """The DecoderConfig the options ask for, or None when none was given (the default applies:
     greedy, or what an exported model carries). Raises click.ClickException on a bad value."""
     import dataclasses
@@ -33,7 +35,7 @@ def decoder_from(decoder, beam_width, lm_path, alpha, beta, decoder_config):
     from ..inference.decoding import DecoderConfig
 
     given = {k: v for k, v in (("decoder", decoder), ("beam_width", beam_width), ("alpha", alpha),
-                               ("beta", beta)) if v is not None}
+                               ("beta", beta), ("oov_penalty", oov_penalty)) if v is not None}
     if lm_path is not None:
         if not lm_path.is_file():
             raise click.ClickException(f"--lm {lm_path}: no such file")
@@ -44,7 +46,7 @@ def decoder_from(decoder, beam_width, lm_path, alpha, beta, decoder_config):
     base = DecoderConfig.read(decoder_config) if decoder_config else DecoderConfig()
     if given.get("decoder") == "greedy":
         given.setdefault("lm", None)
-    elif any(k in given for k in ("beam_width", "alpha", "beta")):
+    elif any(k in given for k in ("beam_width", "alpha", "beta", "oov_penalty")):
         given.setdefault("decoder", "beam")
     return dataclasses.replace(base, **given)
 

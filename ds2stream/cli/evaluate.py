@@ -26,7 +26,7 @@ from .decoding import decoder_from, decoder_options
 @decoder_options
 @click.option("--tune-lm", "tune_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Grid-search --alpha and --beta for --lm on SHARDS (a dev set, never the test set; the "
-                   "grid grows past its edge while the best lies there) and write the best decoder settings "
+                   "grid grows past its edge while the best lies there; at the given --oov-penalty) and write the best decoder settings "
                    "to this JSON, for eval/transcribe/export --decoder-config.")
 def evaluate_command(shards, checkpoint, per_utterance, json_path, max_frames, workers, tune_path, **decoder):
     """Evaluate a model (--model) on SHARDS: corpus WER and CER, bucketed batches; greedy decoding
@@ -53,7 +53,8 @@ def evaluate_command(shards, checkpoint, per_utterance, json_path, max_frames, w
         best, _ = tune_decoder(network, shard_set, config, max_frames=max_frames, workers=workers,
                                log=click.echo, lm=lm)
         tune_path.write_text(json.dumps(best.to_dict(), indent=1) + "\n")
-        click.echo(f"best: alpha {best.alpha:g}, beta {best.beta:g} (beam width {best.beam_width}) -> {tune_path}")
+        click.echo(f"best: alpha {best.alpha:g}, beta {best.beta:g} (beam width {best.beam_width}, "
+                   f"OOV penalty {best.oov_penalty:g}) -> {tune_path}")
         config, decode = best, make_decoder(best, lm)
     report = evaluate(network, shard_set, max_frames=max_frames, workers=workers, decode=decode)
     if per_utterance:

@@ -6,7 +6,10 @@ do. A prefix's score is
 
     log p_ctc(prefix | audio) + alpha * ln p_lm(words) + beta * len(words)
 
-where p_ctc sums over every alignment of the prefix (blank-ending and not, kept apart). Per
+where p_ctc sums over every alignment of the prefix (blank-ending and not, kept apart), and a
+word outside the LM's vocabulary costs ``oov_penalty`` more, charged at its first character that
+no vocabulary word continues (as pyctcdecode's ``unk_score_offset``): a misspelt word leaves the
+beam while its prefix is still short, where the LM alone could only weigh it once it ended. Per
 frame only the characters that hold ``prune`` of the frame's probability mass (at most
 ``max_candidates`` of them) are tried: CTC outputs are peaky, so this loses nothing measurable
 and makes the search cost scale with the beam, not with the label set. Width 1 without an LM is
@@ -48,10 +51,14 @@ class BeamSearch:
     """Decode (T, C) log-probabilities of one utterance; see the module docstring."""
 
     def __init__(self, beam_width: int = 32, lm: NGramLM | None = None, alpha: float = 0.5, beta: float = 0.0,
-                 labels: str = LABELS, blank: int = BLANK_INDEX, prune: float = 0.999, max_candidates: int = 8):
+                 oov_penalty: float = 0.0, labels: str = LABELS, blank: int = BLANK_INDEX, prune: float = 0.999,
+                 max_candidates: int = 8):
         if beam_width < 1:
             raise ValueError(f"beam width must be at least 1, got {beam_width}")
         self.beam_width, self.lm, self.alpha, self.beta = beam_width, lm, alpha, beta
+        self.oov_penalty = oov_penalty
+        # every beginning of a vocabulary word ("" too): a partial word outside it is out of vocabulary
+        self._word_starts = lm.word_starts if lm is not None and oov_penalty else None
         self.labels, self.blank, self.prune, self.max_candidates = labels, blank, prune, max_candidates
         self.space = labels.index(" ")
         self._word_cache: dict[tuple, float] = {}
@@ -173,7 +180,11 @@ class PrefixSearch:
                         score = prefix.lm_score + s._word_score(s._context(prefix.words), prefix.partial)
                         e = entry(text + char, prefix, words=words, lm_score=score, partial="")
                     else:
-                        e = entry(text + char, prefix, partial=prefix.partial + char)
+                        partial, lm_score = prefix.partial + char, None
+                        starts = s._word_starts
+                        if starts is not None and partial not in starts and prefix.partial in starts:
+                            lm_score = prefix.lm_score - s.oov_penalty  # it has just left the vocabulary
+                        e = entry(text + char, prefix, partial=partial, lm_score=lm_score)
                     e.non_blank = _log_add(e.non_blank, source + logp)
             ranked = sorted(next_beams.items(), key=lambda item: (-(item[1].acoustic() + item[1].lm_score), item[0]))
             beams = dict(ranked[: s.beam_width])

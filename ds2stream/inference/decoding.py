@@ -85,6 +85,7 @@ class DecoderConfig:
     lm: str | None = None  # an ARPA file
     alpha: float = 0.5  # LM weight
     beta: float = 1.0  # word bonus (with an LM only)
+    oov_penalty: float = 16.0  # cost of a word outside the LM's vocabulary (with an LM only; measured)
 
     def __post_init__(self):
         if self.decoder not in DECODERS:
@@ -93,6 +94,8 @@ class DecoderConfig:
             raise ConfigError(f"beam width must be at least 1, got {self.beam_width}")
         if self.lm and self.decoder != "beam":
             raise ConfigError("an LM needs --decoder beam")
+        if self.oov_penalty < 0:
+            raise ConfigError(f"the OOV penalty is a cost: 0 or more, got {self.oov_penalty}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -140,5 +143,5 @@ def make_decoder(config: DecoderConfig | None = None, lm=None):
     from .beam import BeamSearch
 
     if config.lm:
-        return BeamSearch(config.beam_width, lm or read_lm(config.lm), config.alpha, config.beta)
+        return BeamSearch(config.beam_width, lm or read_lm(config.lm), config.alpha, config.beta, config.oov_penalty)
     return BeamSearch(config.beam_width)  # no LM: the acoustics alone, no word bonus either

@@ -14,6 +14,7 @@ search queries (``log10_prob``).
 """
 from __future__ import annotations
 
+import functools
 import gzip
 import math
 from collections import defaultdict
@@ -35,6 +36,12 @@ class NGramLM:
     def __init__(self, order: int, prob: dict[tuple, float], backoff: dict[tuple, float]):
         self.order, self.prob, self.backoff = order, prob, backoff
         self.vocabulary = frozenset(ngram[0] for ngram in prob if len(ngram) == 1)
+
+    @functools.cached_property
+    def word_starts(self) -> frozenset[str]:
+        """Every beginning of a vocabulary word, the empty one and the whole words included."""
+        words = self.vocabulary - {BOS, EOS, UNK}
+        return frozenset({""} | {word[:i] for word in words for i in range(1, len(word) + 1)})
 
     def log10_prob(self, context: tuple, word: str) -> float:
         """log10 p(word | context), backing off to shorter contexts; an unknown word is <unk>."""
