@@ -26,8 +26,8 @@ from .decoding import decoder_from, decoder_options
 @decoder_options
 @click.option("--tune-lm", "tune_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Grid-search --alpha and --beta for --lm on SHARDS (a dev set, never the test set; the "
-                   "grid grows past its edge while the best lies there; at the given --oov-penalty) and write the best decoder settings "
-                   "to this JSON, for eval/transcribe/export --decoder-config.")
+                   "grid grows past its edge while the best lies there; at the given --oov-penalty) and write "
+                   "the best decoder settings to this JSON, for eval/transcribe/export --decoder-config.")
 def evaluate_command(shards, checkpoint, per_utterance, json_path, max_frames, workers, tune_path, **decoder):
     """Evaluate a model (--model) on SHARDS: corpus WER and CER, bucketed batches; greedy decoding
     (the native kernel) unless a beam search, with or without an LM, is asked for."""
