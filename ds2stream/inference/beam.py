@@ -8,8 +8,8 @@ do. A prefix's score is
 
 where p_ctc sums over every alignment of the prefix (blank-ending and not, kept apart), and a
 word outside the LM's vocabulary costs ``oov_penalty`` more, charged at its first character that
-no vocabulary word continues (as pyctcdecode's ``unk_score_offset``): a misspelt word leaves the
-beam while its prefix is still short, where the LM alone could only weigh it once it ended. Per
+no vocabulary word continues: a misspelt word leaves the beam while its prefix is still short,
+where the LM alone could only weigh it once it ended. Per
 frame only the characters that hold ``prune`` of the frame's probability mass (at most
 ``max_candidates`` of them) are tried: CTC outputs are peaky, so this loses nothing measurable
 and makes the search cost scale with the beam, not with the label set. Width 1 without an LM is

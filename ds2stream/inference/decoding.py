@@ -85,7 +85,7 @@ class DecoderConfig:
     lm: str | None = None  # an ARPA file
     alpha: float = 0.5  # LM weight
     beta: float = 1.0  # word bonus (with an LM only)
-    oov_penalty: float = 16.0  # cost of a word outside the LM's vocabulary (with an LM only; measured)
+    oov_penalty: float = 16.0  # cost of a word outside the LM's vocabulary (with an LM only; results/unseen-voices.md)
 
     def __post_init__(self):
         if self.decoder not in DECODERS:
