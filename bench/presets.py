@@ -87,7 +87,8 @@ RECIPES = {
     "lean-dropout-vtlp": {"preset": "lean", "model": {"dropout": 0.2},
                           "augment": {**STANDARD_AUGMENT.to_dict(), "vtlp": 0.1}},
     # lean-dropout with LSTMs of 192 and 40 mel bands: 1.64x the audio per step-second (measured
-    # alone), and twice the steps took 2-3 points off before; the risk is the capacity given up
+    # alone), and twice the steps took 2-3 points off before; measured: it lost (25.9 against 21.7 %
+    # test CER in 60 minutes), the capacity given up costs more than the steps gained
     "lean-dropout-small": {"preset": "lean", "model": {"dropout": 0.2, "rnn_hidden": 192},
                            "features": {"scale": "mel", "n_mels": 40, "normalize": "per_bin"}},
 }

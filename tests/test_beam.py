@@ -36,6 +36,12 @@ def spell(text: str, confusions: dict | None = None) -> np.ndarray:
     return frames(*columns)
 
 
+def write_cat_lm(path):
+    """A bigram LM of a few sentences about a cat and a dog (CAT, not CAD or CUD)."""
+    text = [s.split() for s in ("THE CAT SAT", "THE CAT RAN", "A CAT SAT DOWN", "THE DOG SAT", "THE DOG RAN")] * 3
+    write_arpa(build_lm(text, 2, discount_fallback=True), path)
+
+
 def test_the_beam_sums_alignments_that_greedy_cannot():
     # Two frames, "A" 0.4 and blank 0.6 in each: the best path is blank-blank (""), 0.36, but
     # "A" has three alignments (AA, A_, _A) worth 0.64.
@@ -49,8 +55,7 @@ def test_the_lm_moves_a_hypothesis_to_the_words_it_knows(tmp_path):
     log_probs = spell("THE CAT SAT", {6: {"D": 0.55, "T": 0.4}})
     assert greedy_decode(log_probs[None].astype(np.float32)) == ["THE CAD SAT"]
     assert BeamSearch(beam_width=16).decode(log_probs) == "THE CAD SAT"
-    text = [s.split() for s in ("THE CAT SAT", "THE CAT RAN", "A CAT SAT DOWN", "THE DOG SAT", "THE DOG RAN")] * 3
-    write_arpa(build_lm(text, 2, discount_fallback=True), tmp_path / "lm.arpa")
+    write_cat_lm(tmp_path / "lm.arpa")
     decode = make_decoder(DecoderConfig("beam", beam_width=16, lm=str(tmp_path / "lm.arpa"), alpha=1.0, beta=1.0))
     assert decode(log_probs) == "THE CAT SAT"
     # the LM only weighs: with weight 0 (and no OOV penalty) the acoustics decide again
@@ -63,8 +68,7 @@ def test_the_oov_penalty_keeps_words_the_lm_knows_where_the_lm_alone_cannot(tmp_
     # "THE CAT SAT" with its A heard rather as U and its T as D (0.65 against 0.3 each): CUD and CAD
     # are words the LM does not know, CAT is.
     log_probs = spell("THE CAT SAT", {5: {"U": 0.65, "A": 0.3}, 6: {"D": 0.65, "T": 0.3}})
-    text = [s.split() for s in ("THE CAT SAT", "THE CAT RAN", "A CAT SAT DOWN", "THE DOG SAT", "THE DOG RAN")] * 3
-    write_arpa(build_lm(text, 2, discount_fallback=True), tmp_path / "lm.arpa")
+    write_cat_lm(tmp_path / "lm.arpa")
     weak = DecoderConfig("beam", beam_width=4, lm=str(tmp_path / "lm.arpa"), alpha=0.1, beta=0.0, oov_penalty=0.0)
     assert make_decoder(weak)(log_probs) == "THE CUD SAT"  # a light LM is outweighed by the acoustics
     assert make_decoder(dataclasses.replace(weak, oov_penalty=5.0))(log_probs) == "THE CAT SAT"
@@ -95,8 +99,7 @@ def test_width_one_without_lm_is_greedy_on_clean_alignments_and_decoding_is_dete
 def test_a_search_fed_chunk_by_chunk_ends_where_decoding_the_whole_ends(tmp_path):
     """A stream's beam search (with an LM) goes on from where it stopped: over any chunking it
     gives what decoding the whole gives, and its partial results on the way are its best so far."""
-    text = [s.split() for s in ("THE CAT SAT", "THE CAT RAN", "A CAT SAT DOWN", "THE DOG SAT", "THE DOG RAN")] * 3
-    write_arpa(build_lm(text, 2, discount_fallback=True), tmp_path / "lm.arpa")
+    write_cat_lm(tmp_path / "lm.arpa")
     rng = np.random.default_rng(3)
     clean = spell("THE CAT SAT", {6: {"D": 0.55, "T": 0.4}})
     noisy = np.log(rng.dirichlet(np.full(len(LABELS), 0.3), size=90))
