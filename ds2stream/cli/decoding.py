@@ -6,21 +6,27 @@ from pathlib import Path
 import click
 
 from ..errors import Ds2streamError
+from ..inference.decoding import DecoderConfig
 from .base import cli
 
 
 def decoder_options(command):
-    """--decoder, --beam-width, --lm, --alpha, --beta, --oov-penalty, --decoder-config: see ``decoder_from``."""
+    """--decoder, --beam-width, --lm, --alpha, --beta, --oov-penalty, --decoder-config: see ``decoder_from``.
+    Each option's default is None (so that it overrides --decoder-config only when given); the
+    help shows DecoderConfig's."""
+    default = DecoderConfig()
     options = [
         click.option("--decoder", type=click.Choice(["greedy", "beam"]),
                      help="Default: greedy, or beam with --lm, or what --decoder-config says."),
-        click.option("--beam-width", type=click.IntRange(min=1), help="Prefixes kept per frame (default 32)."),
+        click.option("--beam-width", type=click.IntRange(min=1),
+                     help=f"Prefixes kept per frame (default {default.beam_width})."),
         click.option("--lm", "lm_path", type=click.Path(dir_okay=False, path_type=Path),
                      help="A word n-gram LM (ARPA, from `ds2stream lm` or KenLM's lmplz) for the beam search."),
-        click.option("--alpha", type=float, help="LM weight (default 0.5; `eval --tune-lm` finds one)."),
-        click.option("--beta", type=float, help="Bonus per word (default 1.0)."),
+        click.option("--alpha", type=float, help=f"LM weight (default {default.alpha:g}; `eval --tune-lm` finds one)."),
+        click.option("--beta", type=float, help=f"Bonus per word (default {default.beta:g})."),
         click.option("--oov-penalty", type=click.FloatRange(min=0),
-                     help="Cost of a word the LM does not know, charged as it leaves the vocabulary (default 16)."),
+                     help=f"Cost of a word the LM does not know, charged as it leaves the vocabulary "
+                          f"(default {default.oov_penalty:g})."),
         click.option("--decoder-config", "decoder_config", type=click.Path(dir_okay=False, path_type=Path),
                      help="Decoder settings JSON (from `eval --tune-lm`); the options above override it."),
     ]

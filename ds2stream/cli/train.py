@@ -4,7 +4,7 @@ from pathlib import Path
 
 import click
 
-from ..features import Normalize, Scale
+from ..features import FeatureConfig, Normalize, Scale
 from ..pipeline.augment import MAX_PITCH_SEMITONES, ROOM_RT60, STANDARD_AUGMENT
 from ..pipeline.buckets import BatchMode
 from ..presets import PRESETS
@@ -82,7 +82,8 @@ from .base import cli, renamed_option
 @click.option("--feature-scale", type=click.Choice([s.value for s in Scale]),
               help="Features the model learns from, computed from the shards' audio: DeepSpeech2's linear "
                    "spectrogram or a log-mel filterbank (default: the preset's, else what the shards hold).")
-@click.option("--n-mels", type=click.IntRange(min=1), help="Mel filters of mel features (default 80).")
+@click.option("--n-mels", type=click.IntRange(min=1),
+              help=f"Mel filters of mel features (default {FeatureConfig.n_mels}).")
 @click.option("--feature-norm", type=click.Choice([n.value for n in Normalize]),
               help="Feature normalisation: one mean and std per utterance, one per frequency row, a causal "
                    "sliding mean of the last 3 s (streaming), or none (default: the preset's, else what "
