@@ -125,6 +125,23 @@ def test_the_learning_rate_reaches_the_compiled_step(shard_dir, tmp_path):
     assert not all(np.array_equal(all_parameters(trainer)[n], after[n]) for n in weights)
 
 
+def test_weight_decay_shrinks_weight_matrices_by_lr_times_decay_before_adam_and_leaves_biases_and_norms(
+        shard_dir, tmp_path):
+    plain = Trainer(tmp_path / "plain", shard_dir, TINY, FAST_TRAIN, progress=False)
+    decayed = Trainer(tmp_path / "decayed", shard_dir, TINY, dataclasses.replace(FAST_TRAIN, weight_decay=0.5),
+                      progress=False)
+    batch, lr = first_batch(plain), 0.02
+    start = {p.name: p.asnumpy().copy() for p in plain.network.trainable_params()}
+    assert plain.train_step(batch, lr).finite and decayed.train_step(batch, lr).finite
+    after_plain, after_decayed = all_parameters(plain), all_parameters(decayed)
+    for name, weight in start.items():
+        # The same gradient and Adam step on both sides: only the shrink before it differs.
+        expected = lr * 0.5 * weight if weight.ndim > 1 else np.zeros_like(weight)
+        np.testing.assert_allclose(after_plain[name] - after_decayed[name], expected, atol=1e-6, err_msg=name)
+    with pytest.raises(ConfigError, match="weight_decay"):
+        dataclasses.replace(FAST_TRAIN, weight_decay=-0.1)
+
+
 def test_guard_rolls_back_to_the_last_checkpoint_with_a_lower_learning_rate(shard_dir, tmp_path):
     # Failed steps through the loop's own step (_step: the guard's verdict acted on, the records
     # written), not a call of the rollback itself.

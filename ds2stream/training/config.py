@@ -34,6 +34,9 @@ class TrainConfig:
     lr_decay_per_epoch: float = 0.9  # exponential decay after warm-up, per epoch of steps
     schedule_minutes: float | None = None  # "linear": the run's budget of step minutes (train --max-minutes)
     clip_norm: float = 400.0  # global gradient norm
+    # Decoupled weight decay (AdamW, Loshchilov & Hutter 2019): every step each weight matrix and
+    # kernel (not biases or norms) shrinks by learning rate x weight_decay before Adam's update.
+    weight_decay: float = 0.0
     max_frames: int = 10000  # padded feature frames per batch (rows x bucket frames)
     num_buckets: int = 16
     sortagrad: bool = True  # the first epoch goes shortest bucket first
@@ -69,6 +72,9 @@ class TrainConfig:
             raise ConfigError(f"lr_schedule must be 'exponential' or 'linear', got {self.lr_schedule!r}")
         if self.schedule_minutes is not None and self.schedule_minutes <= 0:
             raise ConfigError(f"schedule_minutes must be positive minutes, got {self.schedule_minutes}")
+        if not 0.0 <= self.weight_decay < 1.0 / self.learning_rate:
+            raise ConfigError(f"weight_decay must be 0 or more and below 1 / learning_rate "
+                              f"({1.0 / self.learning_rate:g}), got {self.weight_decay}")
         if self.max_duration is not None and self.max_duration <= 0:
             raise ConfigError(f"max_duration must be positive seconds, got {self.max_duration}")
 

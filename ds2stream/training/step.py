@@ -1,5 +1,6 @@
 """The compiled training step: CTC loss, gradients (combined across ranks when distributed),
-global-norm clipping, and an Adam update that happens only when loss and gradients are finite."""
+global-norm clipping, and an Adam update (with decoupled weight decay when the config asks for it)
+that happens only when loss and gradients are finite."""
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -81,11 +82,14 @@ def build_train_step(network, config: TrainConfig, world_size: int = 1):
             return loss, grads
 
     class Update(nn.Cell):
-        """Global-norm clipping and Adam, skipped (nothing written) unless loss and norm are finite."""
+        """Global-norm clipping, weight decay and Adam, skipped (nothing written) unless loss and
+        norm are finite."""
 
         def __init__(self, optimizer):
             super().__init__(auto_prefix=False)
             self.optimizer, self.clip_norm = optimizer, config.clip_norm
+            self.weight_decay = config.weight_decay
+            self.decayed = ms.ParameterTuple([p for p in optimizer.parameters if len(p.shape) > 1])
 
         def construct(self, loss, grads, learning_rate):
             loss = ops.depend(loss, ops.assign(self.optimizer.learning_rate, learning_rate))
@@ -94,6 +98,11 @@ def build_train_step(network, config: TrainConfig, world_size: int = 1):
             if finite:
                 scale = self.clip_norm / ops.maximum(norm, self.clip_norm)
                 grads = tuple(g * scale for g in grads)
+                if self.weight_decay > 0:
+                    # AdamW's order: shrink first, then Adam's step from the shrunk weights
+                    shrink = 1.0 - learning_rate * self.weight_decay
+                    for weight in self.decayed:
+                        grads = ops.depend(grads, ops.assign(weight, weight * shrink))
                 loss = ops.depend(loss, self.optimizer(grads))
             return loss, norm, finite
 
