@@ -206,11 +206,12 @@ def test_a_linear_run_ends_with_its_budget_and_its_resume_keeps_the_schedule(sha
     runner, run = CliRunner(), tmp_path / "run"
     result = runner.invoke(cli, ["train", "--shards", str(shard_dir), "--out", str(run), "--preset", "tiny",
                                  "--max-frames", "2500", "--num-buckets", "2", "--lr-schedule", "linear",
-                                 "--max-minutes", "0.3", "--max-steps", "3"])  # stopped (by max-steps) early
+                                 "--weight-decay", "0.01", "--max-minutes", "0.3", "--max-steps", "3"])  # stopped early
     assert result.exit_code == 0, result.output
     config = json.loads((run / "config.json").read_text())["train_config"]
     assert config["lr_schedule"] == "linear" and config["schedule_minutes"] == 0.3  # the budget is the run's
     assert config["epochs"] == EPOCHS_UNTIL_BUDGET  # the budget ends it, not the preset's 20 epochs
+    assert config["weight_decay"] == 0.01
     result = runner.invoke(cli, ["train", "--resume", str(run)])  # no budget given: the run's own
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout[result.stdout.rindex('{"event"'):])["event"] == "max_minutes"

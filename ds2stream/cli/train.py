@@ -29,6 +29,9 @@ from .base import cli, renamed_option
 @click.option("--lr-schedule", type=click.Choice(["exponential", "linear"]),
               help="After warm-up: exponential, a fixed decay per epoch; linear, from the peak to 0 at the run's "
                    "end (its --max-minutes of training steps, else its --epochs) (default: the preset's).")
+@click.option("--weight-decay", type=click.FloatRange(min=0),
+              help="Decoupled weight decay (AdamW): each step, weight matrices and kernels shrink by the "
+                   "learning rate times this (default: the preset's).")
 @click.option("--max-frames", type=click.IntRange(min=1), help="Padded frames per batch (default: the preset's).")
 @click.option("--num-buckets", type=click.IntRange(min=1), help="Length buckets (default: the preset's).")
 @click.option("--max-duration", type=click.FloatRange(min=0, min_open=True),
@@ -90,7 +93,7 @@ from .base import cli, renamed_option
                    "the shards hold).")
 @click.option("--pynative", is_flag=True, help="PyNative mode instead of graph mode (debugging; 4-8x slower).")
 def train(shards, dev_shards, preset, run_dir, resume_dir, batch_mode, bucketed, epochs, learning_rate, lr_schedule,
-          max_frames,
+          weight_decay, max_frames,
           num_buckets, max_duration, checkpoint_every, keep_last, workers, seed, max_steps, max_minutes, pretrained,
           distributed, allow_plan_change, augment, speed_perturb, volume_perturb, spec_augment, noise_dir, noise_prob,
           vtlp, channel_prob, reverb_prob, pitch_shift, feature_scale, n_mels, feature_norm, pynative):
@@ -111,7 +114,8 @@ def train(shards, dev_shards, preset, run_dir, resume_dir, batch_mode, bucketed,
         raise click.UsageError("give either --out RUN_DIR (a new run) or --resume RUN_DIR")
     if resume_dir is None and shards is None:
         raise click.UsageError("a new run needs --shards")
-    overrides = {"epochs": epochs, "learning_rate": learning_rate, "lr_schedule": lr_schedule, "max_frames": max_frames,
+    overrides = {"epochs": epochs, "learning_rate": learning_rate, "lr_schedule": lr_schedule,
+                 "weight_decay": weight_decay, "max_frames": max_frames,
                  "num_buckets": num_buckets, "max_duration": max_duration, "checkpoint_every": checkpoint_every,
                  "keep_last": keep_last,
                  "workers": workers, "seed": seed,
