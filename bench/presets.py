@@ -93,7 +93,8 @@ RECIPES = {
                            "features": {"scale": "mel", "n_mels": 40, "normalize": "per_bin"}},
     # lean-dropout with decoupled weight decay 0.1 (AdamW): under lean's schedule the weights of a
     # 60-minute run would shrink by about half were no gradient to hold them, a regulariser of 16
-    # passes over one corpus that costs no arithmetic
+    # passes over one corpus that costs no arithmetic; measured at equal steps (3,677): 23.0 against
+    # 23.9 % test CER, within the noise of runs
     "lean-dropout-wd": {"preset": "lean", "model": {"dropout": 0.2}, "weight_decay": 0.1},
 }
 
