@@ -72,9 +72,9 @@ class TrainConfig:
             raise ConfigError(f"lr_schedule must be 'exponential' or 'linear', got {self.lr_schedule!r}")
         if self.schedule_minutes is not None and self.schedule_minutes <= 0:
             raise ConfigError(f"schedule_minutes must be positive minutes, got {self.schedule_minutes}")
-        if not 0.0 <= self.weight_decay < 1.0 / self.learning_rate:
-            raise ConfigError(f"weight_decay must be 0 or more and below 1 / learning_rate "
-                              f"({1.0 / self.learning_rate:g}), got {self.weight_decay}")
+        if self.weight_decay < 0 or self.weight_decay * self.learning_rate >= 1:  # else it zeroes or flips
+            raise ConfigError(f"weight_decay must be 0 or more, and times the learning rate "
+                              f"({self.learning_rate:g}) below 1; got {self.weight_decay}")
         if self.max_duration is not None and self.max_duration <= 0:
             raise ConfigError(f"max_duration must be positive seconds, got {self.max_duration}")
 
