@@ -1,5 +1,6 @@
 """``ds2stream lm`` (a word n-gram LM from text or shard sets) and the decoder options that
 ``eval``, ``transcribe`` and ``export`` share."""
+import dataclasses
 import functools
 from pathlib import Path
 
@@ -36,10 +37,6 @@ def decoder_options(command):
 def decoder_from(decoder, beam_width, lm_path, alpha, beta, oov_penalty, decoder_config):
     """The DecoderConfig the options ask for, or None when none was given (the default applies:
     greedy, or what an exported model carries). Raises click.ClickException on a bad value."""
-    import dataclasses
-
-    from ..inference.decoding import DecoderConfig
-
     given = {k: v for k, v in (("decoder", decoder), ("beam_width", beam_width), ("alpha", alpha),
                                ("beta", beta), ("oov_penalty", oov_penalty)) if v is not None}
     if lm_path is not None:
