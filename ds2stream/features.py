@@ -19,7 +19,10 @@ Definition, for audio ``x`` of ``n`` samples scaled to [-1, 1] (int16 / 32767):
   variance normalisation: a fixed channel or vocal-tract colouring is a constant per row of the
   log spectrum, and it subtracts it); or ``"sliding"``, each row's mean over the last
   ``SLIDING_WINDOW`` frames up to and including this one subtracted (Kaldi's online, causal CMN:
-  a frame never depends on a later one, so a stream's features are the whole utterance's).
+  a frame never depends on a later one, so a stream's features are the whole utterance's); or
+  ``"global"``, each row's mean and std over the training set (``global_mean``, ``global_std``,
+  computed once by ``ds2stream train`` and carried by the config: ESPnet's and WeNet's global CMVN;
+  causal too, and exact from a stream's first frame).
 Output float32 ``(rows, frames)``.
 """
 from __future__ import annotations
@@ -66,11 +69,12 @@ class Normalize(str, enum.Enum):
     UTTERANCE = "utterance"  # one mean and std over the whole utterance (DeepSpeech2)
     PER_BIN = "per_bin"  # a mean and std per frequency row (cepstral mean and variance normalisation)
     SLIDING = "sliding"  # each row's mean over the last SLIDING_WINDOW frames (causal: streams)
+    GLOBAL = "global"  # each row's mean and std over the training set (global CMVN; causal)
 
     @property
     def causal(self) -> bool:
         """A frame's features depend on no later frame: what streaming recognition needs."""
-        return self in (Normalize.NONE, Normalize.SLIDING)
+        return self in (Normalize.NONE, Normalize.SLIDING, Normalize.GLOBAL)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +90,9 @@ class FeatureConfig:
     n_mels: int = 80  # rows of a mel config
     f_min: float = 20.0  # Hz, the mel filters' range (Kaldi's default low edge) ...
     f_max: float | None = None  # ... and its top; None: half the sample rate
+    # normalize="global": each row's mean and std over the training set, one number per row
+    global_mean: tuple[float, ...] | None = None
+    global_std: tuple[float, ...] | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "window", Window(self.window))
@@ -104,6 +111,23 @@ class FeatureConfig:
                                  f"f_min={self.f_min}, f_max={self.f_max}, sample_rate={self.sample_rate}")
             if self.n_mels < 1:
                 raise ConfigError(f"n_mels must be positive, got {self.n_mels}")
+        self._check_global_statistics()
+
+    def _check_global_statistics(self) -> None:
+        if self.global_mean is None and self.global_std is None:
+            return  # a global config without them yet: `ds2stream train` computes them
+        if self.normalize is not Normalize.GLOBAL:
+            raise ConfigError(f"global_mean and global_std are for normalize 'global', not {self.normalize.value!r}")
+        if self.global_mean is None or self.global_std is None:
+            raise ConfigError("normalize 'global' needs both global_mean and global_std, or neither (to be computed)")
+        mean, std = (tuple(float(v) for v in values) for values in (self.global_mean, self.global_std))
+        for name, values in (("global_mean", mean), ("global_std", std)):
+            if len(values) != self.num_bins:
+                raise ConfigError(f"{name} has {len(values)} values; the features have {self.num_bins} rows")
+        if not all(np.isfinite(mean)) or not all(np.isfinite(s) and s > 0 for s in std):
+            raise ConfigError("global_mean must be finite and global_std finite and positive in every row")
+        object.__setattr__(self, "global_mean", mean)  # tuples: the config stays hashable
+        object.__setattr__(self, "global_std", std)
 
     @property
     def fft_bins(self) -> int:
@@ -125,6 +149,11 @@ class FeatureConfig:
         """The shortest audio with a defined spectrogram: reflect padding needs n_fft // 2 + 1."""
         return self.n_fft // 2 + 1
 
+    @property
+    def unnormalized(self) -> "FeatureConfig":
+        """The same features before any normalisation."""
+        return dataclasses.replace(self, normalize=Normalize.NONE, global_mean=None, global_std=None)
+
     def num_frames(self, num_samples):
         """Frames for audio of num_samples (an int or an integer array)."""
         return 1 + num_samples // self.hop_length
@@ -136,8 +165,11 @@ class FeatureConfig:
         return a0 - (1.0 - a0) * np.cos(phase)
 
     def to_dict(self) -> dict:
-        return {**dataclasses.asdict(self), "window": self.window.value, "normalize": self.normalize.value,
-                "scale": self.scale.value}
+        fields = {**dataclasses.asdict(self), "window": self.window.value, "normalize": self.normalize.value,
+                  "scale": self.scale.value}
+        if self.global_mean is None:  # configs without statistics read as they did before there were any
+            del fields["global_mean"], fields["global_std"]
+        return fields
 
     @classmethod
     def from_dict(cls, data: dict) -> "FeatureConfig":
@@ -243,8 +275,9 @@ def spectrogram(audio: np.ndarray, config: FeatureConfig = FeatureConfig(), warp
     """
     samples = as_float_audio(audio, config)
     out = np.empty((config.num_bins, config.num_frames(samples.shape[0])), dtype=np.float32)
-    sliding = config.normalize is Normalize.SLIDING  # the kernel's output, then the causal mean here
-    mode = 0 if sliding else list(Normalize).index(config.normalize)
+    # The kernel normalises per utterance or per row; the sliding mean and global statistics are applied here.
+    in_kernel = config.normalize in (Normalize.UTTERANCE, Normalize.PER_BIN)
+    mode = list(Normalize).index(config.normalize) if in_kernel else 0
     if config.scale is Scale.MEL:
         weights = _filterbank(config) if warp == 1.0 else mel_filterbank(config, warp)
         _plan(config).compute(samples, out, mode, STD_FLOOR, weights, MEL_FLOOR)
@@ -252,7 +285,21 @@ def spectrogram(audio: np.ndarray, config: FeatureConfig = FeatureConfig(), warp
         raise ConfigError("VTLP warps the mel filters: it needs mel features (scale='mel')")
     else:
         _plan(config).compute(samples, out, mode, STD_FLOOR)
-    return sliding_mean_removed(out) if sliding else out
+    if config.normalize is Normalize.SLIDING:
+        return sliding_mean_removed(out)
+    if config.normalize is Normalize.GLOBAL:
+        return globally_normalized(out, config)
+    return out
+
+
+def globally_normalized(spect: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """Unnormalised features ``spect`` (rows, frames) minus each row's training-set mean, over its std."""
+    if config.global_mean is None:
+        raise ConfigError("features normalised 'global' need the training set's statistics (global_mean, "
+                          "global_std): `ds2stream train --feature-norm global` computes them from its --shards")
+    mean = np.asarray(config.global_mean, np.float32)[:, None]
+    std = np.asarray(config.global_std, np.float32)[:, None]
+    return (spect - mean) / std
 
 
 def sliding_mean_removed(spect: np.ndarray, history: np.ndarray | None = None) -> np.ndarray:
@@ -272,9 +319,13 @@ def sliding_mean_removed(spect: np.ndarray, history: np.ndarray | None = None) -
     return (spect - means).astype(np.float32)
 
 
-def normalize(spect: np.ndarray, mode: Normalize) -> np.ndarray:
-    """``spect`` (rows, frames) normalised as ``mode`` says (numpy; the reference's definition)."""
-    mode = Normalize(mode)
+def normalize(spect: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """``spect`` (rows, frames) normalised as ``config.normalize`` says (numpy; the reference's definition)."""
+    mode = config.normalize
+    if mode is Normalize.GLOBAL:
+        if config.global_mean is None:
+            raise ConfigError("normalize 'global' without global_mean and global_std")
+        return (spect - np.array(config.global_mean)[:, None]) / np.array(config.global_std)[:, None]
     if mode is Normalize.UTTERANCE:
         return (spect - spect.mean()) / max(spect.std(), STD_FLOOR)
     if mode is Normalize.PER_BIN:
@@ -298,4 +349,4 @@ def spectrogram_reference(audio: np.ndarray, config: FeatureConfig = FeatureConf
         spec = np.log(np.maximum(weights @ magnitude ** 2, MEL_FLOOR))
     else:
         spec = np.log1p(magnitude)
-    return normalize(spec, config.normalize).astype(np.float32)
+    return normalize(spec, config).astype(np.float32)

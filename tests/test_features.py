@@ -1,9 +1,12 @@
+import dataclasses
+import json
 import threading
 
 import numpy as np
 import pytest
 
 from ds2stream.data.audio import read_audio
+from ds2stream.errors import ConfigError
 from ds2stream.features import (
     FeatureConfig,
     Normalize,
@@ -247,3 +250,40 @@ def test_configs_written_before_mel_read_back_as_the_same_features():
     assert FeatureConfig.from_dict(old) == FeatureConfig()
     assert FeatureConfig.from_dict({**old, "normalize": False}).normalize is Normalize.NONE
     assert FeatureConfig.from_dict(MEL_CONFIGS[1].to_dict()) == MEL_CONFIGS[1]
+
+
+def test_global_statistics_are_every_frames_mean_and_std_per_row_and_normalise_the_set(sample_test_shards):
+    from ds2stream.pipeline import ShardSet, with_global_statistics
+
+    config = with_global_statistics(FeatureConfig(scale=Scale.MEL, normalize=Normalize.GLOBAL), sample_test_shards)
+    raw = ShardSet(sample_test_shards, FeatureConfig(scale=Scale.MEL, normalize=Normalize.NONE))
+    frames = np.concatenate([raw.features(i)[0] for i in range(len(raw))], axis=1).astype(np.float64)
+    assert frames.shape[1] == raw.frames.sum() and len(raw) == 300  # every frame of every recording
+    np.testing.assert_allclose(config.global_mean, frames.mean(axis=1), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(config.global_std, frames.std(axis=1), rtol=1e-6)
+    normalised = ShardSet(sample_test_shards, config)
+    frames = np.concatenate([normalised.features(i)[0] for i in range(len(normalised))], axis=1)
+    assert np.abs(frames.mean(axis=1)).max() < 1e-3 and np.abs(frames.std(axis=1) - 1).max() < 1e-3
+    # Per utterance the rows keep the recording's own level, which per-row normalisation removes.
+    first = normalised.features(0)[0]
+    assert np.abs(first.mean(axis=1)).max() > 0.1
+    assert np.abs(first - spectrogram_reference(raw.samples(0)[0], config)).max() < MEL_TOLERANCE
+    # The config carries them through a checkpoint's dict and stays hashable (the kernel plan's cache key).
+    again = FeatureConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+    assert again == config and hash(again) == hash(config)
+
+
+def test_global_statistics_are_checked_and_their_absence_is_named():
+    mel_global = FeatureConfig(scale=Scale.MEL, normalize=Normalize.GLOBAL)
+    with pytest.raises(ConfigError, match="--feature-norm global"):
+        spectrogram(np.zeros(16000, np.int16), mel_global)
+    with pytest.raises(ConfigError, match="for normalize 'global', not 'per_bin'"):
+        FeatureConfig(scale=Scale.MEL, normalize=Normalize.PER_BIN, global_mean=(0.0,) * 80, global_std=(1.0,) * 80)
+    with pytest.raises(ConfigError, match="global_mean has 40 values; the features have 80 rows"):
+        dataclasses.replace(mel_global, global_mean=(0.0,) * 40, global_std=(1.0,) * 80)
+    with pytest.raises(ConfigError, match="positive"):
+        dataclasses.replace(mel_global, global_mean=(0.0,) * 80, global_std=(1.0,) * 79 + (0.0,))
+    with pytest.raises(ConfigError, match="both"):
+        dataclasses.replace(mel_global, global_mean=(0.0,) * 80)
+    # Configs without statistics write no statistics keys: they read as before in earlier versions.
+    assert "global_mean" not in MEL.to_dict() and "global_mean" not in mel_global.to_dict()

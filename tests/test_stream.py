@@ -44,14 +44,24 @@ def test_the_sliding_mean_is_causal_and_matches_its_numpy_definition(speech):
     assert np.abs(start[:, :-2] - whole[:, :start.shape[1] - 2]).max() < 1e-5
 
 
+@pytest.fixture(scope="module")
+def global_mel(sample_test_shards) -> FeatureConfig:
+    """Log-mel features normalised by the global statistics of the sample's test split."""
+    from ds2stream.pipeline import with_global_statistics
+
+    return with_global_statistics(dataclasses.replace(SLIDING_MEL, normalize=Normalize.GLOBAL), sample_test_shards)
+
+
 @pytest.mark.parametrize("sizes", CHUNKINGS)
-def test_features_of_a_stream_equal_the_whole_utterances(speech, sizes):
+@pytest.mark.parametrize("normalize", [Normalize.SLIDING, Normalize.GLOBAL])
+def test_features_of_a_stream_equal_the_whole_utterances(speech, sizes, normalize, global_mel):
     from ds2stream.inference.stream import FeatureStream
 
-    stream = FeatureStream(SLIDING_MEL)
+    config = global_mel if normalize is Normalize.GLOBAL else SLIDING_MEL
+    stream = FeatureStream(config)
     parts = [stream.push(chunk) for chunk in chunks(speech, sizes)] + [stream.end()]
     streamed = np.concatenate(parts, axis=1)
-    whole = spectrogram(speech, SLIDING_MEL)
+    whole = spectrogram(speech, config)
     assert streamed.shape == whole.shape
     assert np.abs(streamed - whole).max() < 1e-4
 
@@ -72,7 +82,8 @@ def test_a_stream_refuses_samples_it_cannot_take_and_names_them(speech):
 def test_a_stream_refuses_features_of_the_whole_utterance_and_a_bidirectional_model():
     from ds2stream.inference.stream import FeatureStream, StreamingModel
 
-    with pytest.raises(ConfigError, match="per_bin"):
+    with pytest.raises(ConfigError, match="'per_bin' depend on the whole utterance: a stream needs normalize "
+                                          "'none', 'sliding' or 'global'"):
         FeatureStream(dataclasses.replace(SLIDING_MEL, normalize=Normalize.PER_BIN))
     with pytest.raises(ConfigError, match="bidirectional"):
         StreamingModel.from_network(None, PRESETS["lean"].model, SLIDING_MEL)

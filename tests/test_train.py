@@ -11,8 +11,9 @@ from ds2stream.checkpoint import read_checkpoint
 from ds2stream.cli import cli
 from ds2stream.data.shards import ShardOptions, write_shard_set
 from ds2stream.errors import ConfigError
+from ds2stream.features import FeatureConfig, Normalize, Scale
 from ds2stream.model import ConvLayer, ModelConfig
-from ds2stream.pipeline import STANDARD_AUGMENT, EpochIterator
+from ds2stream.pipeline import STANDARD_AUGMENT, EpochIterator, with_global_statistics
 from ds2stream.presets import PRESETS
 from ds2stream.runtime import use_graph_mode
 from ds2stream.testing import librispeech_tree, utterances_of_lengths
@@ -260,6 +261,28 @@ def test_a_new_run_takes_model_changes_and_a_resumed_run_keeps_its_model(shard_d
         with pytest.raises(ConfigError, match="unknown .*Config keys \\['(rnn_hiden|n_mel)'\\]"):
             run_training(run_dir=tmp_path / "other", resume_dir=None, shards=shard_dir, dev_shards=None,
                          preset="tiny", overrides={}, progress=False, max_steps=1, **misspelt)
+
+
+def test_global_feature_statistics_come_from_the_training_shards_and_travel_with_the_run(
+        shard_dir, sample_test_shards, tmp_path):
+    run = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["train", "--shards", str(shard_dir), "--out", str(run), "--preset", "tiny",
+                                      "--feature-scale", "mel", "--feature-norm", "global", "--max-steps", "1"])
+    assert result.exit_code == 0, result.output
+    saved = FeatureConfig.from_dict(json.loads((run / "config.json").read_text())["feature_config"])
+    mel_global = FeatureConfig(scale=Scale.MEL, normalize=Normalize.GLOBAL)
+    assert saved == with_global_statistics(mel_global, shard_dir) and len(saved.global_mean) == 80
+    checkpoint = run / "checkpoints" / "step-00000001.ckpt"
+    assert FeatureConfig.from_dict(read_checkpoint(checkpoint)[1]["feature_config"]) == saved
+    result = CliRunner().invoke(cli, ["eval", "--shards", str(shard_dir), "--model", str(checkpoint)])
+    assert result.exit_code == 0 and "180 utterances" in result.output, result.output
+    # A run from these weights on other shards keeps the statistics the weights learnt with.
+    result = CliRunner().invoke(cli, ["train", "--shards", str(sample_test_shards), "--out", str(tmp_path / "more"),
+                                      "--preset", "tiny", "--feature-scale", "mel", "--feature-norm", "global",
+                                      "--pretrained", str(checkpoint), "--max-steps", "1"])
+    assert result.exit_code == 0, result.output
+    carried = json.loads((tmp_path / "more" / "config.json").read_text())["feature_config"]
+    assert FeatureConfig.from_dict(carried) == saved != with_global_statistics(mel_global, sample_test_shards)
 
 
 @pytest.fixture(scope="module")

@@ -89,8 +89,9 @@ from .base import cli, renamed_option
               help=f"Mel filters of mel features (default {FeatureConfig.n_mels}).")
 @click.option("--feature-norm", type=click.Choice([n.value for n in Normalize]),
               help="Feature normalisation: one mean and std per utterance, one per frequency row, a causal "
-                   "sliding mean of the last 3 s (streaming), or none (default: the preset's, else what "
-                   "the shards hold).")
+                   "sliding mean of the last 3 s (streaming), one mean and std per row over the training "
+                   "shards (global; computed when the run starts, kept by its checkpoints), or none "
+                   "(default: the preset's, else what the shards hold).")
 @click.option("--pynative", is_flag=True, help="PyNative mode instead of graph mode (debugging; 4-8x slower).")
 def train(shards, dev_shards, preset, run_dir, resume_dir, batch_mode, bucketed, epochs, learning_rate, lr_schedule,
           weight_decay, max_frames,

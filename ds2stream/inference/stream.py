@@ -4,10 +4,11 @@ A forward-only model (``ModelConfig.bidirectional=False``, causal features) is r
 each stage keeping what it needs of the past:
 
   samples -> :class:`FeatureStream` (the native kernel over the samples that no later sample can
-  change; the causal mean of ``normalize="sliding"`` carried) -> each conv layer over the frames it
-  has, keeping the ``kernel - stride`` it will need again (the utterance's zero padding at the start
-  and at the end, as the whole-utterance pass) -> the forward RNN layers from their carried state ->
-  the lookahead convolution once its future frames are there -> the classifier.
+  change; the causal mean of ``normalize="sliding"`` carried, or the global statistics applied) ->
+  each conv layer over the frames it has, keeping the ``kernel - stride`` it will need again (the
+  utterance's zero padding at the start and at the end, as the whole-utterance pass) -> the forward
+  RNN layers from their carried state -> the lookahead convolution once its future frames are there
+  -> the classifier.
 
 The log-probabilities are those of the whole-utterance forward pass of the same model, to float
 tolerance, whatever the chunk sizes (tested). They are decoded as they come: greedily, or by a
@@ -16,28 +17,38 @@ text so far is the partial result, the text at the end the final one, as decodin
 """
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 
 from ..data.text import LABELS
 from ..errors import ConfigError, DataError
-from ..features import INT16_SCALE, SLIDING_WINDOW, FeatureConfig, Normalize, sliding_mean_removed, spectrogram
+from ..features import (
+    INT16_SCALE,
+    SLIDING_WINDOW,
+    FeatureConfig,
+    Normalize,
+    globally_normalized,
+    sliding_mean_removed,
+    spectrogram,
+)
 from ..model import ModelConfig
+
+#: What a stream's features may be normalised by, for the errors that say so.
+_CAUSAL = [repr(mode.value) for mode in Normalize if mode.causal]
+CAUSAL_NORMALIZATIONS = f"normalize {', '.join(_CAUSAL[:-1])} or {_CAUSAL[-1]}"
 
 
 class FeatureStream:
     """The features of a stream, as its samples arrive: each frame once no later sample can change
     it (a centred frame needs ``n_fft // 2`` samples past its centre), the last ones at :meth:`end`
     (with the whole utterance's reflect padding). Equal to :func:`features.spectrogram` of all the
-    samples; needs a causal normalisation (none or sliding)."""
+    samples; needs a causal normalisation (none, sliding or global)."""
 
     def __init__(self, config: FeatureConfig):
         if not config.normalize.causal:
             raise ConfigError(f"features normalised {config.normalize.value!r} depend on the whole utterance: a "
-                              f"stream needs normalize 'sliding' or 'none'")
+                              f"stream needs {CAUSAL_NORMALIZATIONS}")
         self.config = config
-        self._raw = dataclasses.replace(config, normalize=Normalize.NONE)
+        self._raw = config.unnormalized
         self._pad = config.n_fft // 2
         # Samples kept before the next frame's centre: its left half-window, rounded up to whole hops
         # (so the kernel's frames line up with the stream's), and one hop more (see end()).
@@ -94,6 +105,8 @@ class FeatureStream:
             # The raw frames the sliding mean needs from before the next chunk.
             self._history = np.concatenate([self._history, raw], axis=1)[:, -(SLIDING_WINDOW - 1):]
             return out
+        if self.config.normalize is Normalize.GLOBAL:
+            return globally_normalized(raw, self.config)
         return raw
 
 
@@ -225,7 +238,7 @@ def check_streamable(model_config: ModelConfig, features: FeatureConfig) -> None
         raise ConfigError("streaming runs LSTM layers")
     if not features.normalize.causal:
         raise ConfigError(f"this model's features are normalised {features.normalize.value!r}, over the whole "
-                          f"utterance: streaming needs 'sliding' or 'none'")
+                          f"utterance: streaming needs {CAUSAL_NORMALIZATIONS}")
 
 
 class Stream:

@@ -1,8 +1,10 @@
 """A shard set opened for reading: its summary, length index and lazily memory-mapped shards."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +12,7 @@ import numpy as np
 from ..data.shards import audio_bytes, load_index, read_shard
 from ..data.text import LABELS, ctc_min_frames
 from ..errors import DataError
-from ..features import FeatureConfig, spectrogram
+from ..features import STD_FLOOR, FeatureConfig, Normalize, spectrogram
 
 
 class ShardSet:
@@ -95,3 +97,26 @@ def decode_samples(record: dict, audio_format: str) -> np.ndarray:
     from ..data.audio import read_audio
 
     return read_audio(audio_bytes(record), name=record["id"])[0]
+
+
+def with_global_statistics(config: FeatureConfig, shard_dir: Path, workers: int = 2) -> FeatureConfig:
+    """``config`` (normalize "global") with each feature row's mean and std over every frame of every
+    utterance of the shard set: unaugmented audio, as recognition will see it. Sums in float64 in
+    the utterances' order, so the same shards give the same numbers on every rank and every run."""
+    raw = config.unnormalized
+    shards = ShardSet(shard_dir, raw)
+
+    def moments(position: int) -> tuple[int, np.ndarray, np.ndarray]:
+        spect = spectrogram(shards.samples(position)[0], raw).astype(np.float64)
+        return spect.shape[1], spect.sum(axis=1), np.square(spect).sum(axis=1)
+
+    frames, total, squares = 0, np.zeros(raw.num_bins), np.zeros(raw.num_bins)
+    with ThreadPoolExecutor(max(1, workers)) as pool:  # the kernel releases the GIL
+        for n, row_sum, row_squares in pool.map(moments, range(len(shards))):
+            frames, total, squares = frames + n, total + row_sum, squares + row_squares
+    if frames == 0:
+        raise DataError(f"{shard_dir}: no utterance to compute the global feature statistics from")
+    mean = total / frames
+    std = np.sqrt(np.maximum(squares / frames - np.square(mean), 0.0))
+    return dataclasses.replace(config, normalize=Normalize.GLOBAL, global_mean=tuple(mean),
+                               global_std=tuple(np.maximum(std, STD_FLOOR)))

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -36,15 +37,16 @@ from ..checkpoint import (
     CheckpointFolder,
     check_meta,
     load_weights,
+    model_features,
     read_checkpoint,
 )
 from ..data.text import LABELS
 from ..errors import ConfigError, DataError
 from ..failpoints import failpoint
-from ..features import FeatureConfig
+from ..features import FeatureConfig, Normalize
 from ..files import write_durably
 from ..model import ModelConfig, build_model, running_statistics
-from ..pipeline import EpochIterator, ShardSet
+from ..pipeline import EpochIterator, ShardSet, with_global_statistics
 from ..pipeline.augment import switch
 from ..runtime import use_graph_mode
 from .config import EPOCHS_UNTIL_BUDGET, TrainConfig
@@ -395,6 +397,25 @@ _RANKS_TIME_THEIR_OWN_STEPS = ("every rank times its own steps, so ranks could s
                                "distributed run --max-steps or --epochs, not --max-minutes")
 
 
+def with_feature_statistics(config: TrainConfig, shard_dir: Path, rank: int = 0,
+                            pretrained: Path | None = None) -> TrainConfig:
+    """``config`` with the global feature statistics its normalisation needs: a model to start from
+    brings its own (the scale its weights learnt), else they are computed from the training shards."""
+    features = config.features
+    if features is None or features.normalize is not Normalize.GLOBAL or features.global_mean is not None:
+        return config
+    if pretrained is not None:
+        theirs = model_features(read_checkpoint(pretrained)[1])
+        if theirs is not None and theirs.normalize is Normalize.GLOBAL:
+            return dataclasses.replace(config, features=theirs)
+    started = time.perf_counter()
+    features = with_global_statistics(features, Path(shard_dir), workers=os.cpu_count() or 1)
+    if rank == 0:
+        log.info("%s: global feature statistics of %d rows computed in %.0f s", shard_dir, features.num_bins,
+                 time.perf_counter() - started)
+    return dataclasses.replace(config, features=features)
+
+
 def run_training(*, run_dir: Path | None, resume_dir: Path | None, shards: Path | None, dev_shards: Path | None,
                  preset: str, overrides: dict, augment_switches: dict | None = None,
                  feature_changes: dict | None = None, model_changes: dict | None = None,
@@ -410,8 +431,9 @@ def run_training(*, run_dir: Path | None, resume_dir: Path | None, shards: Path 
     from ..presets import get_preset
 
     def with_switches(config: TrainConfig) -> TrainConfig:
-        if feature_changes:
-            features = replace_config(config.features or FeatureConfig(), feature_changes)
+        if feature_changes:  # global statistics of the features before the change no longer apply
+            features = replace_config(config.features or FeatureConfig(),
+                                      {"global_mean": None, "global_std": None, **feature_changes})
             config = dataclasses.replace(config, features=features)
         return dataclasses.replace(config, augment=switch(config.augment, **(augment_switches or {})))
 
@@ -437,6 +459,7 @@ def run_training(*, run_dir: Path | None, resume_dir: Path | None, shards: Path 
         if world_size > 1 and config.lr_schedule == "linear" and config.schedule_minutes is not None:
             raise ConfigError(f"{resume_dir}: its linear schedule ends after minutes of training steps; "
                               f"{_RANKS_TIME_THEIR_OWN_STEPS}")
+        config = with_feature_statistics(config, shards or saved["shards"]["train"], rank)
         trainer = Trainer(resume_dir, shards or saved["shards"]["train"], model_config, config,
                           dev_shards or saved["shards"]["dev"], rank, world_size, progress)
         trainer.resume(allow_plan_change)
@@ -449,6 +472,7 @@ def run_training(*, run_dir: Path | None, resume_dir: Path | None, shards: Path 
             config = dataclasses.replace(config, schedule_minutes=max_minutes,
                                          epochs=overrides.get("epochs") or EPOCHS_UNTIL_BUDGET)
         model_config = replace_config(chosen.model, model_changes or {})
+        config = with_feature_statistics(config, shards, rank, pretrained)
         trainer = Trainer(run_dir, shards, model_config, config, dev_shards, rank, world_size, progress)
         trainer.start_new(pretrained)
     return trainer, trainer.fit(max_steps=max_steps, max_minutes=max_minutes)
