@@ -95,8 +95,8 @@ def check_meta(meta: dict, source: Path, feature_config: FeatureConfig | None = 
     if feature_config is not None and "feature_config" in meta:
         theirs = FeatureConfig.from_dict(meta["feature_config"])
         if theirs != feature_config:
-            raise CheckpointError(f"{source}: trained on features {theirs.to_dict()}, this run computes "
-                                  f"{feature_config.to_dict()}; train with the checkpoint's features")
+            raise CheckpointError(f"{source}: trained on other features than this run computes "
+                                  f"({theirs.differences(feature_config)}); train with the checkpoint's features")
 
 
 def load_model(checkpoint: Path):

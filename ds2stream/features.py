@@ -171,6 +171,13 @@ class FeatureConfig:
             del fields["global_mean"], fields["global_std"]
         return fields
 
+    def differences(self, other: "FeatureConfig") -> str:
+        """The fields where ``other`` differs, as ``name mine -> other``; statistics by name only."""
+        mine, theirs = self.to_dict(), other.to_dict()
+        changed = [name for name in dict.fromkeys([*mine, *theirs]) if mine.get(name) != theirs.get(name)]
+        return ", ".join(name if name.startswith("global_") else f"{name} {mine.get(name)!r} -> {theirs.get(name)!r}"
+                         for name in changed)
+
     @classmethod
     def from_dict(cls, data: dict) -> "FeatureConfig":
         return config_from_dict(cls, data)

@@ -358,4 +358,5 @@ def test_mel_vtlp_channel_and_pitch_from_the_cli_train_evaluate_and_stay_the_run
     # The features are the run's: a resume that asks for others is refused.
     result = CliRunner().invoke(cli, ["train", "--resume", str(run), "--feature-scale", "linear", "--vtlp", "0",
                                       "--max-steps", "3"])
-    assert result.exit_code == 1 and "trained on features" in result.output
+    assert result.exit_code == 1, result.output
+    assert "trained on other features than this run computes (scale 'mel' -> 'linear')" in result.output

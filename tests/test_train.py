@@ -283,6 +283,13 @@ def test_global_feature_statistics_come_from_the_training_shards_and_travel_with
     assert result.exit_code == 0, result.output
     carried = json.loads((tmp_path / "more" / "config.json").read_text())["feature_config"]
     assert FeatureConfig.from_dict(carried) == saved != with_global_statistics(mel_global, sample_test_shards)
+    # Weights of other features are refused, and the error names what differs, not 160 numbers.
+    result = CliRunner().invoke(cli, ["train", "--shards", str(sample_test_shards), "--out", str(tmp_path / "other"),
+                                      "--preset", "tiny", "--feature-scale", "mel", "--n-mels", "40",
+                                      "--feature-norm", "global", "--pretrained", str(checkpoint), "--max-steps", "1"])
+    assert result.exit_code == 1, result.output
+    assert "trained on other features than this run computes (n_mels 80 -> 40, global_mean, global_std)" in (
+        result.output)
 
 
 @pytest.fixture(scope="module")

@@ -406,8 +406,8 @@ def with_feature_statistics(config: TrainConfig, shard_dir: Path, rank: int = 0,
         return config
     if pretrained is not None:
         theirs = model_features(read_checkpoint(pretrained)[1])
-        if theirs is not None and theirs.normalize is Normalize.GLOBAL:
-            return dataclasses.replace(config, features=theirs)
+        if theirs is not None and theirs.normalize is Normalize.GLOBAL and theirs.unnormalized == features.unnormalized:
+            return dataclasses.replace(config, features=theirs)  # other features are refused by check_meta
     started = time.perf_counter()
     features = with_global_statistics(features, Path(shard_dir), workers=os.cpu_count() or 1)
     if rank == 0:
