@@ -207,8 +207,12 @@ def test_a_linear_run_ends_with_its_budget_and_its_resume_keeps_the_schedule(sha
     runner, run = CliRunner(), tmp_path / "run"
     result = runner.invoke(cli, ["train", "--shards", str(shard_dir), "--out", str(run), "--preset", "tiny",
                                  "--max-frames", "2500", "--num-buckets", "2", "--lr-schedule", "linear",
-                                 "--weight-decay", "0.01", "--max-minutes", "0.3", "--max-steps", "3"])  # stopped early
+                                 "--weight-decay", "0.01", "--dropout", "0.1",
+                                 "--max-minutes", "0.3", "--max-steps", "3"])  # stopped early
     assert result.exit_code == 0, result.output
+    assert json.loads((run / "config.json").read_text())["model_config"]["dropout"] == 0.1
+    refused = runner.invoke(cli, ["train", "--resume", str(run), "--dropout", "0.2"])
+    assert refused.exit_code == 1 and "a resumed run keeps its model" in refused.output, refused.output
     config = json.loads((run / "config.json").read_text())["train_config"]
     assert config["lr_schedule"] == "linear" and config["schedule_minutes"] == 0.3  # the budget is the run's
     assert config["epochs"] == EPOCHS_UNTIL_BUDGET  # the budget ends it, not the preset's 20 epochs

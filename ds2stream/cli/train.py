@@ -32,6 +32,9 @@ from .base import cli, renamed_option
 @click.option("--weight-decay", type=click.FloatRange(min=0),
               help="Decoupled weight decay (AdamW): each step, weight matrices and kernels shrink by the "
                    "learning rate times this (default: the preset's).")
+@click.option("--dropout", type=click.FloatRange(min=0, max=1, max_open=True),
+              help="A new run's model drops each RNN layer's outputs with this probability in training "
+                   "(default: the preset's; a resumed run keeps its model).")
 @click.option("--max-frames", type=click.IntRange(min=1), help="Padded frames per batch (default: the preset's).")
 @click.option("--num-buckets", type=click.IntRange(min=1), help="Length buckets (default: the preset's).")
 @click.option("--max-duration", type=click.FloatRange(min=0, min_open=True),
@@ -94,7 +97,7 @@ from .base import cli, renamed_option
                    "(default: the preset's, else what the shards hold).")
 @click.option("--pynative", is_flag=True, help="PyNative mode instead of graph mode (debugging; 4-8x slower).")
 def train(shards, dev_shards, preset, run_dir, resume_dir, batch_mode, bucketed, epochs, learning_rate, lr_schedule,
-          weight_decay, max_frames,
+          weight_decay, dropout, max_frames,
           num_buckets, max_duration, checkpoint_every, keep_last, workers, seed, max_steps, max_minutes, pretrained,
           distributed, allow_plan_change, augment, speed_perturb, volume_perturb, spec_augment, noise_dir, noise_prob,
           vtlp, channel_prob, reverb_prob, pitch_shift, feature_scale, n_mels, feature_norm, pynative):
@@ -132,6 +135,7 @@ def train(shards, dev_shards, preset, run_dir, resume_dir, batch_mode, bucketed,
         _, record = run_training(run_dir=run_dir, resume_dir=resume_dir, shards=shards, dev_shards=dev_shards,
                                  preset=preset, overrides=overrides, augment_switches=augment_switches,
                                  feature_changes=feature_changes,
+                                 model_changes={"dropout": dropout} if dropout is not None else None,
                                  pretrained=pretrained, distributed=distributed, graph=not pynative,
                                  max_steps=max_steps, max_minutes=max_minutes, allow_plan_change=allow_plan_change)
     except PeerLostError as err:  # msrun shows the scheduler's "Error:" lines; ours is one more
