@@ -94,11 +94,13 @@ RECIPES = {
     # lean-dropout with decoupled weight decay 0.1 (AdamW): under lean's schedule the weights of a
     # 60-minute run would shrink by about half were no gradient to hold them, a regulariser of 16
     # passes over one corpus that costs no arithmetic; measured at equal steps (3,677): 23.0 against
-    # 23.9 % test CER, within the noise of runs
+    # 23.9 % test CER, within the noise of runs; for 60 minutes 21.1 % (5,033 steps), 1.1 points
+    # ahead of lean-dropout at step 5,000
     "lean-dropout-wd": {"preset": "lean", "model": {"dropout": 0.2}, "weight_decay": 0.1},
     # lean with global CMVN (ESPnet's and WeNet's): each mel row's mean and std over the training
     # set instead of over each utterance; causal, as streaming needs, but it keeps each recording's
-    # own speaker and channel average, which per-utterance normalisation removes
+    # own speaker and channel average, which per-utterance normalisation removes; measured: 1.4-2.4
+    # points of test CER worse at every checkpoint of 30 minutes (26.9 against 25.4 %)
     "lean-global": {"preset": "lean", "features": {"scale": "mel", "n_mels": 80, "normalize": "global"}},
 }
 
