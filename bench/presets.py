@@ -32,6 +32,15 @@ EXPONENTIAL = {"lr_schedule": "exponential", "learning_rate": 8e-4}  # lean's sc
 #: lean's convs before (the zoo's kernel sizes at 16 channels): every lean recipe measured with them
 #: keeps them, so each reproduces its report.
 ZOO_KERNELS = {"model": {"conv": [dataclasses.asdict(layer) for layer in zoo_kernels_4x(16)]}}
+#: lean before 3x time subsampling, dropout and weight decay (its convs strided time 2 x 2): every
+#: lean recipe measured before keeps it (`before_3x`), so each reproduces its report.
+LEAN_4X = {"conv": [{"channels": 16, "kernel": [11, 5], "stride": [2, 2], "padding": [5, 2]}] * 2, "dropout": 0.0}
+
+
+def before_3x(recipe: dict) -> dict:
+    """A lean recipe as measured before lean took 3x time subsampling, dropout and weight decay."""
+    return {"weight_decay": 0.0, **recipe, "model": {**LEAN_4X, **recipe.get("model", {})}}
+
 
 #: Per preset, what differs from its own defaults. Every run sets `epochs` high enough that the
 #: budget ends it; that changes nothing else, as the LR decays per epoch of steps or over the
@@ -44,7 +53,8 @@ RECIPES = {
     # and a 100-step warm-up (their 500 would be most of a 30-minute run); their own LR, augmentation.
     "fast": {"max_frames": 8000, "warmup_steps": 100, "checkpoint_every": 20},
     "small": {"max_frames": 8000, "warmup_steps": 100, "checkpoint_every": 20},
-    "lean": {},  # the preset as it is: 8,000-frame batches, 100 warm-up steps, 3.2e-3 falling to 0, augmentation
+    "lean": {},  # the preset as it is: 3x subsampling, dropout, weight decay, 8,000-frame batches, 100
+    # warm-up steps, 3.2e-3 falling to 0, augmentation
     "tiny": {},
     "stream": {},  # the preset as it is: lean's recipe, forward-only with a lookahead, sliding-mean features
     # Levers against unseen voices, each a recipe of another preset ("preset"), measured with the
@@ -52,72 +62,74 @@ RECIPES = {
     # linear spectrogram it had before, and lean with speaker augmentation on top; then lean's LR
     # falling linearly to 0 at the budget's end from 1x, 2x and 8x that peak (lean itself: 4x)
     # (docs/results/unseen-voices.md).
-    "lean-exponential": {"preset": "lean", **ZOO_KERNELS, **EXPONENTIAL},
-    "lean-linear": {"preset": "lean", **ZOO_KERNELS, **EXPONENTIAL,
-                    "features": {"scale": "linear", "normalize": "utterance"}},
-    "lean-vtlp": {"preset": "lean", **ZOO_KERNELS, **EXPONENTIAL,
-                  "augment": {**STANDARD_AUGMENT.to_dict(), "vtlp": 0.1, "channel_prob": 0.3}},
-    "lean-anneal": {"preset": "lean", **ZOO_KERNELS, "learning_rate": 8e-4},
-    "lean-anneal-2x": {"preset": "lean", **ZOO_KERNELS, "learning_rate": 1.6e-3},
-    "lean-anneal-8x": {"preset": "lean", **ZOO_KERNELS, "learning_rate": 6.4e-3},
+    "lean-exponential": before_3x({"preset": "lean", **ZOO_KERNELS, **EXPONENTIAL}),
+    "lean-linear": before_3x({"preset": "lean", **ZOO_KERNELS, **EXPONENTIAL,
+                    "features": {"scale": "linear", "normalize": "utterance"}}),
+    "lean-vtlp": before_3x({"preset": "lean", **ZOO_KERNELS, **EXPONENTIAL,
+                  "augment": {**STANDARD_AUGMENT.to_dict(), "vtlp": 0.1, "channel_prob": 0.3}}),
+    "lean-anneal": before_3x({"preset": "lean", **ZOO_KERNELS, "learning_rate": 8e-4}),
+    "lean-anneal-2x": before_3x({"preset": "lean", **ZOO_KERNELS, "learning_rate": 1.6e-3}),
+    "lean-anneal-8x": before_3x({"preset": "lean", **ZOO_KERNELS, "learning_rate": 6.4e-3}),
     # lean with each utterance's pitch shifted, tempo kept, by up to 3 semitones either way
-    "lean-pitch": {"preset": "lean", **ZOO_KERNELS, "augment": {**STANDARD_AUGMENT.to_dict(), "pitch_shift": 3.0}},
+    "lean-pitch": before_3x({"preset": "lean", **ZOO_KERNELS,
+                             "augment": {**STANDARD_AUGMENT.to_dict(), "pitch_shift": 3.0}}),
     # lean with SpecAugment's time masks as LibriSpeech recipes set them (Lhotse: up to 15 % of the
     # frames masked): one per second of audio, each up to 5 % of the utterance (lean: 0.5, 4 %)
-    "lean-masks": {"preset": "lean", **ZOO_KERNELS, "augment": {
-        **STANDARD_AUGMENT.to_dict(), "time_masks_per_second": 1.0, "time_mask_fraction": 0.05}},
+    "lean-masks": before_3x({"preset": "lean", **ZOO_KERNELS, "augment": {
+        **STANDARD_AUGMENT.to_dict(), "time_masks_per_second": 1.0, "time_mask_fraction": 0.05}}),
     # lean with the speaker augmentation lean-vtlp had, under lean's schedule: measured on real
     # speakers (FSDD) as well as on the synthetic test voices, where it had given nothing
-    "lean-speaker": {"preset": "lean", **ZOO_KERNELS,
-                     "augment": {**STANDARD_AUGMENT.to_dict(), "vtlp": 0.1, "channel_prob": 0.3}},
+    "lean-speaker": before_3x({"preset": "lean", **ZOO_KERNELS,
+                     "augment": {**STANDARD_AUGMENT.to_dict(), "vtlp": 0.1, "channel_prob": 0.3}}),
     # lean with half the utterances played in a simulated room: synthetic voices are dry, real
     # recordings are not
-    "lean-reverb": {"preset": "lean", **ZOO_KERNELS, "augment": {**STANDARD_AUGMENT.to_dict(), "reverb_prob": 0.5}},
+    "lean-reverb": before_3x({"preset": "lean", **ZOO_KERNELS,
+                              "augment": {**STANDARD_AUGMENT.to_dict(), "reverb_prob": 0.5}}),
     # lean with a front end of less arithmetic: both convs 11 mel rows by 5 frames instead of the
     # zoo's kernel sizes (41 x 11, then 21 x 11, sized for 161 linear bins), the same strides and
     # channels. Measured as "lean-k11x5"; now lean itself, and lean before is "lean-zoo-kernels".
-    "lean-zoo-kernels": {"preset": "lean", **ZOO_KERNELS},
+    "lean-zoo-kernels": before_3x({"preset": "lean", **ZOO_KERNELS}),
     # lean with each RNN layer's outputs dropped with probability 0.2 in training (as ESPnet's RNN
     # encoders): 60 minutes are 16 passes over a 6-hour corpus, and the unheard voices stall while
     # the training loss falls
-    "lean-dropout": {"preset": "lean", "model": {"dropout": 0.2}},
+    "lean-dropout": before_3x({"preset": "lean", "model": {"dropout": 0.2}}),
     # lean-dropout with VTLP 0.1 (a vocal tract length drawn per utterance): the training corpus
     # has few natural voices of a short vocal tract, and a run of 16 passes is long enough for an
     # augmentation to pay where 30 minutes were not
-    "lean-dropout-vtlp": {"preset": "lean", "model": {"dropout": 0.2},
-                          "augment": {**STANDARD_AUGMENT.to_dict(), "vtlp": 0.1}},
+    "lean-dropout-vtlp": before_3x({"preset": "lean", "model": {"dropout": 0.2},
+                          "augment": {**STANDARD_AUGMENT.to_dict(), "vtlp": 0.1}}),
     # lean-dropout with LSTMs of 192 and 40 mel bands: 1.64x the audio per step-second (measured
     # alone), and twice the steps took 2-3 points off before; measured: it lost (25.9 against 21.7 %
     # test CER in 60 minutes), the capacity given up costs more than the steps gained
-    "lean-dropout-small": {"preset": "lean", "model": {"dropout": 0.2, "rnn_hidden": 192},
-                           "features": {"scale": "mel", "n_mels": 40, "normalize": "per_bin"}},
+    "lean-dropout-small": before_3x({"preset": "lean", "model": {"dropout": 0.2, "rnn_hidden": 192},
+                           "features": {"scale": "mel", "n_mels": 40, "normalize": "per_bin"}}),
     # lean-dropout with decoupled weight decay 0.1 (AdamW): under lean's schedule the weights of a
     # 60-minute run would shrink by about half were no gradient to hold them, a regulariser of 16
     # passes over one corpus that costs no arithmetic; measured at equal steps (3,677): 23.0 against
     # 23.9 % test CER, within the noise of runs; for 60 minutes 21.1 % (5,033 steps), 1.1 points
     # ahead of lean-dropout at step 5,000
-    "lean-dropout-wd": {"preset": "lean", "model": {"dropout": 0.2}, "weight_decay": 0.1},
+    "lean-dropout-wd": before_3x({"preset": "lean", "model": {"dropout": 0.2}, "weight_decay": 0.1}),
     # lean-dropout-wd with dropout 0.3: more regularisation for 16 passes over one corpus; measured:
     # 0.4-1.9 points of test CER behind dropout 0.2 at every 500th step of 60 minutes but one, 21.3
     # against 21.1 % at the end (5,060 and 5,033 steps)
-    "lean-dropout3-wd": {"preset": "lean", "model": {"dropout": 0.3}, "weight_decay": 0.1},
+    "lean-dropout3-wd": before_3x({"preset": "lean", "model": {"dropout": 0.3}, "weight_decay": 0.1}),
     # lean-dropout-wd with LSTMs of 320 instead of 256: the smaller model (LSTM-192, 40 bands) lost
     # 4.2 points for 1.44x the steps, so the hour may be short of capacity rather than of updates;
     # measured: 0.85x the audio per step-second, no better at equal steps, 22.2 against 21.1 % in 60 min
-    "lean-dropout-wd-320": {"preset": "lean", "model": {"dropout": 0.2, "rnn_hidden": 320}, "weight_decay": 0.1},
+    "lean-dropout-wd-320": before_3x({"preset": "lean", "model": {"dropout": 0.2, "rnn_hidden": 320},
+                                      "weight_decay": 0.1}),
     # lean-dropout-wd with 3x time subsampling instead of 4x (the first conv strides time by 3, the
     # second not): DeepSpeech2 found strides above 2 cost English character outputs accuracy; the
     # corpus's voices read 12-22 characters a second (the test voices 17-20), and at 4x the median
     # test sentence leaves CTC 1.2-1.5 output frames per label position (characters, and a blank
-    # between doubled letters). 3x gives a third more frames, for a third more LSTM arithmetic
-    "lean-dropout-wd-3x": {"preset": "lean", "weight_decay": 0.1, "model": {"dropout": 0.2, "conv": [
-        {"channels": 16, "kernel": [11, 5], "stride": [2, 3], "padding": [5, 2]},
-        {"channels": 16, "kernel": [11, 5], "stride": [2, 1], "padding": [5, 2]}]}},
+    # between doubled letters). Measured as "lean-dropout-wd-3x" (19.3 against 21.1 % test CER in 60
+    # minutes); now lean itself, and lean before is "lean-4x"
+    "lean-4x": before_3x({"preset": "lean"}),
     # lean with global CMVN (ESPnet's and WeNet's): each mel row's mean and std over the training
     # set instead of over each utterance; causal, as streaming needs, but it keeps each recording's
     # own speaker and channel average, which per-utterance normalisation removes; measured: 1.4-2.4
     # points of test CER worse at every checkpoint of 30 minutes (26.9 against 25.4 %)
-    "lean-global": {"preset": "lean", "features": {"scale": "mel", "n_mels": 80, "normalize": "global"}},
+    "lean-global": before_3x({"preset": "lean", "features": {"scale": "mel", "n_mels": 80, "normalize": "global"}}),
 }
 
 
