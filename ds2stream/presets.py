@@ -70,7 +70,7 @@ def zoo_kernels_4x(channels: int) -> tuple[ConvLayer, ConvLayer]:
 #: kernels: on unseen voices after 30 minutes, 26.1 % CER against 29.7 % with the zoo's kernel sizes
 #: (zoo_kernels_4x(16)), a step 1.56x cheaper per audio-second. The 3x time subsampling (2 x 2
 #: before): at 4x the median test sentence, read at 17-20 characters a second, left CTC 1.2-1.5
-#: output frames per label position; 3x reads better at every step, 19.3 % against 21.1 % after 60
+#: output frames per label position; 3x reads better per step, 19.3 % against 21.1 % after 60
 #: minutes, for 0.78x the audio per step-second (docs/results/unseen-voices.md).
 _LEAN_CONV = (ConvLayer(16, (11, 5), (2, 3), (5, 2)), ConvLayer(16, (11, 5), (2, 1), (5, 2)))
 _LEAN_MODEL = ModelConfig(conv=_LEAN_CONV, rnn_layers=3, rnn_hidden=256, **_IMPROVED)
