@@ -64,9 +64,9 @@ RECIPES = {
     # (docs/results/unseen-voices.md).
     "lean-exponential": before_3x({"preset": "lean", **ZOO_KERNELS, **EXPONENTIAL}),
     "lean-linear": before_3x({"preset": "lean", **ZOO_KERNELS, **EXPONENTIAL,
-                    "features": {"scale": "linear", "normalize": "utterance"}}),
+                              "features": {"scale": "linear", "normalize": "utterance"}}),
     "lean-vtlp": before_3x({"preset": "lean", **ZOO_KERNELS, **EXPONENTIAL,
-                  "augment": {**STANDARD_AUGMENT.to_dict(), "vtlp": 0.1, "channel_prob": 0.3}}),
+                            "augment": {**STANDARD_AUGMENT.to_dict(), "vtlp": 0.1, "channel_prob": 0.3}}),
     "lean-anneal": before_3x({"preset": "lean", **ZOO_KERNELS, "learning_rate": 8e-4}),
     "lean-anneal-2x": before_3x({"preset": "lean", **ZOO_KERNELS, "learning_rate": 1.6e-3}),
     "lean-anneal-8x": before_3x({"preset": "lean", **ZOO_KERNELS, "learning_rate": 6.4e-3}),
@@ -80,7 +80,7 @@ RECIPES = {
     # lean with the speaker augmentation lean-vtlp had, under lean's schedule: measured on real
     # speakers (FSDD) as well as on the synthetic test voices, where it had given nothing
     "lean-speaker": before_3x({"preset": "lean", **ZOO_KERNELS,
-                     "augment": {**STANDARD_AUGMENT.to_dict(), "vtlp": 0.1, "channel_prob": 0.3}}),
+                               "augment": {**STANDARD_AUGMENT.to_dict(), "vtlp": 0.1, "channel_prob": 0.3}}),
     # lean with half the utterances played in a simulated room: synthetic voices are dry, real
     # recordings are not
     "lean-reverb": before_3x({"preset": "lean", **ZOO_KERNELS,
@@ -97,12 +97,12 @@ RECIPES = {
     # has few natural voices of a short vocal tract, and a run of 16 passes is long enough for an
     # augmentation to pay where 30 minutes were not
     "lean-dropout-vtlp": before_3x({"preset": "lean", "model": {"dropout": 0.2},
-                          "augment": {**STANDARD_AUGMENT.to_dict(), "vtlp": 0.1}}),
+                                    "augment": {**STANDARD_AUGMENT.to_dict(), "vtlp": 0.1}}),
     # lean-dropout with LSTMs of 192 and 40 mel bands: 1.64x the audio per step-second (measured
     # alone), and twice the steps took 2-3 points off before; measured: it lost (25.9 against 21.7 %
     # test CER in 60 minutes), the capacity given up costs more than the steps gained
     "lean-dropout-small": before_3x({"preset": "lean", "model": {"dropout": 0.2, "rnn_hidden": 192},
-                           "features": {"scale": "mel", "n_mels": 40, "normalize": "per_bin"}}),
+                                     "features": {"scale": "mel", "n_mels": 40, "normalize": "per_bin"}}),
     # lean-dropout with decoupled weight decay 0.1 (AdamW): under lean's schedule the weights of a
     # 60-minute run would shrink by about half were no gradient to hold them, a regulariser of 16
     # passes over one corpus that costs no arithmetic; measured at equal steps (3,677): 23.0 against
