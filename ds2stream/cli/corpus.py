@@ -12,7 +12,7 @@ from .base import cli
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Corpus folder (train/, dev/, test/); an unfinished one is resumed.")
 @click.option("--text", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Sentences: `<id> <text>` lines or one a line (default: the 13,068 LJ Speech sentences "
+              help="Sentences: `<id> <text>` lines or one a line (default: 12,931 LJ Speech sentences "
                    "shipped with ds2stream).")
 @click.option("--train-hours", type=click.FloatRange(min=0), default=5.0, show_default=True,
               help="Hours of training speech.")
@@ -23,14 +23,16 @@ from .base import cli
 @click.option("--jobs", type=click.IntRange(min=1), default=os.cpu_count() or 1,
               help="Rendering processes (default: one per core).")
 @click.option("--engines", default=",".join(DEFAULT_ENGINES), show_default=True,
-              help=f"Comma-separated TTS engines to use, of: {', '.join(ENGINES)} (an engine that is not "
-                   "installed is skipped; kokoro adds 10 neural voices and about 30 minutes on 2 cores).")
+              help=f"Comma-separated TTS engines to use, of: {', '.join(ENGINES)} (an engine asked for "
+                   "that is not installed stops the corpus, naming its install command; dev needs flite, test "
+                   "festival; kokoro adds 10 neural training voices and about 30 minutes on 2 cores).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Which sentences each split and voice reads, and each sentence's rate and pitch.")
 def corpus(out, text, train_hours, dev_hours, test_hours, jobs, engines, seed):
     """Read sentences aloud with offline text-to-speech voices into a LibriSpeech-layout corpus that
-    `ds2stream shard` reads. Deterministic and resumable; an engine that is not installed is
-    skipped with a line saying how to install it."""
+    `ds2stream shard` reads. Deterministic and resumable. Dev and test are read by engines
+    that never train (flite, festival); an engine asked for that is not installed stops it, naming
+    how to install it."""
     from ..corpus import DEFAULT_TEXT, make_corpus
 
     hours = {"train": train_hours, "dev": dev_hours, "test": test_hours}
