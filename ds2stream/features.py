@@ -22,7 +22,10 @@ Definition, for audio ``x`` of ``n`` samples scaled to [-1, 1] (int16 / 32767):
   a frame never depends on a later one, so a stream's features are the whole utterance's); or
   ``"global"``, each row's mean and std over the training set (``global_mean``, ``global_std``,
   computed once by ``ds2stream train`` and carried by the config: ESPnet's and WeNet's global CMVN;
-  causal too, and exact from a stream's first frame).
+  causal too, and exact from a stream's first frame); or ``"per_bin_mean"``, each row's mean
+  removed as ``per_bin`` does, then one std over the whole utterance: a row that is nearly
+  constant (the empty band above 4 kHz of audio that was 8 kHz, a microphone's dead band) stays
+  nearly 0, where ``per_bin`` blows its residue up to unit variance.
 Output float32 ``(rows, frames)``.
 """
 from __future__ import annotations
@@ -70,6 +73,7 @@ class Normalize(str, enum.Enum):
     PER_BIN = "per_bin"  # a mean and std per frequency row (cepstral mean and variance normalisation)
     SLIDING = "sliding"  # each row's mean over the last SLIDING_WINDOW frames (causal: streams)
     GLOBAL = "global"  # each row's mean and std over the training set (global CMVN; causal)
+    PER_BIN_MEAN = "per_bin_mean"  # each row's mean removed, one std over the utterance
 
     @property
     def causal(self) -> bool:
@@ -296,6 +300,8 @@ def spectrogram(audio: np.ndarray, config: FeatureConfig = FeatureConfig(), warp
         return sliding_mean_removed(out)
     if config.normalize is Normalize.GLOBAL:
         return globally_normalized(out, config)
+    if config.normalize is Normalize.PER_BIN_MEAN:
+        return normalize(out, config)
     return out
 
 
@@ -337,6 +343,9 @@ def normalize(spect: np.ndarray, config: FeatureConfig) -> np.ndarray:
         return (spect - spect.mean()) / max(spect.std(), STD_FLOOR)
     if mode is Normalize.PER_BIN:
         return (spect - spect.mean(axis=1, keepdims=True)) / np.maximum(spect.std(axis=1, keepdims=True), STD_FLOOR)
+    if mode is Normalize.PER_BIN_MEAN:
+        centred = spect - spect.mean(axis=1, keepdims=True)
+        return (centred / max(float(centred.std()), STD_FLOOR)).astype(np.float32)
     if mode is Normalize.SLIDING:
         means = np.stack([spect[:, max(0, t - SLIDING_WINDOW + 1): t + 1].mean(axis=1)
                           for t in range(spect.shape[1])], axis=1)
