@@ -5,14 +5,17 @@ Each preset trains with its recipe (RECIPES) for --budget minutes of training st
 train --max-minutes`: compiled steps and data waits counted, dev evaluation and checkpoint writes
 not), one after the other, never side by side, each in its own process (its peak resident memory
 is measured) with its log beside its run directory; then every checkpoint it kept is evaluated on
-the held-out voices (greedy, bench/time_to_accuracy.py). `--budget-of lean=60` gives one preset a
+the held-out sets (greedy, bench/time_to_accuracy.py): the corpus's test voices and real speech
+(`--test corpus=... real-dev=... fsdd=...`; the first set is the primary one, whose CER the
+thresholds and the plot read). `--budget-of lean=60` gives one preset a
 longer budget; `--continue stream=RUN_DIR` continues an earlier run of the same recipe when its LR
 decays per epoch of steps (a longer run is then the shorter one continued; a linear schedule ends
 with the run's own budget, so `lean`'s runs cannot be continued). Results go to --out as each
 preset finishes, and a re-run skips presets already there. `--report` prints the table and draws
 the plot from that file.
 
-    python bench/presets.py --train shards/train --dev shards/dev --test shards/test --runs runs/presets \
+    python bench/presets.py --train shards/train --dev shards/dev --runs runs/presets \
+        --test corpus=shards/test real-dev=shards/real-dev fsdd=shards/fsdd-test \
         [--presets zoo fast small lean] [--budget 30] [--budget-of lean=60] [--out bench/out/presets.json]
     python bench/presets.py --report bench/out/presets.json [--plot docs/presets.png]
 """
@@ -22,7 +25,8 @@ import json
 from pathlib import Path
 
 import harness
-from time_to_accuracy import THRESHOLDS, evaluate_run, minutes_to_reach, training_seconds, training_throughput
+from time_to_accuracy import (THRESHOLDS, evaluate_run, minutes_to_reach, named_sets, training_seconds,
+                              training_throughput)
 
 from ds2stream.pipeline.augment import STANDARD_AUGMENT
 from ds2stream.presets import zoo_kernels_4x
@@ -35,6 +39,11 @@ ZOO_KERNELS = {"model": {"conv": [dataclasses.asdict(layer) for layer in zoo_ker
 #: lean before 3x time subsampling, dropout and weight decay (its convs strided time 2 x 2): every
 #: lean recipe measured before keeps it (`before_3x`), so each reproduces its report.
 LEAN_4X = {"conv": [{"channels": 16, "kernel": [11, 5], "stride": [2, 2], "padding": [5, 2]}] * 2, "dropout": 0.0}
+
+
+REAL_CHECKPOINTS = {"checkpoint_every": 500}
+ROOMS = {**STANDARD_AUGMENT.to_dict(), "reverb_prob": 0.5, "channel_prob": 0.5}
+ROW_MEAN = {"scale": "mel", "n_mels": 80, "normalize": "per_bin_mean"}
 
 
 def before_3x(recipe: dict) -> dict:
@@ -130,6 +139,17 @@ RECIPES = {
     # own speaker and channel average, which per-utterance normalisation removes; measured: 1.4-2.4
     # points of test CER worse at every checkpoint of 30 minutes (26.9 against 25.4 %)
     "lean-global": before_3x({"preset": "lean", "features": {"scale": "mel", "n_mels": 80, "normalize": "global"}}),
+    # Levers for real speech (docs/results/real-speech.md), each lean as it is, scored on the corpus's
+    # held-out engine, real-dev and FSDD; a checkpoint every 500 steps (three sets to evaluate each).
+    # Real speakers in the mix are a change of --train, not of recipe.
+    "real-lean": {"preset": "lean", **REAL_CHECKPOINTS},
+    # rooms and microphones: half the utterances in a simulated room, half through a random channel
+    # (a tilt, and on half of those a band limit down to 3 kHz): synthetic voices are dry and full-band
+    "real-rooms": {"preset": "lean", **REAL_CHECKPOINTS, "augment": ROOMS},
+    # each mel row's mean removed, one std over the utterance: FSDD's empty band above 4 kHz (and a
+    # microphone's dead band) stays near 0 instead of unit-variance noise
+    "real-row-mean": {"preset": "lean", **REAL_CHECKPOINTS, "features": ROW_MEAN},
+    "real-rooms-row-mean": {"preset": "lean", **REAL_CHECKPOINTS, "augment": ROOMS, "features": ROW_MEAN},
 }
 
 
@@ -182,16 +202,21 @@ def run_preset(args, preset: str) -> dict:
 def report(results: dict, plot: Path | None) -> None:
     """The markdown table (minutes to each CER, CER at the budget's end) and the curves."""
     heads = " | ".join(f"min to CER ≤ {t:.0%}" for t in THRESHOLDS)
-    print(f"| preset | budget (min) | {heads} | test CER / WER at the end | best test CER | peak RSS |")
-    print("|---|---:|" + "---:|" * len(THRESHOLDS) + "---:|---:|---:|")
+    # every held-out set's CER / WER at the run's end (older results have one set, "test")
+    sets = list(dict.fromkeys(name for r in results.values() for p in r["points"] for name in p.get("sets", {"test": 0})))
+    set_heads = " | ".join(f"{name} CER / WER at the end" for name in sets)
+    print(f"| preset | budget (min) | steps (a minute) | {heads} | {set_heads} | best primary CER | peak RSS |")
+    print("|---|---:|---:|" + "---:|" * len(THRESHOLDS) + "---:|" * len(sets) + "---:|---:|")
     for name, result in results.items():
         points = sorted(result["points"], key=lambda p: p["train_minutes"])
         reach = " | ".join(f"{m:.1f}" if (m := minutes_to_reach(points, t)) is not None else "not reached"
                            for t in THRESHOLDS)
         end, best = points[-1], min(points, key=lambda p: p["cer"])
+        figures = end.get("sets", {"test": end})
+        at_end = " | ".join(f"{figures[s]['cer']:.1%} / {figures[s]['wer']:.1%}" if s in figures else "–" for s in sets)
         peak = "not measured" if result["peak_rss_gb"] is None else f"{result['peak_rss_gb']:.1f} GB"
-        print(f"| `{name}` | {result['budget_minutes']:g} | {reach} | {end['cer']:.1%} / {end['wer']:.1%} "
-              f"(at {end['train_minutes']:.1f} min, step {end['global_step']}) | {best['cer']:.1%} | {peak} |")
+        pace = f"{end['global_step']} ({end['global_step'] / max(end['train_minutes'], 1e-9):.0f})"
+        print(f"| `{name}` | {result['budget_minutes']:g} | {pace} | {reach} | {at_end} | {best['cer']:.1%} | {peak} |")
     if plot is None:
         return
     import matplotlib
@@ -228,7 +253,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--train", type=Path)
     parser.add_argument("--dev", type=Path)
-    parser.add_argument("--test", type=Path, help="held-out voices")
+    parser.add_argument("--test", nargs="+", metavar="[NAME=]PATH",
+                        help="held-out sets, the primary one first (a bare path is named test)")
     parser.add_argument("--runs", type=Path, default=Path("runs/presets"))
     parser.add_argument("--presets", nargs="+", default=["zoo", "fast", "small", "lean"], choices=list(RECIPES))
     parser.add_argument("--budget", type=float, default=30.0, help="minutes of training steps per preset")
@@ -254,7 +280,8 @@ def main():
             print(f"{preset}: already in {args.out}, skipped")
             continue
         results[preset] = run_preset(args, preset)
-        harness.save(args.out, {"test": str(args.test), "presets": results})
+        harness.save(args.out, {"train": str(args.train), "dev": str(args.dev), "tests": named_sets(args.test),
+                                "presets": results})
     report(results, args.plot)
 
 

@@ -1,12 +1,16 @@
-"""Time to accuracy of one training run: every checkpoint it kept, evaluated on a held-out shard set
-(greedy), against the training time it took to get there.
+"""Time to accuracy of one training run: every checkpoint it kept, evaluated on one or more held-out
+shard sets (greedy), against the training time it took to get there.
 
 Training time is the sum of the step times in the run's metrics.jsonl up to the checkpoint's
 global step (the compiled steps, data waits included; dev evaluation and checkpoint writes are
 not). Run it after training, never beside it: the evaluation takes the same cores. Keep every
 checkpoint with `ds2stream train --keep-last 0`. bench/presets.py runs it for every preset.
 
-    python bench/time_to_accuracy.py RUN_DIR --shards SHARDS/test [--out bench/out/tta.json]
+    python bench/time_to_accuracy.py RUN_DIR --shards SHARDS/test [--shards real-dev=SHARDS/real-dev ...] \
+        [--out bench/out/tta.json]
+
+Each --shards is PATH or NAME=PATH (a bare path is named "test"); the first is the primary set:
+its WER and CER are each point's "wer" and "cer", and every set's are under "sets".
 """
 import argparse
 from pathlib import Path
@@ -44,33 +48,53 @@ def training_throughput(run_dir: Path) -> dict:
 
 
 def evaluate_checkpoint(spec: dict) -> dict:
-    """One checkpoint (``spec["checkpoint"]``) on the held-out set (``spec["shards"]``), in a
-    process of its own: see evaluate_run."""
+    """One checkpoint (``spec["checkpoint"]``) on every held-out set (``spec["tests"]``, name ->
+    folder), in a process of its own: see evaluate_run."""
     from ds2stream.checkpoint import load_model, model_features
     from ds2stream.inference.evaluate import evaluate
     from ds2stream.pipeline import ShardSet
     from ds2stream.runtime import quiet_framework_logs, use_graph_mode
-
     quiet_framework_logs(False)
     use_graph_mode()
     checkpoint = Path(spec["checkpoint"])
     network, meta = load_model(checkpoint)
-    report = evaluate(network, ShardSet(spec["shards"], model_features(meta)))
+    sets = {}
+    for name, shards in spec["tests"].items():
+        report = evaluate(network, ShardSet(shards, model_features(meta)))
+        sets[name] = {"wer": report.wer, "cer": report.cer, "eval_seconds": report.wall_seconds}
+    primary = sets[next(iter(spec["tests"]))]
     return {"checkpoint": checkpoint.name, "global_step": meta["state"]["global_step"], "epoch": meta["state"]["epoch"],
-            "wer": report.wer, "cer": report.cer, "eval_seconds": report.wall_seconds}
+            "wer": primary["wer"], "cer": primary["cer"], "sets": sets}
 
 
-def evaluate_run(run_dir: Path, shards: Path) -> list[dict]:
-    """Every kept checkpoint of the run: its step, epoch, training minutes and test WER/CER. Each
-    checkpoint is evaluated in a fresh process: MindSpore keeps what a network's graphs hold until
-    the process ends, and three zoo models (86.6 M parameters) did not fit one after the other."""
-    seconds_at = training_seconds(run_dir)
+def named_sets(tests) -> dict[str, str]:
+    """``PATH`` or ``NAME=PATH`` arguments (or one path) as an ordered name -> path dict; a bare path
+    is "test"."""
+    if isinstance(tests, (str, Path)):
+        tests = [tests]
+    named = {}
+    for item in map(str, tests):
+        name, sep, path = item.partition("=")
+        name, path = (name, path) if sep else ("test", item)
+        if name in named:
+            raise ValueError(f"two held-out sets are named {name!r}: give NAME=PATH")
+        named[name] = path
+    return named
+
+
+def evaluate_run(run_dir: Path, tests) -> list[dict]:
+    """Every kept checkpoint of the run: its step, epoch, training minutes and WER/CER on every
+    held-out set (``named_sets``). Each checkpoint is evaluated in a fresh process: MindSpore keeps
+    what a network's graphs hold until the process ends, and three zoo models (86.6 M parameters)
+    did not fit one after the other."""
+    seconds_at, tests = training_seconds(run_dir), named_sets(tests)
     points = []
     for checkpoint in sorted((run_dir / "checkpoints").glob("step-*.ckpt")):
-        point = harness.call(__file__, "evaluate_checkpoint", {"checkpoint": str(checkpoint), "shards": str(shards)})
+        point = harness.call(__file__, "evaluate_checkpoint", {"checkpoint": str(checkpoint), "tests": tests})
         points.append({**point, "train_minutes": seconds_at[point["global_step"]] / 60})
+        figures = ", ".join(f"{name} CER {f['cer']:.2%} WER {f['wer']:.2%}" for name, f in point["sets"].items())
         print(f"{run_dir.name}/{checkpoint.name}: step {point['global_step']}, {points[-1]['train_minutes']:.1f} min "
-              f"of training, WER {point['wer']:.2%}, CER {point['cer']:.2%}", flush=True)
+              f"of training, {figures}", flush=True)
     return points
 
 
@@ -83,7 +107,8 @@ def minutes_to_reach(points: list[dict], cer: float) -> float | None:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("run_dir", type=Path)
-    parser.add_argument("--shards", type=Path, required=True, help="held-out set (unseen voices)")
+    parser.add_argument("--shards", action="append", required=True, metavar="[NAME=]PATH",
+                        help="a held-out set; again for more (the first is the primary one)")
     parser.add_argument("--out", type=Path, help="JSON with every point")
     args = parser.parse_args()
 
@@ -92,7 +117,7 @@ def main():
         reached = minutes_to_reach(points, threshold)
         print(f"CER <= {threshold:.0%}: " + (f"after {reached:.1f} min of training" if reached else "not reached"))
     if args.out:
-        harness.save(args.out, {"run": str(args.run_dir), "shards": str(args.shards), "points": points})
+        harness.save(args.out, {"run": str(args.run_dir), "tests": named_sets(args.shards), "points": points})
 
 
 if __name__ == "__main__":
