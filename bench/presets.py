@@ -25,8 +25,14 @@ import json
 from pathlib import Path
 
 import harness
-from time_to_accuracy import (THRESHOLDS, evaluate_run, minutes_to_reach, named_sets, training_seconds,
-                              training_throughput)
+from time_to_accuracy import (
+    THRESHOLDS,
+    evaluate_run,
+    minutes_to_reach,
+    named_sets,
+    training_seconds,
+    training_throughput,
+)
 
 from ds2stream.pipeline.augment import STANDARD_AUGMENT
 from ds2stream.presets import zoo_kernels_4x
@@ -203,9 +209,11 @@ def report(results: dict, plot: Path | None) -> None:
     """The markdown table (minutes to each CER, CER at the budget's end) and the curves."""
     heads = " | ".join(f"min to CER ≤ {t:.0%}" for t in THRESHOLDS)
     # every held-out set's CER / WER at the run's end (older results have one set, "test")
-    sets = list(dict.fromkeys(name for r in results.values() for p in r["points"] for name in p.get("sets", {"test": 0})))
+    sets = list(dict.fromkeys(name for result in results.values() for point in result["points"]
+                              for name in point.get("sets", {"test": None})))
     set_heads = " | ".join(f"{name} CER / WER at the end" for name in sets)
-    print(f"| preset | budget (min) | steps (a minute) | {heads} | {set_heads} | best primary CER | peak RSS |")
+    print(f"| preset | budget (min) | steps (a minute) | {heads} | {set_heads} | best primary CER "
+          "| peak RSS |")
     print("|---|---:|---:|" + "---:|" * len(THRESHOLDS) + "---:|" * len(sets) + "---:|---:|")
     for name, result in results.items():
         points = sorted(result["points"], key=lambda p: p["train_minutes"])
