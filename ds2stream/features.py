@@ -25,7 +25,9 @@ Definition, for audio ``x`` of ``n`` samples scaled to [-1, 1] (int16 / 32767):
   causal too, and exact from a stream's first frame); or ``"per_bin_mean"``, each row's mean
   removed as ``per_bin`` does, then one std over the whole utterance: a row that is nearly
   constant (the empty band above 4 kHz of audio that was 8 kHz, a microphone's dead band) stays
-  nearly 0, where ``per_bin`` blows its residue up to unit variance.
+  nearly 0 when ``dynamic_range_db`` has flattened it (``per_bin`` scales any row to unit variance).
+  ``dynamic_range_db`` (mel only, off by default): before normalising, energies more than that far
+  under the utterance's loudest are raised to it, as Whisper's front end does at 80 dB.
 Output float32 ``(rows, frames)``.
 """
 from __future__ import annotations
@@ -97,6 +99,9 @@ class FeatureConfig:
     # normalize="global": each row's mean and std over the training set, one number per row
     global_mean: tuple[float, ...] | None = None
     global_std: tuple[float, ...] | None = None
+    # mel only: energies more than this many dB under the utterance's loudest are raised to that
+    # level before normalising (None: off); needs the whole utterance, so not with a causal normalize
+    dynamic_range_db: float | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "window", Window(self.window))
@@ -115,6 +120,13 @@ class FeatureConfig:
                                  f"f_min={self.f_min}, f_max={self.f_max}, sample_rate={self.sample_rate}")
             if self.n_mels < 1:
                 raise ConfigError(f"n_mels must be positive, got {self.n_mels}")
+        if self.dynamic_range_db is not None:
+            if self.scale is not Scale.MEL or not self.dynamic_range_db > 0:
+                raise ConfigError(f"dynamic_range_db is a positive range of mel energies, got {self.dynamic_range_db} "
+                                  f"with {self.scale.value} features")
+            if self.normalize.causal and self.normalize is not Normalize.NONE:
+                raise ConfigError(f"dynamic_range_db needs the whole utterance's loudest frame: not with the causal "
+                                  f"normalize {self.normalize.value!r}")
         self._check_global_statistics()
 
     def _check_global_statistics(self) -> None:
@@ -286,8 +298,9 @@ def spectrogram(audio: np.ndarray, config: FeatureConfig = FeatureConfig(), warp
     """
     samples = as_float_audio(audio, config)
     out = np.empty((config.num_bins, config.num_frames(samples.shape[0])), dtype=np.float32)
-    # The kernel normalises per utterance or per row; the sliding mean and global statistics are applied here.
-    in_kernel = config.normalize in (Normalize.UTTERANCE, Normalize.PER_BIN)
+    # The kernel normalises per utterance or per row; the sliding mean, global statistics, per_bin_mean
+    # and normalising after a dynamic-range floor are applied here.
+    in_kernel = config.normalize in (Normalize.UTTERANCE, Normalize.PER_BIN) and config.dynamic_range_db is None
     mode = list(Normalize).index(config.normalize) if in_kernel else 0
     if config.scale is Scale.MEL:
         weights = _filterbank(config) if warp == 1.0 else mel_filterbank(config, warp)
@@ -296,6 +309,8 @@ def spectrogram(audio: np.ndarray, config: FeatureConfig = FeatureConfig(), warp
         raise ConfigError("VTLP warps the mel filters: it needs mel features (scale='mel')")
     else:
         _plan(config).compute(samples, out, mode, STD_FLOOR)
+    if config.dynamic_range_db is not None:
+        return normalize(within_dynamic_range(out, config.dynamic_range_db), config)
     if config.normalize is Normalize.SLIDING:
         return sliding_mean_removed(out)
     if config.normalize is Normalize.GLOBAL:
@@ -303,6 +318,15 @@ def spectrogram(audio: np.ndarray, config: FeatureConfig = FeatureConfig(), warp
     if config.normalize is Normalize.PER_BIN_MEAN:
         return normalize(out, config)
     return out
+
+
+def within_dynamic_range(log_mel: np.ndarray, range_db: float) -> np.ndarray:
+    """Log mel energies (natural log of power) raised to at least the loudest minus ``range_db``: a
+    recording's near-empty band (8 kHz audio above 4 kHz, 70 dB under its speech) becomes flat
+    instead of a noise that per-row normalisation scales up to the speech's loudness."""
+    if log_mel.size == 0:
+        return log_mel
+    return np.maximum(log_mel, log_mel.max() - np.float32(range_db / 10 * np.log(10))).astype(np.float32)
 
 
 def globally_normalized(spect: np.ndarray, config: FeatureConfig) -> np.ndarray:
@@ -363,6 +387,8 @@ def spectrogram_reference(audio: np.ndarray, config: FeatureConfig = FeatureConf
     if config.scale is Scale.MEL:
         weights = mel_filterbank(config, warp).astype(np.float64)
         spec = np.log(np.maximum(weights @ magnitude ** 2, MEL_FLOOR))
+        if config.dynamic_range_db is not None:
+            spec = np.maximum(spec, spec.max() - config.dynamic_range_db / 10 * np.log(10))
     else:
         spec = np.log1p(magnitude)
     return normalize(spec, config).astype(np.float32)

@@ -238,6 +238,32 @@ def test_per_bin_normalisation_removes_most_of_a_channel_tilt(sample_flacs):
     assert change[Normalize.PER_BIN] < 0.3 * change[Normalize.UTTERANCE], change
 
 
+def test_a_dynamic_range_with_per_bin_mean_keeps_an_empty_band_near_zero(sample_flacs):
+    # The sample was recorded at 8 kHz: above 4 kHz its mel rows hold only the resampler's residue,
+    # some 70 dB under the speech and about as variable in the log. Per-bin normalisation scales it
+    # to unit variance, as loud as the speech rows. A 60 dB dynamic range flattens it, and
+    # per_bin_mean (one std over the utterance) keeps the flat rows near 0.
+    audio, _ = read_audio(sample_flacs[0])
+    empty = mel_to_hz(np.linspace(hz_to_mel(20.0), hz_to_mel(8000.0), 82))[1:-1] > 4400
+    per_bin = spectrogram(audio, FeatureConfig(scale=Scale.MEL, normalize=Normalize.PER_BIN)).astype(np.float64)
+    config = FeatureConfig(scale=Scale.MEL, normalize=Normalize.PER_BIN_MEAN, dynamic_range_db=60.0)
+    out = spectrogram(audio, config).astype(np.float64)
+    np.testing.assert_allclose(out.mean(axis=1), 0.0, atol=1e-5)
+    assert out.std() == pytest.approx(1.0, abs=1e-4)
+    assert per_bin[empty].std() == pytest.approx(1.0, abs=1e-3)
+    assert out[empty].std() < 0.4 * out[~empty].std(), (out[empty].std(), out[~empty].std())  # measured: 0.35, 1.11
+    np.testing.assert_allclose(out, spectrogram_reference(audio, config), atol=MEL_TOLERANCE)
+    # the floor alone, then per-bin normalisation: the same rule in the kernel's path and numpy's
+    floored = FeatureConfig(scale=Scale.MEL, normalize=Normalize.PER_BIN, dynamic_range_db=60.0)
+    np.testing.assert_allclose(spectrogram(audio, floored), spectrogram_reference(audio, floored), atol=MEL_TOLERANCE)
+    assert np.isfinite(spectrogram(np.zeros(16000, dtype=np.int16), config)).all()
+    assert not config.normalize.causal and FeatureConfig.from_dict(config.to_dict()) == config
+    for bad in ({"dynamic_range_db": 60.0}, {"scale": Scale.MEL, "dynamic_range_db": 0.0},
+                {"scale": Scale.MEL, "dynamic_range_db": 60.0, "normalize": Normalize.SLIDING}):
+        with pytest.raises(ConfigError, match="dynamic_range_db"):
+            FeatureConfig(**bad)
+
+
 def test_silent_mel_features_are_finite():
     for config in MEL_CONFIGS:
         out = spectrogram(np.zeros(16000, dtype=np.int16), config)
