@@ -44,7 +44,7 @@ def run_demo(out: Path, train_inputs: list[Path] | None = None, test_inputs: lis
     With dev inputs (the sample has them) the checkpoint with the best dev WER is evaluated;
     without, the last one: the test set never chooses a checkpoint.
     """
-    from .checkpoint import load_model
+    from .checkpoint import load_model, model_features
     from .data.shards import ShardOptions, write_shard_set
     from .inference.evaluate import evaluate
     from .pipeline import ShardSet
@@ -88,8 +88,8 @@ def run_demo(out: Path, train_inputs: list[Path] | None = None, test_inputs: lis
     started = time.perf_counter()
     checkpoint = out / "run" / "best.ckpt" if dev else trainer.checkpoints()[-1]
     log(f"evaluating {checkpoint} on the test set")
-    network, _ = load_model(checkpoint)
-    test_set = ShardSet(out / "shards" / "test")
+    network, meta = load_model(checkpoint)
+    test_set = ShardSet(out / "shards" / "test", model_features(meta))  # the run's features, not the shards'
     report = evaluate(network, test_set)
     seconds["eval"] = time.perf_counter() - started
     return DemoResult(out / "run", checkpoint, seconds, report, len(trainer.shards), len(test_set))

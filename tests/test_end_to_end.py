@@ -119,6 +119,14 @@ def test_demo_refuses_a_folder_it_did_not_make(tmp_path):
     assert (tmp_path / "mine.txt").exists()
 
 
+def test_demo_with_a_log_mel_preset_evaluates_with_the_runs_features(tmp_path):
+    # The sample's shards hold no features: the test set is read with the run's 80 log-mel rows
+    # (it was read with the default linear spectrogram's 161 rows, and MindSpore refused the shape).
+    outcome = CliRunner().invoke(cli, ["demo", "--preset", "stream", "--epochs", "1", "--out", str(tmp_path / "d")])
+    assert outcome.exit_code == 0, outcome.output
+    assert "WER" in outcome.output and "CER" in outcome.output and "Traceback" not in outcome.output
+
+
 
 def test_beam_search_and_lm_on_the_demo_models_outputs(demo_run, tmp_path):
     from ds2stream.checkpoint import load_model
