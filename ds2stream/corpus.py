@@ -54,6 +54,8 @@ from .errors import Ds2streamError
 from .files import write_durably
 
 SAMPLE_RATE = 16000
+#: Real speech that ships with ds2stream: FSDD's spoken digits (6 speakers; CC BY-SA 4.0, see its README).
+REAL_DIGITS = SAMPLE_DIR / "train"
 #: The LJ Speech sentences (public domain) but real-dev's, one ``<id> <text>`` line each, xz-compressed.
 DEFAULT_TEXT = SAMPLE_DIR.parent / "ljspeech-sentences.txt.xz"
 SPLITS = ("train", "dev", "test")
@@ -510,10 +512,33 @@ def available_voices(engines: list[str]) -> list[Voice]:
     return [v for v in VOICES if v.engine in engines]
 
 
+def add_real_digits(out: Path) -> dict:
+    """The bundled real recordings of spoken digits (``REAL_DIGITS``) copied into ``out/train`` as
+    they are laid out (speakers 9101-9106, which no voice uses): real speakers in the mix.
+    Returns their count and hours."""
+    seconds, count = 0.0, 0
+    for source in sorted(REAL_DIGITS.rglob("*")):
+        target = out / "train" / source.relative_to(REAL_DIGITS)
+        if source.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        if not target.exists():
+            temporary = target.with_name(target.name + ".tmp")
+            shutil.copyfile(source, temporary)
+            os.replace(temporary, target)
+        if source.suffix == ".flac":
+            seconds += soundfile.info(source).duration
+            count += 1
+    return {"utterances": count, "hours": round(seconds / 3600, 3)}
+
+
 def make_corpus(out: Path, text: Path = DEFAULT_TEXT, hours: dict[str, float] | None = None, jobs: int = 1,
-                engines: list[str] | None = None, seed: int = 0, progress: bool = True, log=print) -> dict:
+                engines: list[str] | None = None, seed: int = 0, progress: bool = True, log=print,
+                real_digits: bool = False) -> dict:
     """Render the corpus into ``out`` (resuming what is there); its summary (``corpus.json``).
-    ``hours`` per split (default 5 / 0.25 / 0.25), ``engines`` (default DEFAULT_ENGINES). Raises CorpusError."""
+    ``hours`` per split (default 5 / 0.25 / 0.25), ``engines`` (default DEFAULT_ENGINES);
+    ``real_digits``: the bundled real recordings of digits join training (``add_real_digits``).
+    Raises CorpusError."""
     out = Path(out)
     hours = hours or {"train": 5.0, "dev": 0.25, "test": 0.25}
     engines = list(DEFAULT_ENGINES) if engines is None else engines
@@ -535,7 +560,7 @@ def make_corpus(out: Path, text: Path = DEFAULT_TEXT, hours: dict[str, float] | 
     plan = make_plan(sentences, voices, hours, seed)
     digest = hashlib.sha256("".join(f"{u.utt_id} {u.voice.label} {u.reading} {u.text}\n"
                                     for u in plan).encode()).hexdigest()
-    settings = {"text": str(Path(text).resolve()), "hours": hours, "seed": seed,
+    settings = {"text": str(Path(text).resolve()), "hours": hours, "seed": seed, "real_digits": real_digits,
                 "voices": [dataclasses.asdict(v) for v in voices], "plan_sha256": digest}
     plan_file = out / PLAN_FILE
     if plan_file.exists():
@@ -582,6 +607,7 @@ def make_corpus(out: Path, text: Path = DEFAULT_TEXT, hours: dict[str, float] | 
     lm_sentences = write_lm_text(out, sentences, plan)
 
     summary = {"splits": {}, "lm_text_sentences": lm_sentences, "render_seconds": round(elapsed, 1),
+               "real_digits": add_real_digits(out) if real_digits else None,
                "realtime_factor": round(rendered_seconds / elapsed, 1) if todo and elapsed > 0 else None}
     for split in SPLITS:
         members = [u for u in plan if u.split == split]

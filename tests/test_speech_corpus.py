@@ -178,6 +178,24 @@ def test_a_missing_engine_stops_the_corpus_naming_how_to_install_it(corpus, tmp_
     assert f"Error: unknown TTS engine 'flight' (known: {', '.join(ENGINES)})" in misspelt.stderr
 
 
+def test_real_digits_join_training_and_shard_with_the_voices(corpus, tmp_path):
+    from ds2stream.corpus import REAL_DIGITS
+
+    _, text, _ = corpus
+    out = tmp_path / "mixed"
+    done = make_corpus(out, text, *ENGINES_ARG, "--real-digits", hours=("0.01", "0.002", "0.002"))
+    assert done.returncode == 0, done.stderr
+    real = sorted(p.relative_to(REAL_DIGITS) for p in REAL_DIGITS.rglob("*.flac"))
+    assert len(real) == 1020 and f"train: and {len(real)} real recordings of digits" in done.stdout
+    assert all((out / "train" / path).read_bytes() == (REAL_DIGITS / path).read_bytes() for path in real[::50])
+    sharded = CliRunner().invoke(cli, ["shard", str(out / "train"), "--out", str(tmp_path / "shards"), "--strict"])
+    assert sharded.exit_code == 0, sharded.output
+    ids = {ShardSet(tmp_path / "shards").ids[i].as_py() for i in range(len(ShardSet(tmp_path / "shards")))}
+    assert ids == set(transcripts(out / "train")) and {path.stem for path in real} <= ids
+    again = make_corpus(out, text, *ENGINES_ARG, hours=("0.01", "0.002", "0.002"))  # without: another corpus
+    assert again.returncode == 1 and "other arguments" in again.stderr
+
+
 def test_training_voices_are_many_and_none_is_a_held_out_speaker():
     from ds2stream.corpus import VOICES, make_plan
 

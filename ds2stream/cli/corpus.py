@@ -28,7 +28,10 @@ from .base import cli
                    "festival; kokoro adds 10 neural training voices and about 30 minutes on 2 cores).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Which sentences each split and voice reads, and each sentence's rate and pitch.")
-def corpus(out, text, train_hours, dev_hours, test_hours, jobs, engines, seed):
+@click.option("--real-digits", is_flag=True,
+              help="Also put the real recordings of spoken digits that ship with ds2stream (FSDD: 1,020, 6 "
+                   "speakers, CC BY-SA 4.0) into train/: real speakers in the mix.")
+def corpus(out, text, train_hours, dev_hours, test_hours, jobs, engines, seed, real_digits):
     """Read sentences aloud with offline text-to-speech voices into a LibriSpeech-layout corpus that
     `ds2stream shard` reads. Deterministic and resumable. Dev and test are read by engines
     that never train (flite, festival); an engine asked for that is not installed stops it, naming
@@ -37,10 +40,15 @@ def corpus(out, text, train_hours, dev_hours, test_hours, jobs, engines, seed):
 
     hours = {"train": train_hours, "dev": dev_hours, "test": test_hours}
     chosen = [e.strip() for e in engines.split(",") if e.strip()]
-    summary = make_corpus(out, text or DEFAULT_TEXT, hours, jobs, chosen, seed, progress=True, log=click.echo)
+    summary = make_corpus(out, text or DEFAULT_TEXT, hours, jobs, chosen, seed, progress=True, log=click.echo,
+                          real_digits=real_digits)
     for split, facts in summary["splits"].items():
         click.echo(f"{split}: {facts['utterances']} utterances, {facts['hours']:.2f} h, "
                    f"{len(facts['speakers'])} speakers")
+    if summary["real_digits"]:
+        click.echo(f"train: and {summary['real_digits']['utterances']} real recordings of digits "
+                   f"({summary['real_digits']['hours'] * 60:.1f} min; FSDD, CC BY-SA 4.0: credit in "
+                   f"ds2stream/sample/README.md)")
     click.echo(f"{out / LM_TEXT_FILE}: {summary['lm_text_sentences']} sentences for `ds2stream lm` "
                "(all but dev's and test's)")
     if summary["realtime_factor"]:
