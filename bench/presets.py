@@ -213,9 +213,9 @@ def report(results: dict, plot: Path | None) -> None:
     sets = list(dict.fromkeys(name for result in results.values() for point in result["points"]
                               for name in point.get("sets", {"test": None})))
     set_heads = " | ".join(f"{name} CER / WER at the end" for name in sets)
-    print(f"| preset | budget (min) | steps (a minute) | {heads} | {set_heads} | best primary CER "
-          "| peak RSS |")
-    print("|---|---:|---:|" + "---:|" * len(THRESHOLDS) + "---:|" * len(sets) + "---:|---:|")
+    print(f"| preset | budget (min) | steps (a minute) | audio-s per step-s | {heads} | {set_heads} "
+          "| best primary CER | peak RSS |")
+    print("|---|---:|---:|---:|" + "---:|" * len(THRESHOLDS) + "---:|" * len(sets) + "---:|---:|")
     for name, result in results.items():
         points = sorted(result["points"], key=lambda p: p["train_minutes"])
         reach = " | ".join(f"{m:.1f}" if (m := minutes_to_reach(points, t)) is not None else "not reached"
@@ -225,7 +225,10 @@ def report(results: dict, plot: Path | None) -> None:
         at_end = " | ".join(f"{figures[s]['cer']:.1%} / {figures[s]['wer']:.1%}" if s in figures else "–" for s in sets)
         peak = "not measured" if result["peak_rss_gb"] is None else f"{result['peak_rss_gb']:.1f} GB"
         pace = f"{end['global_step']} ({end['global_step'] / max(end['train_minutes'], 1e-9):.0f})"
-        print(f"| `{name}` | {result['budget_minutes']:g} | {pace} | {reach} | {at_end} | {best['cer']:.1%} | {peak} |")
+        speed = result.get("throughput", {}).get("audio_seconds_per_step_second")
+        speed = "–" if speed is None else f"{speed:.1f}"
+        print(f"| `{name}` | {result['budget_minutes']:g} | {pace} | {speed} | {reach} | {at_end} | {best['cer']:.1%} "
+              f"| {peak} |")
     if plot is None:
         return
     import matplotlib
@@ -271,11 +274,16 @@ def main():
     parser.add_argument("--continue", dest="continue_run", type=pairs, action="append", default=[],
                         metavar="PRESET=RUN_DIR")
     parser.add_argument("--out", type=Path, default=Path("bench/out/presets.json"))
-    parser.add_argument("--report", type=Path, metavar="JSON", help="print the table (and --plot) of a result file")
+    parser.add_argument("--report", type=Path, nargs="+", metavar="JSON",
+                        help="print the table (and --plot) of result files (rows of several: PRESET (TRAIN))")
     parser.add_argument("--plot", type=Path)
     args = parser.parse_args()
     if args.report:
-        return report(json.loads(args.report.read_text())["presets"], args.plot)
+        files = [json.loads(path.read_text()) for path in args.report]
+        if len(files) == 1:
+            return report(files[0]["presets"], args.plot)
+        return report({f"{name} ({Path(data['train']).name})": result for data in files
+                       for name, result in data["presets"].items()}, args.plot)
     if not (args.train and args.dev and args.test):
         parser.error("--train, --dev and --test are needed to run the bench")
     args.budget_of = [(name, float(value)) for name, value in args.budget_of]
