@@ -335,6 +335,21 @@ def test_switches_and_the_cli_record_augmentation_in_the_run(shard_set, tmp_path
     assert result.exit_code == 1 and "speeds [0.9, 1.0, 1.1] -> []" in result.output
 
 
+def test_a_dynamic_range_from_the_cli_trains_evaluates_and_stays_the_runs(sample_test_shards, tmp_path):
+    run = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["train", "--shards", str(sample_test_shards), "--out", str(run),
+                                      "--preset", "tiny", "--feature-scale", "mel", "--feature-norm", "per_bin_mean",
+                                      "--feature-range-db", "60", "--max-frames", "2500", "--max-steps", "2"])
+    assert result.exit_code == 0, result.output
+    features = json.loads((run / "config.json").read_text())["feature_config"]
+    assert (features["normalize"], features["dynamic_range_db"]) == ("per_bin_mean", 60.0)
+    result = CliRunner().invoke(cli, ["eval", "--shards", str(sample_test_shards),
+                                      "--model", str(run / "checkpoints" / "step-00000002.ckpt")])
+    assert result.exit_code == 0 and "300 utterances" in result.output, result.output
+    result = CliRunner().invoke(cli, ["train", "--resume", str(run), "--feature-range-db", "50", "--max-steps", "3"])
+    assert result.exit_code == 1 and "dynamic_range_db 60.0 -> 50.0" in result.output, result.output
+
+
 def test_mel_vtlp_channel_and_pitch_from_the_cli_train_evaluate_and_stay_the_runs(sample_test_shards, tmp_path):
     run = tmp_path / "run"
     result = CliRunner().invoke(cli, ["train", "--shards", str(sample_test_shards), "--out", str(run),

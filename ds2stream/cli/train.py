@@ -93,14 +93,20 @@ from .base import cli, renamed_option
 @click.option("--feature-norm", type=click.Choice([n.value for n in Normalize]),
               help="Feature normalisation: one mean and std per utterance, one per frequency row, a causal "
                    "sliding mean of the last 3 s (streaming), one mean and std per row over the training "
-                   "shards (global; computed when the run starts, kept by its checkpoints), or none "
-                   "(default: the preset's, else what the shards hold).")
+                   "shards (global; computed when the run starts, kept by its checkpoints), each row's mean "
+                   "and one std over the utterance (per_bin_mean), or none (default: the preset's, else what "
+                   "the shards hold).")
+@click.option("--feature-range-db", type=click.FloatRange(min=0, min_open=True), metavar="DB",
+              help="Raise mel energies more than DB under the utterance's loudest to that level before "
+                   "normalising (default: the preset's, off): a recording's empty band (8 kHz audio above "
+                   "4 kHz) stays flat.")
 @click.option("--pynative", is_flag=True, help="PyNative mode instead of graph mode (debugging; 4-8x slower).")
 def train(shards, dev_shards, preset, run_dir, resume_dir, batch_mode, bucketed, epochs, learning_rate, lr_schedule,
           weight_decay, dropout, max_frames,
           num_buckets, max_duration, checkpoint_every, keep_last, workers, seed, max_steps, max_minutes, pretrained,
           distributed, allow_plan_change, augment, speed_perturb, volume_perturb, spec_augment, noise_dir, noise_prob,
-          vtlp, channel_prob, reverb_prob, pitch_shift, feature_scale, n_mels, feature_norm, pynative):
+          vtlp, channel_prob, reverb_prob, pitch_shift, feature_scale, n_mels, feature_norm, feature_range_db,
+          pynative):
     """Train DeepSpeech2 on a shard set, in graph mode with bucketed shapes.
 
     Start a run with --shards and --out, or continue one with --resume RUN_DIR (the same next batch
@@ -129,8 +135,8 @@ def train(shards, dev_shards, preset, run_dir, resume_dir, batch_mode, bucketed,
                         "spec_augment": spec_augment, "noise_dir": noise_dir, "noise_prob": noise_prob,
                         "vtlp": vtlp, "channel_prob": channel_prob, "reverb_prob": reverb_prob,
                         "pitch_shift": pitch_shift}
-    feature_changes = {k: v for k, v in {"scale": feature_scale, "n_mels": n_mels, "normalize": feature_norm}.items()
-                       if v is not None}
+    feature_changes = {k: v for k, v in {"scale": feature_scale, "n_mels": n_mels, "normalize": feature_norm,
+                                         "dynamic_range_db": feature_range_db}.items() if v is not None}
     try:
         _, record = run_training(run_dir=run_dir, resume_dir=resume_dir, shards=shards, dev_shards=dev_shards,
                                  preset=preset, overrides=overrides, augment_switches=augment_switches,
