@@ -248,7 +248,7 @@ def report(results: dict, plot: Path | None) -> None:
     for threshold in THRESHOLDS:
         axis.axhline(100 * threshold, color="grey", linewidth=0.5, linestyle=":")
     axis.set_xlabel("training minutes (summed step times, 2 cores)")
-    axis.set_ylabel("test CER, unseen voices, greedy (%)")
+    axis.set_ylabel("CER on the primary held-out set, greedy (%)")
     axis.set_ylim(0, 105)
     axis.grid(alpha=0.3)
     axis.legend()
@@ -279,14 +279,14 @@ def main():
                         metavar="PRESET=RUN_DIR")
     parser.add_argument("--out", type=Path, default=Path("bench/out/presets.json"))
     parser.add_argument("--report", type=Path, nargs="+", metavar="JSON",
-                        help="print the table (and --plot) of result files (rows of several: PRESET (TRAIN))")
+                        help="print the table (and --plot) of result files (rows of several: PRESET (FILE))")
     parser.add_argument("--plot", type=Path)
     args = parser.parse_args()
     if args.report:
-        files = [json.loads(path.read_text()) for path in args.report]
+        files = {path: json.loads(path.read_text()) for path in args.report}
         if len(files) == 1:
-            return report(files[0]["presets"], args.plot)
-        return report({f"{name} ({Path(data['train']).name})": result for data in files
+            return report(next(iter(files.values()))["presets"], args.plot)
+        return report({f"{name} ({path.stem})": result for path, data in files.items()
                        for name, result in data["presets"].items()}, args.plot)
     if not (args.train and args.dev and args.test):
         parser.error("--train, --dev and --test are needed to run the bench")

@@ -128,8 +128,7 @@ def average_checkpoints(paths: list[Path], out: Path) -> Path:
     totals = {name: np.zeros(p.shape, np.float64) for name, p in zip(names, network.get_parameters())}
     for path in paths:
         params, other = read_checkpoint(path)
-        same = other.get("model_config") == meta["model_config"] and other.get("feature_config") == meta.get(
-            "feature_config")
+        same = other.get("model_config") == meta["model_config"] and model_features(other) == model_features(meta)
         if not same:
             raise CheckpointError(f"{path}: made for another model or features than {paths[-1]}; "
                                   f"only checkpoints of one run can be averaged")

@@ -103,11 +103,11 @@ class Reading:
 #: The espeak-ng accents (language voices) the training variants take turns with.
 ESPEAK_ACCENTS = ("en-us", "en", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-gb-x-gbclan", "en-gb-x-gbcwmd",
                   "en-us-nyc")
-#: espeak-ng's variants that train. Left out: the held-out speakers (belinda for dev, m6 and the
-#: steph family for test), variants with breath noise (f2, f3, f5, Alicia, Reed, caleb, victor, ...:
-#: libespeak-ng 1.52 renders those differently from run to run, as they read memory it never set),
-#: and the robotic, whispered and effect voices (robosoft*, whisper*, Demonic, UniRobot, croak, ...),
-#: which read no human way.
+#: espeak-ng's variants that train. Left out: belinda, m6 and the steph family (dev and test voices
+#: before dev and test were read by engines that never train), variants with breath noise (f2, f3,
+#: f5, Alicia, Reed, caleb, victor, ...: libespeak-ng 1.52 renders those differently from run to run,
+#: as they read memory it never set), and the robotic, whispered and effect voices (robosoft*,
+#: whisper*, Demonic, UniRobot, croak, ...), which read no human way.
 ESPEAK_TRAIN_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m7", "m8", "f1", "f4", "Andy", "Annie", "Gene", "Lee",
                          "Michael", "Mike", "adam", "aunty", "benjamin", "boris", "david", "ed", "edward",
                          "grandpa", "iven", "max", "paul", "quincy", "rob", "robert", "shelby", "travis", "linda",
@@ -421,6 +421,8 @@ def make_plan(sentences: list[str], voices: list[Voice], hours: dict[str, float]
         budget = hours[split] * 3600
         if budget <= 0:
             continue
+        if not split_voices:
+            raise CorpusError(f"{hours[split]} h of {split} asked for, but no {split} voice is among these")
         own: list[str] = []
         planned, turn, count = 0.0, 0, defaultdict(int)
         while planned < budget:

@@ -100,7 +100,8 @@ class FeatureConfig:
     global_mean: tuple[float, ...] | None = None
     global_std: tuple[float, ...] | None = None
     # mel only: energies more than this many dB under the utterance's loudest are raised to that
-    # level before normalising (None: off); needs the whole utterance, so not with a causal normalize
+    # level before normalising (None: off); needs the whole utterance, so never with a causal
+    # normalize (none included: a stream would floor each chunk by its own loudest frame)
     dynamic_range_db: float | None = None
 
     def __post_init__(self):
@@ -124,7 +125,7 @@ class FeatureConfig:
             if self.scale is not Scale.MEL or not self.dynamic_range_db > 0:
                 raise ConfigError(f"dynamic_range_db is a positive range of mel energies, got {self.dynamic_range_db} "
                                   f"with {self.scale.value} features")
-            if self.normalize.causal and self.normalize is not Normalize.NONE:
+            if self.normalize.causal:
                 raise ConfigError(f"dynamic_range_db needs the whole utterance's loudest frame: not with the causal "
                                   f"normalize {self.normalize.value!r}")
         self._check_global_statistics()
@@ -185,6 +186,8 @@ class FeatureConfig:
                   "scale": self.scale.value}
         if self.global_mean is None:  # configs without statistics read as they did before there were any
             del fields["global_mean"], fields["global_std"]
+        if self.dynamic_range_db is None:  # likewise without a range: shard sets and runs made before resume
+            del fields["dynamic_range_db"]
         return fields
 
     def differences(self, other: "FeatureConfig") -> str:

@@ -207,14 +207,14 @@ def test_training_voices_are_many_and_none_is_a_held_out_speaker():
     # Every sentence draws its own rate and pitch around its voice's, reproducibly.
     sentences = [f"SENTENCE NUMBER {i}" for i in range(400)]
     espeak = [v for v in VOICES if v.engine == "espeak"]
-    plan = make_plan(sentences, espeak, {"train": 0.3, "dev": 0.01, "test": 0.01}, 0)
+    plan = make_plan(sentences, espeak, {"train": 0.3, "dev": 0, "test": 0}, 0)
     by_voice = {}
     for utterance in plan:
         by_voice.setdefault(utterance.voice, []).append(utterance.reading)
         assert 0.87 <= utterance.reading.rate / utterance.voice.rate <= 1.15
         assert abs(utterance.reading.pitch - utterance.voice.pitch) <= 0.12 * utterance.voice.pitch + 0.5
     assert all(len({r.rate for r in readings}) > 1 for readings in by_voice.values() if len(readings) > 2)
-    assert make_plan(sentences, espeak, {"train": 0.3, "dev": 0.01, "test": 0.01}, 0) == plan
+    assert make_plan(sentences, espeak, {"train": 0.3, "dev": 0, "test": 0}, 0) == plan
 
 
 def test_kokoro_on_a_fresh_machine_renders_with_two_workers(tmp_path):

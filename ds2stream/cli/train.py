@@ -96,10 +96,10 @@ from .base import cli, renamed_option
                    "shards (global; computed when the run starts, kept by its checkpoints), each row's mean "
                    "and one std over the utterance (per_bin_mean), or none (default: the preset's, else what "
                    "the shards hold).")
-@click.option("--feature-range-db", type=click.FloatRange(min=0, min_open=True), metavar="DB",
+@click.option("--feature-range-db", type=click.FloatRange(min=0), metavar="DB",
               help="Raise mel energies more than DB under the utterance's loudest to that level before "
-                   "normalising (default: the preset's, off): a recording's empty band (8 kHz audio above "
-                   "4 kHz) stays flat.")
+                   "normalising (default: the preset's, off; 0: off): a recording's empty band (8 kHz audio "
+                   "above 4 kHz) stays flat.")
 @click.option("--pynative", is_flag=True, help="PyNative mode instead of graph mode (debugging; 4-8x slower).")
 def train(shards, dev_shards, preset, run_dir, resume_dir, batch_mode, bucketed, epochs, learning_rate, lr_schedule,
           weight_decay, dropout, max_frames,
@@ -137,6 +137,8 @@ def train(shards, dev_shards, preset, run_dir, resume_dir, batch_mode, bucketed,
                         "pitch_shift": pitch_shift}
     feature_changes = {k: v for k, v in {"scale": feature_scale, "n_mels": n_mels, "normalize": feature_norm,
                                          "dynamic_range_db": feature_range_db}.items() if v is not None}
+    if feature_changes.get("dynamic_range_db") == 0:
+        feature_changes["dynamic_range_db"] = None
     try:
         _, record = run_training(run_dir=run_dir, resume_dir=resume_dir, shards=shards, dev_shards=dev_shards,
                                  preset=preset, overrides=overrides, augment_switches=augment_switches,
