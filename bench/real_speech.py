@@ -15,9 +15,11 @@ with):
     python bench/real_speech.py --model RUN/checkpoints/step-N.ckpt \\
         --test corpus=shards/test real-dev=shards/real-dev fsdd=shards/fsdd-test \\
         [--lm lm.arpa [--decoder-config decoder.json]] [--out bench/out/real-speech-diagnosis.json]
+    python bench/real_speech.py --report bench/out/real-speech-diagnosis.json     # the table
 """
 import argparse
 import dataclasses
+import json
 from pathlib import Path
 
 import harness
@@ -119,14 +121,33 @@ def diagnose(spec: dict) -> dict:
     return out
 
 
+def report(result: dict) -> None:
+    """The markdown table of a diagnosis."""
+    print("| set | greedy CER / WER | band-limited to 4 kHz | beam + LM CER / WER | utterance CER, quartiles "
+          "| level (dBFS) | characters a second | energy above 4 kHz |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, f in result["sets"].items():
+        lm = f"{f['beam_lm']['cer']:.1%} / {f['beam_lm']['wer']:.1%}" if "beam_lm" in f else "–"
+        low, _, high = f["utterance_cer_quartiles"]
+        audio = f["audio_median"]
+        print(f"| {name} | {f['greedy']['cer']:.1%} / {f['greedy']['wer']:.1%} | {f['band_limited_4khz']['cer']:.1%} "
+              f"| {lm} | {low:.0%}-{high:.0%} | {audio['rms_dbfs']:.1f} | {audio['chars_per_second']:.1f} "
+              f"| {audio['above_4khz']:.1%} |")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", type=Path, required=True, help="a checkpoint")
-    parser.add_argument("--test", nargs="+", required=True, metavar="[NAME=]PATH", help="held-out sets")
+    parser.add_argument("--report", type=Path, metavar="JSON", help="print the table of a diagnosis")
+    parser.add_argument("--model", type=Path, help="a checkpoint")
+    parser.add_argument("--test", nargs="+", metavar="[NAME=]PATH", help="held-out sets")
     parser.add_argument("--lm", type=Path, help="an ARPA LM: beam search with it as well")
     parser.add_argument("--decoder-config", type=Path, help="beam settings (alpha, beta, ...) for --lm")
     parser.add_argument("--out", type=Path, default=Path("bench/out/real-speech-diagnosis.json"))
     args = parser.parse_args()
+    if args.report:
+        return report(json.loads(args.report.read_text()))
+    if not (args.model and args.test):
+        parser.error("--model and --test are needed to diagnose")
     spec = {"model": str(args.model), "tests": named_sets(args.test), "lm": args.lm and str(args.lm.resolve()),
             "decoder_config": args.decoder_config and str(args.decoder_config)}
     result = harness.call(__file__, "diagnose", spec)
