@@ -138,9 +138,8 @@ def _kokoro_training_voices() -> tuple:
 
 
 # Leave-one-engine-out: dev and test are read by synthesisers that never train (flite, festival),
-# so "voices never heard" measures speech, not one synthesiser's manner. No speaker is in two splits
-# (festival's kal is flite's kal, and neither trains; flite's slt is not festival's test slt's twin
-# in dev).
+# so "voices never heard" measures speech, not one synthesiser's manner. No speaker is in two splits:
+# festival's kal and slt are flite's kal and slt, so flite reads dev with rms and awb only.
 VOICES = (
     *_espeak_training_voices(),
     *_kokoro_training_voices(),

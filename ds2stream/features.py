@@ -169,7 +169,8 @@ class FeatureConfig:
     @property
     def unnormalized(self) -> "FeatureConfig":
         """The same features before any normalisation."""
-        return dataclasses.replace(self, normalize=Normalize.NONE, global_mean=None, global_std=None)
+        return dataclasses.replace(self, normalize=Normalize.NONE, global_mean=None, global_std=None,
+                                   dynamic_range_db=None)  # the floor needs a whole utterance: no causal config has it
 
     def num_frames(self, num_samples):
         """Frames for audio of num_samples (an int or an integer array)."""
