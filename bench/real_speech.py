@@ -53,14 +53,14 @@ def band_limited(shard_set_class):
     import soxr
 
     from ds2stream.features import spectrogram
+    from ds2stream.pipeline.augment import exactly
 
     class BandLimited(shard_set_class):
         def features(self, position):
             samples, text = self.samples(position)
             rate = self.feature_config.sample_rate
             down = soxr.resample(samples.astype(np.float32), rate, 8000, quality="HQ")
-            back = soxr.resample(down, 8000, rate, quality="HQ")[:len(samples)]
-            back = np.pad(back, (0, len(samples) - len(back)))
+            back = exactly(soxr.resample(down, 8000, rate, quality="HQ"), len(samples))
             return spectrogram(np.clip(np.round(back), -32768, 32767).astype(np.int16), self.feature_config), text
 
     return BandLimited
@@ -75,7 +75,7 @@ def diagnose(spec: dict) -> dict:
     """In a process of its own (harness.call): every figure of one checkpoint."""
     from ds2stream.checkpoint import load_model, model_features
     from ds2stream.inference.decoding import DecoderConfig, make_decoder
-    from ds2stream.inference.evaluate import evaluate
+    from ds2stream.inference.evaluate import evaluate, run_network, score
     from ds2stream.pipeline import ShardSet
     from ds2stream.runtime import quiet_framework_logs, use_graph_mode
 
@@ -90,7 +90,8 @@ def diagnose(spec: dict) -> dict:
     out = {"model": spec["model"], "global_step": meta["state"]["global_step"], "sets": {}}
     for name, shards in spec["tests"].items():
         shard_set = ShardSet(shards, features)
-        greedy = evaluate(network, shard_set)
+        outputs = run_network(network, shard_set)  # once: greedy and beam decode the same outputs
+        greedy = score(shard_set, outputs, make_decoder())
         limited = evaluate(network, band_limited(ShardSet)(shards, features))
         facts = []
         for position in range(len(shard_set)):
@@ -112,7 +113,7 @@ def diagnose(spec: dict) -> dict:
                       for r in sorted(rows, key=lambda r: -r["cer"])[:5]],
         }
         if beam:
-            with_lm = evaluate(network, shard_set, decode=make_decoder(beam))
+            with_lm = score(shard_set, outputs, make_decoder(beam))
             figures["beam_lm"] = {"cer": with_lm.cer, "wer": with_lm.wer, "decoder": beam.to_dict()}
         out["sets"][name] = figures
         print(f"{name}: CER {greedy.cer:.1%} WER {greedy.wer:.1%}; at 4 kHz CER {limited.cer:.1%}"
