@@ -190,7 +190,7 @@ def test_real_digits_join_training_and_shard_with_the_voices(corpus, tmp_path):
     assert all((out / "train" / path).read_bytes() == (REAL_DIGITS / path).read_bytes() for path in real[::50])
     sharded = CliRunner().invoke(cli, ["shard", str(out / "train"), "--out", str(tmp_path / "shards"), "--strict"])
     assert sharded.exit_code == 0, sharded.output
-    ids = {ShardSet(tmp_path / "shards").ids[i].as_py() for i in range(len(ShardSet(tmp_path / "shards")))}
+    ids = set(ShardSet(tmp_path / "shards").ids.to_pylist())
     assert ids == set(transcripts(out / "train")) and {path.stem for path in real} <= ids
     again = make_corpus(out, text, *ENGINES_ARG, hours=("0.01", "0.002", "0.002"))  # without: another corpus
     assert again.returncode == 1 and "other arguments" in again.stderr
