@@ -208,13 +208,14 @@ def test_a_linear_run_ends_with_its_budget_and_its_resume_keeps_the_schedule(sha
     result = runner.invoke(cli, ["train", "--shards", str(shard_dir), "--out", str(run), "--preset", "tiny",
                                  "--max-frames", "2500", "--num-buckets", "2", "--lr-schedule", "linear",
                                  "--weight-decay", "0.01", "--dropout", "0.1",
-                                 "--max-minutes", "0.3", "--max-steps", "3"])  # stopped early
+                                 "--max-minutes", "0.5", "--max-steps", "1"])  # stopped early
+    # (one step, with the graph's compilation, is far from the 30-s budget however loaded the machine)
     assert result.exit_code == 0, result.output
     assert json.loads((run / "config.json").read_text())["model_config"]["dropout"] == 0.1
     refused = runner.invoke(cli, ["train", "--resume", str(run), "--dropout", "0.2"])
     assert refused.exit_code == 1 and "a resumed run keeps its model" in refused.output, refused.output
     config = json.loads((run / "config.json").read_text())["train_config"]
-    assert config["lr_schedule"] == "linear" and config["schedule_minutes"] == 0.3  # the budget is the run's
+    assert config["lr_schedule"] == "linear" and config["schedule_minutes"] == 0.5  # the budget is the run's
     assert config["epochs"] == EPOCHS_UNTIL_BUDGET  # the budget ends it, not the preset's 20 epochs
     assert config["weight_decay"] == 0.01
     result = runner.invoke(cli, ["train", "--resume", str(run)])  # no budget given: the run's own
@@ -223,14 +224,14 @@ def test_a_linear_run_ends_with_its_budget_and_its_resume_keeps_the_schedule(sha
     again = runner.invoke(cli, ["train", "--resume", str(run), "--max-minutes", "5"])  # it has ended: no step more
     ended = json.loads(again.stdout[again.stdout.rindex('{"event"'):])
     assert ended["event"] == "schedule_ended" and ended["step_seconds"] == 0.0
-    assert f"{run}: already trained for its 0.3 minutes" in again.stderr and "--pretrained" in again.stderr
+    assert f"{run}: already trained for its 0.5 minutes" in again.stderr and "--pretrained" in again.stderr
     steps = [r for r in read_metrics(run) if "event" not in r]
     seconds = np.cumsum([0.0] + [r["step_seconds"] for r in steps])
-    assert len(steps) > 3 and seconds[-1] >= 18.0 > seconds[-2]  # stopped once 0.3 min were spent
+    assert len(steps) > 1 and seconds[-1] >= 30.0 > seconds[-2]  # stopped once 0.5 min were spent
     # Every step's rate is the schedule's at the run's summed step time before it, across the resume.
     preset, per_epoch = PRESETS["tiny"].train, json.loads((run / "config.json").read_text())["steps_per_epoch"]
     for record, before in zip(steps, seconds):
-        done = (record["global_step"] - 1) / (config["epochs"] * per_epoch), before / 18.0
+        done = (record["global_step"] - 1) / (config["epochs"] * per_epoch), before / 30.0
         warm = preset.learning_rate * min(1.0, record["global_step"] / preset.warmup_steps)
         assert record["lr"] == pytest.approx(min(warm, preset.learning_rate * (1 - max(done))), rel=1e-6)
 
