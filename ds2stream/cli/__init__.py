@@ -1,5 +1,19 @@
 """Command-line interface: importing a verb module registers its commands on the root group."""
-from . import corpus, decoding, demo, download, evaluate, export, serve, shard, train  # noqa: F401  (registers commands)
+from . import (  # noqa: F401  (registers commands)
+    average,
+    corpus,
+    demo,
+    download,
+    evaluate,
+    export,
+    info,
+    lm,
+    plot,
+    serve,
+    shard,
+    train,
+    transcribe,
+)
 from .base import cli
 
 main = cli

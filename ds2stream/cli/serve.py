@@ -5,7 +5,7 @@ import click
 
 from .base import cli
 from .decoding import decoder_options
-from .export import open_transcriber
+from .transcribe import open_transcriber
 
 
 @cli.command()

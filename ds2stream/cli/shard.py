@@ -1,4 +1,4 @@
-"""``ds2stream shard`` and ``ds2stream info``: LibriSpeech inputs -> Arrow shard set, and its summary."""
+"""``ds2stream shard``: LibriSpeech inputs -> an Arrow shard set."""
 import os
 import shutil
 import time
@@ -8,6 +8,7 @@ import click
 
 from ..errors import Ds2streamError
 from .base import cli, download_options, note_above_progress
+from .info import format_summary
 
 
 class InputPath(click.ParamType):
@@ -102,7 +103,7 @@ def shard(inputs, out_dir, audio_format, features, shard_size, min_duration, max
     finally:
         bar.close()
     rate = seconds[0] / max(bar.format_dict["elapsed"], 1e-9)
-    click.echo(_format_summary(summary, out_dir))
+    click.echo(format_summary(summary, out_dir))
     if seconds[0]:
         click.echo(f"speed: {rate:.0f}x real time ({jobs} jobs) for the audio of this run")
     if not summary["utterances"]:
@@ -156,42 +157,3 @@ def _why_none(summary: dict, inputs) -> str:
     from ..data.inputs import READABLE_INPUTS
 
     return f"none found in {', '.join(map(str, inputs))}; ds2stream reads {READABLE_INPUTS}"
-
-
-def _format_summary(summary: dict, shard_dir: Path) -> str:
-    lines = [
-        f"{shard_dir}: {summary['utterances']} utterances, {summary['hours']:.3f} h, "
-        f"{len(summary['speakers'])} speakers, {len(summary['shards'])} shards",
-        f"durations: {summary['duration_min']:.2f}-{summary['duration_max']:.2f} s",
-    ]
-    for reason, count in sorted(summary["filtered"].items()):
-        lines.append(f"filtered {reason}: {count}")
-    if summary["problem_counts"]:
-        counts = ", ".join(f"{k} {v}" for k, v in sorted(summary["problem_counts"].items()))
-        lines.append(f"problems: {len(summary['problems'])} ({counts}); each is listed in index.json")
-    else:
-        lines.append("problems: none")
-    return "\n".join(lines)
-
-
-@cli.command()
-@click.argument("shard_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--problems", "show_problems", is_flag=True, help="List every problem recorded at shard time.")
-def info(shard_dir, show_problems):
-    """Summarise the shard set in SHARD_DIR: hours, utterances, speakers, durations, problems."""
-    from ..data.shards import load_index
-
-    summary, _ = load_index(shard_dir)
-    click.echo(_format_summary(summary, shard_dir))
-    click.echo(f"audio: {summary['audio_format']}, features stored: {summary['features']}, "
-               f"feature config: {summary['feature_config']}")
-    hist = summary["duration_histogram"]
-    peak = max(hist["counts"]) or 1
-    click.echo("duration histogram (s):")
-    for low, count in zip(hist["edges"], hist["counts"]):
-        if count:
-            click.echo(f"  {low:5.1f}-{low + hist['edges'][1] - hist['edges'][0]:<5.1f} {count:8d} "
-                       + "#" * max(1, round(40 * count / peak)))
-    if show_problems:
-        for problem in summary["problems"]:
-            click.echo(f"[{problem['kind']}] {problem['message']}")

@@ -1,4 +1,4 @@
-"""``ds2stream train`` and ``ds2stream plot``: shards -> a run directory with checkpoints and metrics."""
+"""``ds2stream train``: shards -> a run directory with checkpoints and metrics."""
 import json
 from pathlib import Path
 
@@ -155,17 +155,3 @@ def train(shards, dev_shards, preset, run_dir, resume_dir, batch_mode, bucketed,
                    f"(--pretrained with one of its checkpoints starts from what it learnt).", err=True)
     if record:
         click.echo(json.dumps(record))
-
-
-@cli.command()
-@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="PNG file (default RUN_DIR/curves.png).")
-def plot(run_dir, out):
-    """Plot loss, learning rate and dev WER/CER of the run in RUN_DIR as a PNG (needs matplotlib)."""
-    from ..training.metrics import plot_run
-
-    try:
-        path = plot_run(run_dir, out)
-    except ImportError as err:  # matplotlib is an extra
-        raise click.ClickException(str(err)) from None
-    click.echo(str(path))
