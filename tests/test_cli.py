@@ -44,3 +44,24 @@ def test_old_option_names_keep_working(tmp_path):
         assert result.exit_code == 2 and "none.ckpt" in result.output and "does not exist" in result.output
     result = CliRunner().invoke(cli, ["eval", "--shards", str(tmp_path)])
     assert result.exit_code == 2 and "Missing option '--model'" in result.output
+
+
+def test_defaults_are_the_library_s():
+    # One home per default: the CLI reads it from the dataclass the library runs with.
+    import dataclasses
+
+    from ds2stream.data.remote import Fetch
+    from ds2stream.data.shards import ShardOptions
+    from ds2stream.inference.serve import ServeLimits
+    from ds2stream.inference.transcribe import CHUNK_SECONDS
+
+    def defaults(verb):
+        return {p.name: p.default for p in cli.commands[verb].params}
+
+    assert dataclasses.asdict(ServeLimits()).items() <= defaults("serve").items()
+    shard = defaults("shard")
+    assert (shard["audio_format"], shard["features"], shard["shard_size"], shard["min_duration"]) == (
+        ShardOptions.audio_format, ShardOptions.with_features, ShardOptions.shard_size_mb, ShardOptions.min_duration)
+    for verb in ("shard", "download"):
+        assert (defaults(verb)["timeout"], defaults(verb)["retries"]) == (Fetch.timeout, Fetch.retries)
+    assert defaults("transcribe")["chunk_ms"] / 1000 == CHUNK_SECONDS

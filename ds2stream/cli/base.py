@@ -5,6 +5,7 @@ import logging
 import click
 
 from .. import __version__
+from ..data.remote import RETRIES, TIMEOUT_SECONDS
 from ..errors import Ds2streamError
 from ..runtime import quiet_framework_logs
 
@@ -67,9 +68,9 @@ def download_options(function):
         click.option("--md5", help="The archive's MD5, checked as it downloads (one URL; LibriSpeech's archives are "
                                    "checked against their published sums without it)."),
         click.option("--sha256", help="The archive's SHA-256, checked as it downloads (one URL)."),
-        click.option("--timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
+        click.option("--timeout", type=click.FloatRange(min=0.1), default=TIMEOUT_SECONDS, show_default=True,
                      help="Seconds without a byte from a URL before the connection is retried."),
-        click.option("--retries", type=click.IntRange(min=0), default=8, show_default=True,
+        click.option("--retries", type=click.IntRange(min=0), default=RETRIES, show_default=True,
                      help="Retries in a row, with backoff, before a URL is given up."),
     )
     for option in reversed(options):

@@ -3,6 +3,7 @@ from pathlib import Path
 
 import click
 
+from ..inference.serve import ServeLimits
 from .base import cli
 from .decoding import decoder_options
 from .transcribe import open_transcriber
@@ -14,17 +15,17 @@ from .transcribe import open_transcriber
 @decoder_options
 @click.option("--host", default="127.0.0.1", help="Address to listen on (0.0.0.0: every interface).")
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, help="TCP port to listen on.")
-@click.option("--max-upload-mb", type=click.FloatRange(min=0, min_open=True), default=20.0,
+@click.option("--max-upload-mb", type=click.FloatRange(min=0, min_open=True), default=ServeLimits.max_upload_mb,
               help="Larger uploads are refused (413).")
-@click.option("--max-seconds", type=click.FloatRange(min=0, min_open=True), default=60.0,
+@click.option("--max-seconds", type=click.FloatRange(min=0, min_open=True), default=ServeLimits.max_seconds,
               help="Longer audio is refused (422); a stream ends there.")
-@click.option("--max-batch", type=click.IntRange(min=1), default=8,
+@click.option("--max-batch", type=click.IntRange(min=1), default=ServeLimits.max_batch,
               help="Requests that arrive together share one forward pass, up to this many.")
-@click.option("--max-queue", type=click.IntRange(min=1), default=64,
+@click.option("--max-queue", type=click.IntRange(min=1), default=ServeLimits.max_queue,
               help="Requests waiting for the model, at most; more are refused (503 with Retry-After).")
-@click.option("--max-streams", type=click.IntRange(min=1), default=8,
+@click.option("--max-streams", type=click.IntRange(min=1), default=ServeLimits.max_streams,
               help="WebSocket streams (/stream) open at once, at most; more are closed with code 1013.")
-@click.option("--idle-seconds", type=click.FloatRange(min=0, min_open=True), default=10.0,
+@click.option("--idle-seconds", type=click.FloatRange(min=0, min_open=True), default=ServeLimits.idle_seconds,
               help="A stream that sends nothing for this long is closed (code 4408).")
 def serve(model_path, host, port, max_upload_mb, max_seconds, max_batch, max_queue, max_streams, idle_seconds,
           **decoder):
@@ -37,8 +38,8 @@ def serve(model_path, host, port, max_upload_mb, max_seconds, max_batch, max_que
         import aiohttp  # noqa: F401
     except ImportError:
         raise click.ClickException("serve needs aiohttp: pip install 'ds2stream[serve]'") from None
-    from ..inference.serve import ServeLimits, warm_up
     from ..inference.serve import serve as run_server
+    from ..inference.serve import warm_up
 
     transcriber = open_transcriber(model_path, decoder)
     limits = ServeLimits(max_upload_mb=max_upload_mb, max_seconds=max_seconds, max_batch=max_batch,

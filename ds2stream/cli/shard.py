@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ..data.shards import AUDIO_FORMATS, ShardOptions
 from ..errors import Ds2streamError
 from .base import cli, download_options, note_above_progress
 from .info import format_summary
@@ -27,12 +28,13 @@ class InputPath(click.ParamType):
 @click.argument("inputs", nargs=-1, required=True, type=InputPath())
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder of the shard set (created).")
-@click.option("--audio", "audio_format", type=click.Choice(["flac", "pcm16"]), default="flac",
+@click.option("--audio", "audio_format", type=click.Choice(AUDIO_FORMATS), default=ShardOptions.audio_format,
               help="Store the original FLAC bytes, or raw int16 samples.")
-@click.option("--features/--no-features", default=False,
+@click.option("--features/--no-features", default=ShardOptions.with_features,
               help="Also store the spectrogram (float16), computed by the native kernel.")
-@click.option("--shard-size", type=float, default=128.0, help="Approximate shard size in MB.")
-@click.option("--min-duration", type=float, default=0.0, help="Leave out shorter utterances (s), counted.")
+@click.option("--shard-size", type=float, default=ShardOptions.shard_size_mb, help="Approximate shard size in MB.")
+@click.option("--min-duration", type=float, default=ShardOptions.min_duration,
+              help="Leave out shorter utterances (s), counted.")
 @click.option("--max-duration", type=float, default=None, help="Leave out longer utterances (s), counted.")
 @click.option("--jobs", type=click.IntRange(min=1), default=os.cpu_count() or 1,
               help="Worker processes decoding audio.")
@@ -61,7 +63,7 @@ def shard(inputs, out_dir, audio_format, features, shard_size, min_duration, max
 
     from ..data.inputs import count_hint
     from ..data.remote import Fetch, is_url
-    from ..data.shards import Filtered, ShardOptions, write_shard_set
+    from ..data.shards import Filtered, write_shard_set
     from ..data.sources import Problem
 
     urls = [i for i in inputs if is_url(i)]

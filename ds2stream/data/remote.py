@@ -45,6 +45,10 @@ LIBRISPEECH_MD5 = {
 CHUNK = 1 << 20
 #: Statuses worth a retry: the server is overloaded or restarting. Any other error status is final.
 RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504}
+#: Patience with a URL: seconds without a byte before the connection counts as stalled, and
+#: retries in a row without progress before it is given up.
+TIMEOUT_SECONDS = 30.0
+RETRIES = 8
 
 
 def is_url(text) -> bool:
@@ -90,8 +94,8 @@ class HttpStream(io.RawIOBase):
     :param on_bytes: called as ``on_bytes(position, total)`` as bytes arrive (total may be None).
     """
 
-    def __init__(self, url: str, *, checksums: Checksums | None = None, timeout: float = 30.0, retries: int = 8,
-                 start: int = 0, log: Callable[[str], None] = lambda line: None,
+    def __init__(self, url: str, *, checksums: Checksums | None = None, timeout: float = TIMEOUT_SECONDS,
+                 retries: int = RETRIES, start: int = 0, log: Callable[[str], None] = lambda line: None,
                  on_bytes: Callable[[int, int | None], None] | None = None, backoff: float = 0.5):
         super().__init__()
         self.url, self.timeout, self.retries, self.backoff = url, timeout, retries, backoff
@@ -235,8 +239,8 @@ class Fetch:
     where the lines and byte counts go."""
     md5: str | None = None
     sha256: str | None = None
-    timeout: float = 30.0
-    retries: int = 8
+    timeout: float = TIMEOUT_SECONDS
+    retries: int = RETRIES
     log: Callable[[str], None] = lambda line: None
     on_bytes: Callable[[str, int, int | None], None] | None = None  # (url, position, total)
 
@@ -252,8 +256,8 @@ def librispeech_url(subset: str, mirror: str = LIBRISPEECH_MIRROR) -> str:
     return mirror.rstrip("/") + f"/{subset}.tar.gz"
 
 
-def download(url: str, out_dir: Path, checksums: Checksums, *, timeout: float = 30.0, retries: int = 8,
-             log: Callable[[str], None] = print, on_bytes=None) -> Path:
+def download(url: str, out_dir: Path, checksums: Checksums, *, timeout: float = TIMEOUT_SECONDS,
+             retries: int = RETRIES, log: Callable[[str], None] = print, on_bytes=None) -> Path:
     """``url`` into ``out_dir`` under its own name, through ``<name>.part``: a re-run (or a retry)
     goes on from the end of the part; the file takes its name only once complete and checked."""
     out_dir = Path(out_dir)

@@ -16,6 +16,9 @@ from ..model import ModelConfig
 from .decoding import DecoderConfig, make_decoder
 from .evaluate import network_log_probs
 
+#: Audio fed to a stream at a time by ``stream_samples`` (``transcribe --stream``): 160 ms.
+CHUNK_SECONDS = 0.16
+
 
 class Transcriber:
     """Audio files -> text, from a ds2stream checkpoint (.ckpt) or an exported MindIR (.mindir)."""
@@ -118,7 +121,7 @@ class Transcriber:
         """A stream of this model, decoded as it goes by this transcriber's decoder."""
         return self.streaming_model().open(self.decode.start() if hasattr(self.decode, "start") else None)
 
-    def stream_samples(self, samples: np.ndarray, rate: int, chunk_seconds: float = 0.16,
+    def stream_samples(self, samples: np.ndarray, rate: int, chunk_seconds: float = CHUNK_SECONDS,
                        realtime: bool = False):
         """Feed ``samples`` chunk by chunk to a forward-only model, at real time or as fast as it
         goes; yields ``{"partial": text, "at": seconds of audio}`` each time the text so far changes,
