@@ -44,6 +44,28 @@ def test_old_option_names_keep_working(tmp_path):
         assert result.exit_code == 2 and "none.ckpt" in result.output and "does not exist" in result.output
     result = CliRunner().invoke(cli, ["eval", "--shards", str(tmp_path)])
     assert result.exit_code == 2 and "Missing option '--model'" in result.output
+    result = CliRunner().invoke(cli, ["info"])
+    assert result.exit_code == 2 and "Missing option '--shards'" in result.output
+
+
+def test_info_takes_its_shard_set_as_shards_or_positionally(sample_test_shards):
+    by_option = CliRunner().invoke(cli, ["info", "--shards", str(sample_test_shards)])
+    positional = CliRunner().invoke(cli, ["info", str(sample_test_shards)])
+    assert by_option.exit_code == positional.exit_code == 0 and by_option.output == positional.output
+    assert "300 utterances" in by_option.output
+
+
+def test_root_help_names_every_verb():
+    text = CliRunner().invoke(cli, ["--help"]).output.split("Options:")[0]
+    assert not [verb for verb in cli.commands if f"`{verb}`" not in " ".join(text.split())]
+
+
+def test_train_shows_bucketed_beside_batch_mode_and_refuses_both_at_odds(tmp_path):
+    shown = [p.opts[0] for p in cli.commands["train"].params if isinstance(p, click.Option) and not p.hidden]
+    assert shown.index("--bucketed") == shown.index("--batch-mode") + 1
+    result = CliRunner().invoke(cli, ["train", "--out", str(tmp_path / "run"), "--shards", str(tmp_path),
+                                      "--batch-mode", "fixed", "--bucketed"])
+    assert result.exit_code == 2 and "--batch-mode fixed and --bucketed" in result.output
 
 
 def test_defaults_are_the_library_s():

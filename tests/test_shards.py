@@ -193,7 +193,7 @@ def test_strict_exits_non_zero_but_keeps_the_good_shards(bad_corpus, tmp_path):
     assert result.exit_code == 1, result.output
     assert "problems (--strict)" in result.output
     assert load_index(tmp_path / "s")[0]["utterances"] == 119
-    info = CliRunner().invoke(cli, ["info", str(tmp_path / "s"), "--problems"])
+    info = CliRunner().invoke(cli, ["info", "--shards", str(tmp_path / "s"), "--problems"])
     assert info.exit_code == 0 and "[sample_rate]" in info.output and "119 utterances" in info.output
 
 

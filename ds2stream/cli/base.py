@@ -28,8 +28,10 @@ class Ds2streamGroup(click.Group):
 def cli(verbose: bool):
     """ds2stream: DeepSpeech2 on LibriSpeech with MindSpore, fast on a CPU.
 
-    Data flows one way: LibriSpeech files -> `shard` -> Arrow shards -> `train` -> checkpoint
-    -> `eval` / `export` / `transcribe`. `demo` runs it all on the bundled sample.
+    Data flows one way: LibriSpeech files (`download`; `corpus` reads sentences aloud into
+    one) -> `shard` -> Arrow shards (`info`) -> `train` -> a run's checkpoints (`plot`, `average`)
+    -> `eval` / `export` / `transcribe` / `serve`, with a word LM from `lm`. `demo` runs it all
+    on the bundled sample.
     """
     quiet_framework_logs(verbose)  # before any verb imports mindspore (they import it lazily)
     logging.basicConfig(
@@ -60,6 +62,14 @@ def renamed_option(name: str, old_name: str, dest: str, **kwargs):
         return click.option(name, dest, **kwargs)(merged)
 
     return decorate
+
+
+class OldPositional(click.Argument):
+    """A positional argument an option has replaced: scripts written for it go on running, but
+    neither the usage line nor ``--help`` shows it."""
+
+    def get_usage_pieces(self, ctx):
+        return []
 
 
 def download_options(function):

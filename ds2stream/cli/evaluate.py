@@ -48,7 +48,8 @@ def evaluate_command(shards, checkpoint, per_utterance, json_path, max_frames, w
     check_meta(meta, checkpoint)
     shard_set = ShardSet(shards, model_features(meta))  # the model's features, from the shards' audio
     if len(shard_set) == 0:
-        raise DataError(f"{shards}: the shard set holds no utterance (see `ds2stream info {shards} --problems`)")
+        raise DataError(f"{shards}: the shard set holds no utterance "
+                        f"(see `ds2stream info --shards {shards} --problems`)")
     if tune_path:
         best, _ = tune_decoder(network, shard_set, config, max_frames=max_frames, workers=workers,
                                log=click.echo, lm=lm)

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import click
 
-from .base import cli
+from .base import OldPositional, cli
 
 
 def format_summary(summary: dict, shard_dir: Path) -> str:
@@ -23,12 +23,20 @@ def format_summary(summary: dict, shard_dir: Path) -> str:
 
 
 @cli.command()
-@click.argument("shard_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--shards", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="The shard set to summarise (required).")
+@click.argument("shard_dir", required=False, cls=OldPositional,
+                type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--problems", "show_problems", is_flag=True, help="List every problem recorded at shard time.")
-def info(shard_dir, show_problems):
-    """Summarise the shard set in SHARD_DIR: hours, utterances, speakers, durations, problems."""
+def info(shards, shard_dir, show_problems):
+    """Summarise the shard set in --shards: hours, utterances, speakers, durations, problems."""
     from ..data.shards import load_index
 
+    if shards and shard_dir and shards != shard_dir:
+        raise click.UsageError(f"two shard sets given ({shards}, {shard_dir}): give one, as --shards")
+    shard_dir = shards or shard_dir
+    if shard_dir is None:
+        raise click.MissingParameter(param_hint="'--shards'", param_type="option")
     summary, _ = load_index(shard_dir)
     click.echo(format_summary(summary, shard_dir))
     click.echo(f"audio: {summary['audio_format']}, features stored: {summary['features']}, "

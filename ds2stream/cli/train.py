@@ -23,7 +23,7 @@ from .base import cli, renamed_option
 @click.option("--batch-mode", type=click.Choice([m.value for m in BatchMode]),
               help="bucketed: length buckets padded to their edge; unbucketed: random batches padded to their "
                    "longest; fixed: the zoo's, every batch padded to 12.5 s (default: the preset's).")
-@click.option("--bucketed/--unbucketed", default=None, hidden=True, help="Old spelling of --batch-mode.")
+@click.option("--bucketed/--unbucketed", default=None, help="Short for --batch-mode bucketed / unbucketed.")
 @click.option("--epochs", type=click.IntRange(min=1), help="Epochs in all (default: the preset's).")
 @click.option("--lr", "learning_rate", type=float, help="Peak learning rate (default: the preset's).")
 @click.option("--lr-schedule", type=click.Choice(["exponential", "linear"]),
@@ -124,12 +124,15 @@ def train(shards, dev_shards, preset, run_dir, resume_dir, batch_mode, bucketed,
         raise click.UsageError("give either --out RUN_DIR (a new run) or --resume RUN_DIR")
     if resume_dir is None and shards is None:
         raise click.UsageError("a new run needs --shards")
+    switch_mode = {None: None, True: "bucketed", False: "unbucketed"}[bucketed]
+    if batch_mode and switch_mode and batch_mode != switch_mode:
+        raise click.UsageError(f"--batch-mode {batch_mode} and --{switch_mode} contradict each other: give one")
     overrides = {"epochs": epochs, "learning_rate": learning_rate, "lr_schedule": lr_schedule,
                  "weight_decay": weight_decay, "max_frames": max_frames,
                  "num_buckets": num_buckets, "max_duration": max_duration, "checkpoint_every": checkpoint_every,
                  "keep_last": keep_last,
                  "workers": workers, "seed": seed,
-                 "batch_mode": batch_mode or {None: None, True: "bucketed", False: "unbucketed"}[bucketed]}
+                 "batch_mode": batch_mode or switch_mode}
     overrides = {k: v for k, v in overrides.items() if v is not None}
     augment_switches = {"everything": augment, "speed": speed_perturb, "volume": volume_perturb,
                         "spec_augment": spec_augment, "noise_dir": noise_dir, "noise_prob": noise_prob,

@@ -88,8 +88,8 @@ class Trainer:
         self.rank, self.world_size, self.progress = rank, world_size, progress
         self.shards = ShardSet(shard_dir, config.features)
         if len(self.shards) == 0:
-            raise DataError(f"{shard_dir}: the shard set holds no utterance (see `ds2stream info {shard_dir} "
-                             f"--problems`)")
+            raise DataError(f"{shard_dir}: the shard set holds no utterance (see `ds2stream info --shards "
+                             f"{shard_dir} --problems`)")
         self.feature_config = self.shards.feature_config
         # Dev is read with the training features, whatever its shards stored (they hold the audio).
         self.dev = ShardSet(dev_shard_dir, self.feature_config) if dev_shard_dir else None
