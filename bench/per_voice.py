@@ -12,7 +12,7 @@ from pathlib import Path
 
 import harness
 
-from ds2stream.inference.evaluate import cer, wer
+from ds2stream.error_rates import cer, wer
 
 
 def per_speaker(report: dict) -> dict[str, dict]:

@@ -41,6 +41,7 @@ from ..checkpoint import (
     read_checkpoint,
 )
 from ..data.text import LABELS
+from ..error_rates import ErrorCounts
 from ..errors import ConfigError, DataError
 from ..failpoints import failpoint
 from ..features import FeatureConfig, Normalize
@@ -376,7 +377,7 @@ class Trainer:
         in eval mode, so larger batches fit). Every rank evaluates its share of dev with rank 0's
         BatchNorm statistics (what the checkpoint holds) and the error counts are summed, so no
         rank waits at a collective while another evaluates the whole set."""
-        from ..inference.evaluate import ErrorCounts, evaluate
+        from ..inference.evaluate import evaluate
 
         if self.world_size > 1:
             share_rank_0(running_statistics(self.network))

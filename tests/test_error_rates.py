@@ -1,7 +1,7 @@
-"""WER/CER: hand-computed cases, the corpus convention, and the eval loop on a trained checkpoint."""
+"""WER/CER: hand-computed cases and the corpus convention."""
 import pytest
 
-from ds2stream.inference.evaluate import ErrorCounts, cer, char_errors, wer, word_errors
+from ds2stream.error_rates import ErrorCounts, cer, char_errors, wer, word_errors
 
 CASES = [
     # reference, hypothesis, (substitutions, deletions, insertions), reference words
