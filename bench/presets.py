@@ -166,6 +166,7 @@ RECIPES = {
 
 def train_one(spec: dict) -> None:
     """In a child process of its own (harness.call): one preset's run for its budget."""
+    from ds2stream.presets import get_preset
     from ds2stream.runtime import quiet_framework_logs
     from ds2stream.training.trainer import run_training
 
@@ -175,7 +176,7 @@ def train_one(spec: dict) -> None:
     run_training(run_dir=None if continued else Path(spec["run_dir"]),
                  resume_dir=Path(continued) if continued else None,
                  shards=Path(spec["train"]), dev_shards=Path(spec["dev"]),
-                 preset=recipe.get("preset", spec["preset"]),
+                 preset=get_preset(recipe.get("preset", spec["preset"])),
                  overrides={**overrides, "epochs": EPOCHS_UNTIL_BUDGET, "keep_last": 0},
                  model_changes=recipe.get("model"),
                  max_minutes=spec["minutes"], progress=True)

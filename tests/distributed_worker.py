@@ -27,12 +27,13 @@ def save(trainer, out: Path, name: str) -> None:
 
 def run_leg(mode: str, shards: Path, run_dir: Path, out: Path, steps: int, overrides: dict,
             options: dict) -> None:
+    from ds2stream.presets import get_preset
     from ds2stream.training.trainer import run_training
 
     trainer, _ = run_training(run_dir=run_dir if mode == "train" else None,
                               resume_dir=run_dir if mode == "resume" else None, shards=shards,
                               dev_shards=options.get("dev_shards"), pretrained=options.get("pretrained"),
-                              preset="tiny", overrides=overrides, distributed=True, max_steps=steps,
+                              preset=get_preset("tiny"), overrides=overrides, distributed=True, max_steps=steps,
                               progress=False)
     save(trainer, out, f"{mode}-rank{trainer.rank}")
 

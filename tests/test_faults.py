@@ -15,6 +15,7 @@ from ds2stream.checkpoint import read_checkpoint
 from ds2stream.cli import cli
 from ds2stream.data.shards import ShardOptions, load_index, read_shard, write_shard_set
 from ds2stream.failpoints import ENV as KILL_AT
+from ds2stream.presets import get_preset
 from ds2stream.testing import fuzzed_corpus, librispeech_archive, librispeech_tree
 from ds2stream.training.trainer import run_training
 
@@ -109,7 +110,7 @@ def test_kill_minus_nine_at_each_risky_point_of_training_then_resume_ends_as_an_
     assert "Traceback" not in outcome.stderr and "WARNING] ME" not in outcome.stderr  # no framework noise
 
     trainer, _ = run_training(run_dir=tmp_path / "whole", resume_dir=None, shards=train, dev_shards=dev,
-                              preset="tiny", overrides=TRAIN_ARGS, progress=False)
+                              preset=get_preset("tiny"), overrides=TRAIN_ARGS, progress=False)
     newest = sorted((run / "checkpoints").glob("step-*.ckpt"))[-1]
     assert newest.name == trainer.checkpoints()[-1].name
     for mine, theirs in ((newest, trainer.checkpoints()[-1]), (run / "best.ckpt", tmp_path / "whole" / "best.ckpt")):
@@ -137,7 +138,7 @@ def test_kill_minus_nine_at_each_risky_point_of_training_then_resume_ends_as_an_
 
 def test_broken_checkpoints_models_and_empty_shard_sets_are_one_line_errors(train_shards, tmp_path, sample_flacs):
     train, dev = train_shards
-    run_training(run_dir=tmp_path / "run", resume_dir=None, shards=train, dev_shards=None, preset="tiny",
+    run_training(run_dir=tmp_path / "run", resume_dir=None, shards=train, dev_shards=None, preset=get_preset("tiny"),
                  overrides={**TRAIN_ARGS, "epochs": 1}, progress=False, max_steps=1)
     checkpoint = sorted((tmp_path / "run" / "checkpoints").glob("*.ckpt"))[-1]
     truncated = tmp_path / "truncated.ckpt"

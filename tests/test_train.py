@@ -247,7 +247,7 @@ def test_a_distributed_run_is_refused_a_budget_of_minutes(shard_dir, tmp_path):
 def test_a_new_run_takes_model_changes_and_a_resumed_run_keeps_its_model(shard_dir, tmp_path, caplog):
     # The bench's recipes: a preset's model with other convs or dropout, carried by the checkpoint.
     conv = [{"channels": 4, "kernel": (5, 5), "stride": (2, 2), "padding": (2, 2)}] * 2
-    run_training(run_dir=tmp_path / "run", resume_dir=None, shards=shard_dir, dev_shards=None, preset="tiny",
+    run_training(run_dir=tmp_path / "run", resume_dir=None, shards=shard_dir, dev_shards=None, preset=PRESETS["tiny"],
                  overrides={"epochs": 1}, model_changes={"conv": conv, "dropout": 0.1}, progress=False, max_steps=1)
     checkpoint = sorted((tmp_path / "run" / "checkpoints").glob("step-*.ckpt"))[-1]
     params, meta = read_checkpoint(checkpoint)
@@ -255,17 +255,17 @@ def test_a_new_run_takes_model_changes_and_a_resumed_run_keeps_its_model(shard_d
     assert model.conv == (ConvLayer(4, (5, 5), (2, 2), (2, 2)),) * 2 and model.dropout == 0.1
     assert params["conv.conv1.weight"].shape == (4, 1, 5, 5) and params["conv.conv2.weight"].shape == (4, 4, 5, 5)
     with pytest.raises(ConfigError, match="a resumed run keeps its model"):
-        run_training(run_dir=None, resume_dir=tmp_path / "run", shards=None, dev_shards=None, preset="tiny",
+        run_training(run_dir=None, resume_dir=tmp_path / "run", shards=None, dev_shards=None, preset=PRESETS["tiny"],
                      overrides={}, model_changes={"conv": conv}, progress=False, max_steps=2)
     # Its dropout draws cannot be carried over: the resume goes on and says it will not be bit-identical.
-    trainer, _ = run_training(run_dir=None, resume_dir=tmp_path / "run", shards=None, dev_shards=None, preset="tiny",
-                              overrides={}, progress=False, max_steps=2)
+    trainer, _ = run_training(run_dir=None, resume_dir=tmp_path / "run", shards=None, dev_shards=None,
+                              preset=PRESETS["tiny"], overrides={}, progress=False, max_steps=2)
     assert trainer.model_config.dropout == 0.1 and trainer.state.global_step == 2
     assert "dropout 0.1" in caplog.text and "not end bit-identical" in caplog.text
     for misspelt in ({"model_changes": {"rnn_hiden": 64}}, {"feature_changes": {"n_mel": 40}}):
         with pytest.raises(ConfigError, match="unknown .*Config keys \\['(rnn_hiden|n_mel)'\\]"):
             run_training(run_dir=tmp_path / "other", resume_dir=None, shards=shard_dir, dev_shards=None,
-                         preset="tiny", overrides={}, progress=False, max_steps=1, **misspelt)
+                         preset=PRESETS["tiny"], overrides={}, progress=False, max_steps=1, **misspelt)
 
 
 def test_global_feature_statistics_come_from_the_training_shards_and_travel_with_the_run(

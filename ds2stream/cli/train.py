@@ -7,7 +7,7 @@ import click
 from ..features import FeatureConfig, Normalize, Scale
 from ..pipeline.augment import MAX_PITCH_SEMITONES, ROOM_RT60, STANDARD_AUGMENT
 from ..pipeline.buckets import BatchMode
-from ..presets import PRESETS
+from ..presets import PRESETS, get_preset
 from .base import cli, renamed_option
 
 
@@ -144,7 +144,7 @@ def train(shards, dev_shards, preset, run_dir, resume_dir, batch_mode, bucketed,
         feature_changes["dynamic_range_db"] = None
     try:
         _, record = run_training(run_dir=run_dir, resume_dir=resume_dir, shards=shards, dev_shards=dev_shards,
-                                 preset=preset, overrides=overrides, augment_switches=augment_switches,
+                                 preset=get_preset(preset), overrides=overrides, augment_switches=augment_switches,
                                  feature_changes=feature_changes,
                                  model_changes={"dropout": dropout} if dropout is not None else None,
                                  pretrained=pretrained, distributed=distributed, graph=not pynative,

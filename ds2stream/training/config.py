@@ -1,4 +1,5 @@
-"""How to train: ``TrainConfig``, saved in the run directory and in every checkpoint."""
+"""How to train: ``TrainConfig``, saved in the run directory and in every checkpoint, and ``Preset``,
+a model with its training defaults (the named ones: ``ds2stream.presets``)."""
 from __future__ import annotations
 
 import dataclasses
@@ -6,6 +7,7 @@ import dataclasses
 from .._config import config_from_dict
 from ..errors import ConfigError
 from ..features import FeatureConfig
+from ..model import ModelConfig
 from ..pipeline.augment import AugmentConfig
 
 #: The TrainConfig fields that decide which utterances form each batch, in which order (with the
@@ -101,3 +103,12 @@ class TrainConfig:
             return warm
         epochs_after = (step - self.warmup_steps) / max(steps_per_epoch, 1)
         return self.learning_rate * self.lr_decay_per_epoch ** epochs_after
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """A model and its training defaults under one name: what a new run starts from."""
+
+    name: str
+    model: ModelConfig
+    train: TrainConfig

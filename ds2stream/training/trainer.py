@@ -50,7 +50,7 @@ from ..model import ModelConfig, build_model, running_statistics
 from ..pipeline import EpochIterator, ShardSet, with_global_statistics
 from ..pipeline.augment import switch
 from ..runtime import use_graph_mode
-from .config import EPOCHS_UNTIL_BUDGET, TrainConfig
+from .config import EPOCHS_UNTIL_BUDGET, Preset, TrainConfig
 from .distributed import barrier, init_distributed, require_shared_run_dir, share_rank_0, sum_counts_over_ranks
 from .guard import StepGuard
 from .metrics import CheckpointSaved, EpochEnd, FailedStep, MetricsLog, Resumed, Rollback, StepRecord, to_json
@@ -418,19 +418,18 @@ def with_feature_statistics(config: TrainConfig, shard_dir: Path, rank: int = 0,
 
 
 def run_training(*, run_dir: Path | None, resume_dir: Path | None, shards: Path | None, dev_shards: Path | None,
-                 preset: str, overrides: dict, augment_switches: dict | None = None,
+                 preset: Preset, overrides: dict, augment_switches: dict | None = None,
                  feature_changes: dict | None = None, model_changes: dict | None = None,
                  pretrained: Path | None = None, distributed: bool = False,
                  graph: bool = True, max_steps: int | None = None, max_minutes: float | None = None,
                  progress: bool = True, allow_plan_change: bool = False) -> tuple[Trainer, dict]:
-    """What ``ds2stream train`` does: a new run from a preset, or the resumption of a run (with the
-    settings it was last run with, then ``overrides``). Returns the trainer (after training) and
-    its last record. ``augment_switches``: ``augment.switch``'s arguments, applied to the run's
-    augmentation (the preset's, or the resumed run's); ``feature_changes``: FeatureConfig fields
-    changed from the run's features (the default FeatureConfig where it has none); ``model_changes``:
-    ModelConfig fields changed from the preset's, for a new run (a resumed run keeps its model)."""
-    from ..presets import get_preset
-
+    """What ``ds2stream train`` does: a new run from ``preset`` (``presets.get_preset``'s), or the
+    resumption of a run (with the settings it was last run with, then ``overrides``; ``preset`` is
+    not read). Returns the trainer (after training) and its last record. ``augment_switches``:
+    ``augment.switch``'s arguments, applied to the run's augmentation (the preset's, or the resumed
+    run's); ``feature_changes``: FeatureConfig fields changed from the run's features (the default
+    FeatureConfig where it has none); ``model_changes``: ModelConfig fields changed from the
+    preset's, for a new run (a resumed run keeps its model)."""
     def with_switches(config: TrainConfig) -> TrainConfig:
         if feature_changes:  # global statistics of the features before the change no longer apply
             features = replace_config(config.features or FeatureConfig(),
@@ -465,14 +464,13 @@ def run_training(*, run_dir: Path | None, resume_dir: Path | None, shards: Path 
                           dev_shards or saved["shards"]["dev"], rank, world_size, progress)
         trainer.resume(allow_plan_change)
     else:
-        chosen = get_preset(preset)
-        config = with_switches(replace_config(chosen.train, overrides))
+        config = with_switches(replace_config(preset.train, overrides))
         if config.lr_schedule == "linear" and config.schedule_minutes is None and max_minutes is not None:
             # The LR ends with the budget, and so does the run, however many epochs that is (an
             # explicit --epochs still stops it sooner).
             config = dataclasses.replace(config, schedule_minutes=max_minutes,
                                          epochs=overrides.get("epochs") or EPOCHS_UNTIL_BUDGET)
-        model_config = replace_config(chosen.model, model_changes or {})
+        model_config = replace_config(preset.model, model_changes or {})
         config = with_feature_statistics(config, shards, rank, pretrained)
         trainer = Trainer(run_dir, shards, model_config, config, dev_shards, rank, world_size, progress)
         trainer.start_new(pretrained)
