@@ -1,11 +1,37 @@
-"""The package's layering, read from its source: no import cycle between modules, and inference
-(what a deployed model runs) imports nothing from training."""
+"""The package's layering, read from its source: each part imports only the parts its row of
+``ALLOWED`` names (the table of docs/development.md, in its order), no import cycle between
+modules, and inference (what a deployed model runs) imports nothing from training."""
 import ast
 from pathlib import Path
 
 import ds2stream
 
 PACKAGE = Path(ds2stream.__file__).parent
+
+#: Helpers any part may import: errors, config parsing, durable files, failpoints, MindSpore's
+#: mode and logs, and the package root (its version, its compiled kernels).
+HELPERS = {"ds2stream", "errors", "_config", "files", "failpoints", "runtime"}
+#: Each part of the package (a module, or a package: its modules) and the parts it may import,
+#: in the order data flows: a part names only parts above it.
+ALLOWED = {
+    "data": set(),  # files -> utterances: audio, text, sources, inputs, remote, ...
+    "features": set(),
+    "data.shards": {"data", "features"},  # stores the features, and their config, with the audio
+    "pipeline": {"data", "features", "data.shards"},
+    "model": {"data", "features"},
+    "checkpoint": {"data", "features", "model"},
+    "error_rates": set(),
+    "inference": {"data", "features", "data.shards", "pipeline", "model", "checkpoint", "error_rates"},
+    # The dev evaluation at an epoch's end is `ds2stream eval`'s loop and greedy decoder: one loop.
+    "training": {"data", "features", "data.shards", "pipeline", "model", "checkpoint", "error_rates", "inference"},
+    "presets": {"features", "pipeline", "model", "training"},
+    "demo": {"data", "features", "data.shards", "pipeline", "model", "checkpoint", "inference", "training",
+             "presets"},
+    "corpus": {"data"},
+    "testing": {"data", "data.shards"},  # utterance factories for the tests and benches
+    "cli": {"data", "features", "data.shards", "pipeline", "model", "checkpoint", "error_rates", "inference",
+            "training", "presets", "demo", "corpus"},
+}
 
 
 def module_name(path: Path) -> str:
@@ -34,6 +60,32 @@ def imports_of(path: Path) -> set[str]:
 def graph() -> dict[str, set[str]]:
     modules = {module_name(p): p for p in PACKAGE.rglob("*.py")}
     return {name: {m for m in imports_of(path) if m in modules and m != name} for name, path in modules.items()}
+
+
+def part_of(module: str) -> str | None:
+    """The row of ALLOWED (or of HELPERS) that ``module`` belongs to: the longest that names it."""
+    name = module.removeprefix("ds2stream.") if module != "ds2stream" else module
+    rows = [row for row in [*ALLOWED, *HELPERS] if name == row or name.startswith(row + ".")]
+    return max(rows, key=len, default=None)
+
+
+def test_the_table_of_allowed_imports_runs_one_way():
+    parts = list(ALLOWED)
+    for position, part in enumerate(parts):
+        assert ALLOWED[part] <= set(parts[:position]), f"{part} may import a part below it"
+
+
+def test_each_part_imports_only_what_its_row_allows():
+    edges = graph()
+    unplaced = sorted(module for module in edges if part_of(module) is None)
+    assert not unplaced, f"modules in no row of ALLOWED (add them, and to docs/development.md): {unplaced}"
+    for module, targets in edges.items():
+        part = part_of(module)
+        if part in HELPERS:
+            assert all(part_of(t) in HELPERS for t in targets), module
+            continue
+        wrong = sorted(t for t in targets if part_of(t) not in ALLOWED[part] | HELPERS | {part})
+        assert not wrong, f"{module} ({part}) imports {wrong}"
 
 
 def test_no_module_imports_one_that_imports_it_back():
