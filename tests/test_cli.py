@@ -87,3 +87,34 @@ def test_defaults_are_the_library_s():
     for verb in ("shard", "download"):
         assert (defaults(verb)["timeout"], defaults(verb)["retries"]) == (Fetch.timeout, Fetch.retries)
     assert defaults("transcribe")["chunk_ms"] / 1000 == CHUNK_SECONDS
+
+
+def test_eval_takes_an_export_as_it_takes_its_checkpoint(sample_test_shards, tmp_path):
+    # The deployed file gives the checkpoint's report, utterance by utterance (an untrained model:
+    # what it says does not matter, only that the two say the same).
+    import json
+
+    from ds2stream.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
+    from ds2stream.data.text import LABELS
+    from ds2stream.features import FeatureConfig
+    from ds2stream.model import build_model
+    from ds2stream.presets import PRESETS
+
+    model, checkpoint = PRESETS["tiny"].model, tmp_path / "untrained.ckpt"
+    save_checkpoint(build_model(model), checkpoint, {"format": CHECKPOINT_FORMAT, "labels": LABELS,
+                                                     "model_config": model.to_dict(),
+                                                     "feature_config": FeatureConfig().to_dict()})
+    runner = CliRunner()
+    exported = runner.invoke(cli, ["export", "--model", str(checkpoint), "--out", str(tmp_path / "model.mindir")])
+    assert exported.exit_code == 0, exported.output
+    reports = {}
+    for name, model_file, out in (("checkpoint", checkpoint, "--out"), ("export", tmp_path / "model.mindir", "--json")):
+        result = runner.invoke(cli, ["eval", "--shards", str(sample_test_shards), "--model", str(model_file),
+                                     out, str(tmp_path / f"{name}.json")])
+        assert result.exit_code == 0 and "300 utterances" in result.output, result.output
+        reports[name] = json.loads((tmp_path / f"{name}.json").read_text())
+    assert reports["export"]["utterances_detail"] == reports["checkpoint"]["utterances_detail"]
+    (tmp_path / "model.json").unlink()
+    result = runner.invoke(cli, ["eval", "--shards", str(sample_test_shards), "--model",
+                                 str(tmp_path / "model.mindir")])
+    assert result.exit_code == 1 and "model.json (feature config, labels) is missing" in result.output

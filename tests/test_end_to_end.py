@@ -39,7 +39,7 @@ def test_eval_cli_on_the_checkpoint_training_wrote(demo_run, tmp_path):
     out, result = demo_run
     report_path = tmp_path / "report.json"
     cli_result = CliRunner().invoke(cli, ["eval", "--shards", str(out / "shards" / "test"), "--model",
-                                          str(result.checkpoint), "--json", str(report_path),
+                                          str(result.checkpoint), "--out", str(report_path),
                                           "--per-utterance"])
     assert cli_result.exit_code == 0, cli_result.output
     assert cli_result.output.count("Ref: ") == 300 and "WER " in cli_result.output

@@ -164,6 +164,7 @@ def test_broken_checkpoints_models_and_empty_shard_sets_are_one_line_errors(trai
         (["train", "--shards", str(train), "--out", str(small), "--preset", "small", "--pretrained", str(checkpoint)],
          f"{checkpoint}: lacks"),
         (["transcribe", "--model", str(tmp_path / "m.mindir"), str(sample_flacs[0])], "m.json"),
+        (["eval", "--shards", str(dev), "--model", str(tmp_path / "m.mindir")], "m.json"),
         (["eval", "--shards", str(empty), "--model", str(checkpoint)], f"{empty}: the shard set holds no"),
         (["train", "--shards", str(empty), "--out", str(tmp_path / "r2")], f"{empty}: the shard set holds no"),
         (["eval", "--shards", str(damaged), "--model", str(checkpoint), "--jobs", "2"], f"{cut}: not a readable shard"),

@@ -1,4 +1,4 @@
-"""``ds2stream eval``: WER/CER of a checkpoint on a shard set."""
+"""``ds2stream eval``: WER/CER of a checkpoint or an exported model on a shard set."""
 import json
 from pathlib import Path
 
@@ -13,13 +13,13 @@ from .decoding import decoder_from, decoder_options
 @cli.command("eval")
 @click.option("--shards", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Shard set to evaluate on.")
-@renamed_option("--model", "--checkpoint", "checkpoint", required=True,
+@renamed_option("--model", "--checkpoint", "model_path", required=True,
                 type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                help="A ds2stream checkpoint (e.g. RUN_DIR/best.ckpt).")
+                help="A ds2stream checkpoint (e.g. RUN_DIR/best.ckpt) or an exported .mindir.")
 @renamed_option("--per-utterance", "--verbose", "per_utterance", is_flag=True,
                 help="Print Ref:/Hyp:/WER:/CER: for every utterance.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the report with every utterance as JSON.")
+@renamed_option("--out", "--json", "report_path", type=click.Path(dir_okay=False, path_type=Path),
+                help="Write the report with every utterance to this JSON file.")
 @click.option("--max-frames", type=click.IntRange(min=1), default=EVAL_MAX_FRAMES, help="Padded frames per batch.")
 @renamed_option("--jobs", "--workers", "workers", type=click.IntRange(min=1), default=1,
                 help="Reader worker processes.")
@@ -28,12 +28,13 @@ from .decoding import decoder_from, decoder_options
               help="Grid-search --alpha and --beta for --lm on SHARDS (a dev set, never the test set; the "
                    "grid grows past its edge while the best lies there; at the given --oov-penalty) and write "
                    "the best decoder settings to this JSON, for eval/transcribe/export --decoder-config.")
-def evaluate_command(shards, checkpoint, per_utterance, json_path, max_frames, workers, tune_path, **decoder):
-    """Evaluate a model (--model) on SHARDS: corpus WER and CER, bucketed batches; greedy decoding
-    (the native kernel) unless a beam search, with or without an LM, is asked for."""
-    from ..checkpoint import check_meta, load_model, model_features
+def evaluate_command(shards, model_path, per_utterance, report_path, max_frames, workers, tune_path, **decoder):
+    """Evaluate a model (--model) on SHARDS: corpus WER and CER, bucketed batches. Decodes as the
+    options say, else as an exported model's settings say, else greedily (the native kernel)."""
+    from ..checkpoint import model_features
     from ..inference.decoding import DecoderConfig, make_decoder, read_lm
     from ..inference.evaluate import evaluate, tune_decoder
+    from ..inference.transcribe import open_model
     from ..pipeline import ShardSet
     from ..runtime import use_graph_mode
 
@@ -44,29 +45,31 @@ def evaluate_command(shards, checkpoint, per_utterance, json_path, max_frames, w
     lm = read_lm(config.lm) if config and config.lm else None
     decode = make_decoder(config, lm)
     use_graph_mode()
-    network, meta = load_model(checkpoint)
-    check_meta(meta, checkpoint)
-    shard_set = ShardSet(shards, model_features(meta))  # the model's features, from the shards' audio
+    model = open_model(model_path)
+    if config is None and model.carried_decoder is not None:  # an export is evaluated as it transcribes
+        config = model.carried_decoder
+        decode = make_decoder(config)
+    shard_set = ShardSet(shards, model_features(model.meta))  # the model's features, from the shards' audio
     if len(shard_set) == 0:
         raise DataError(f"{shards}: the shard set holds no utterance "
                         f"(see `ds2stream info --shards {shards} --problems`)")
     if tune_path:
-        best, _ = tune_decoder(network, shard_set, config, max_frames=max_frames, workers=workers,
+        best, _ = tune_decoder(model.network, shard_set, config, max_frames=max_frames, workers=workers,
                                log=click.echo, lm=lm)
         tune_path.write_text(json.dumps(best.to_dict(), indent=1) + "\n")
         click.echo(f"best: alpha {best.alpha:g}, beta {best.beta:g} (beam width {best.beam_width}, "
                    f"OOV penalty {best.oov_penalty:g}) -> {tune_path}")
         config, decode = best, make_decoder(best, lm)
-    report = evaluate(network, shard_set, max_frames=max_frames, workers=workers, decode=decode)
+    report = evaluate(model.network, shard_set, max_frames=max_frames, workers=workers, decode=decode)
     if per_utterance:
         for result in report.results:
             click.echo(f"Ref: {result['ref']}\nHyp: {result['hyp']}\n"
                        f"WER: {result['wer']:.4f}  CER: {result['cer']:.4f}\n")
     click.echo(format_report(report, shards))
-    if json_path:
-        json_path.write_text(json.dumps({**report.summary(), "checkpoint": str(checkpoint), "shards": str(shards),
-                                         "decoder": (config or DecoderConfig()).to_dict(),
-                                         "utterances_detail": report.results}, indent=1))
+    if report_path:
+        report_path.write_text(json.dumps({**report.summary(), "checkpoint": str(model_path), "shards": str(shards),
+                                           "decoder": (config or DecoderConfig()).to_dict(),
+                                           "utterances_detail": report.results}, indent=1))
 
 
 def format_report(report, shards) -> str:

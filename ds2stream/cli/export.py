@@ -8,7 +8,7 @@ from .decoding import decoder_from, decoder_options
 
 
 @cli.command()
-@renamed_option("--model", "--checkpoint", "checkpoint", required=True,
+@renamed_option("--model", "--checkpoint", "model_path", required=True,
                 type=click.Path(exists=True, dir_okay=False, path_type=Path),
                 help="The ds2stream checkpoint to export (e.g. RUN_DIR/best.ckpt).")
 @click.option("--format", "file_format", type=click.Choice(["mindir"]), default="mindir",
@@ -16,7 +16,7 @@ from .decoding import decoder_from, decoder_options
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="Output file (default: beside the checkpoint, .mindir).")
 @decoder_options
-def export(checkpoint, file_format, out, **decoder):
+def export(model_path, file_format, out, **decoder):
     """Export a checkpoint (--model) for inference (plus a .json with its feature config, labels and, if any
     decoder option is given, the decoder settings, with a copy of the LM beside it)."""
     from ..inference.export import export_model
@@ -24,5 +24,5 @@ def export(checkpoint, file_format, out, **decoder):
 
     config = decoder_from(**decoder)
     use_graph_mode()
-    path = export_model(checkpoint, out or checkpoint.with_suffix("." + file_format), config)
+    path = export_model(model_path, out or model_path.with_suffix("." + file_format), config)
     click.echo(str(path))

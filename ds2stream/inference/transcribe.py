@@ -3,6 +3,7 @@ features and the same decoders as ``ds2stream eval`` (``evaluate.network_log_pro
 ``decoding.make_decoder``). An exported model's sidecar may carry its decoder settings."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -20,52 +21,80 @@ from .evaluate import network_log_probs
 CHUNK_SECONDS = 0.16
 
 
+@dataclasses.dataclass
+class OpenedModel:
+    """A model file opened for inference: the network (built from a checkpoint, or an exported
+    MindIR's graph, which carries its ``ModelConfig`` as ``config`` as a built one does), its
+    metadata (labels, feature and model configs) and, for an export, the decoder settings its
+    sidecar carries and the streaming stages it names."""
+
+    network: object
+    meta: dict
+    carried_decoder: DecoderConfig | None = None
+    exported: tuple | None = None  # (the .mindir, its sidecar's "stream")
+
+    @property
+    def features(self) -> FeatureConfig:
+        return FeatureConfig.from_dict(self.meta["feature_config"])
+
+    @property
+    def model_config(self) -> ModelConfig:
+        return ModelConfig.from_dict(self.meta["model_config"])
+
+
+def open_model(model_path: Path) -> OpenedModel:
+    """A ds2stream checkpoint (.ckpt) or an exported MindIR (.mindir, its .json beside it), ready to
+    run; a DataError naming the file when it cannot be."""
+    import mindspore as ms
+
+    model_path = Path(model_path)
+    if model_path.suffix != ".mindir":
+        return OpenedModel(*load_model(model_path))
+    sidecar = model_path.with_suffix(".json")
+    if not sidecar.is_file():
+        raise DataError(f"{model_path}: its {sidecar.name} (feature config, labels) is missing")
+    carried = None
+    try:
+        meta = json.loads(sidecar.read_text())
+        check_meta(meta, model_path)
+        features = FeatureConfig.from_dict(meta["feature_config"])
+        model_config = ModelConfig.from_dict(meta["model_config"])
+        if meta.get("decoder"):
+            carried = DecoderConfig.from_dict(meta["decoder"], sidecar)
+    except (ValueError, KeyError, TypeError) as err:
+        raise DataError(f"{sidecar}: not a ds2stream model description ({err})") from None
+    try:
+        network = ms.nn.GraphCell(ms.load(str(model_path)))
+    except (ValueError, RuntimeError, OSError) as err:
+        raise DataError(f"{model_path}: not a readable MindIR file ({' '.join(str(err).split())[:200]})") \
+            from None
+    network.config = model_config  # the eval loop reads output lengths from it, as from a built model
+    _probe(network, model_path, sidecar, features)
+    return OpenedModel(network, meta, carried, (model_path, meta.get("stream")))
+
+
+def _probe(network, model_path: Path, sidecar: Path, features: FeatureConfig) -> None:
+    """Run the MindIR once on silence shaped as the sidecar says: a model exported with another
+    feature config fails here, with a message, instead of on the user's first file."""
+    try:
+        network_log_probs(network, np.zeros((1, 1, features.num_bins, 64), np.float32), np.array([64]))
+    except RuntimeError as err:
+        raise DataError(f"{model_path} does not take the {features.num_bins}-bin features that {sidecar.name} "
+                         f"describes: the two come from different exports "
+                         f"({' '.join(str(err).split('C++ Call Stack')[0].split())[:160]})") from None
+
+
 class Transcriber:
     """Audio files -> text, from a ds2stream checkpoint (.ckpt) or an exported MindIR (.mindir)."""
 
     def __init__(self, model_path: Path, decoder: DecoderConfig | None = None):
         """``decoder``: how to decode (default: what an exported model's sidecar says, else greedy)."""
-        import mindspore as ms
-
-        model_path = Path(model_path)
-        carried = None
-        if model_path.suffix == ".mindir":
-            sidecar = model_path.with_suffix(".json")
-            if not sidecar.is_file():
-                raise DataError(f"{model_path}: its {sidecar.name} (feature config, labels) is missing")
-            try:
-                meta = json.loads(sidecar.read_text())
-                check_meta(meta, model_path)
-                features = FeatureConfig.from_dict(meta["feature_config"])
-                if meta.get("decoder"):
-                    carried = DecoderConfig.from_dict(meta["decoder"], sidecar)
-            except (ValueError, KeyError, TypeError) as err:
-                raise DataError(f"{sidecar}: not a ds2stream model description ({err})") from None
-            try:
-                self.network = ms.nn.GraphCell(ms.load(str(model_path)))
-            except (ValueError, RuntimeError, OSError) as err:
-                raise DataError(f"{model_path}: not a readable MindIR file ({' '.join(str(err).split())[:200]})") \
-                    from None
-            self._probe(model_path, sidecar, features)
-            self.exported = (model_path, meta.get("stream"))
-        else:
-            self.network, meta = load_model(model_path)
-            self.exported = None
-        self.features = FeatureConfig.from_dict(meta["feature_config"])
-        self.model_config = ModelConfig.from_dict(meta["model_config"])
-        self.decoder = decoder or carried or DecoderConfig()
+        opened = open_model(model_path)
+        self.network, self.exported = opened.network, opened.exported
+        self.features, self.model_config = opened.features, opened.model_config
+        self.decoder = decoder or opened.carried_decoder or DecoderConfig()
         self.decode = make_decoder(self.decoder)
         self.streaming = None  # built on the first stream: a forward-only model's stages
-
-    def _probe(self, model_path: Path, sidecar: Path, features: FeatureConfig) -> None:
-        """Run the MindIR once on silence shaped as the sidecar says: a model exported with another
-        feature config fails here, with a message, instead of on the user's first file."""
-        try:
-            network_log_probs(self.network, np.zeros((1, 1, features.num_bins, 64), np.float32), np.array([64]))
-        except RuntimeError as err:
-            raise DataError(f"{model_path} does not take the {features.num_bins}-bin features that {sidecar.name} "
-                             f"describes: the two come from different exports "
-                             f"({' '.join(str(err).split('C++ Call Stack')[0].split())[:160]})") from None
 
     @property
     def frame_seconds(self) -> float:
