@@ -36,6 +36,14 @@ def test_one_name_for_one_thing_across_verbs():
         assert "--jobs" in visible[verb] and "--workers" not in visible[verb], verb
 
 
+def test_every_verb_that_writes_a_file_names_it_out():
+    shown = {name: {opt for p in command.params if isinstance(p, click.Option) and not p.hidden for opt in p.opts}
+             for name, command in cli.commands.items()}
+    writers = ("average", "corpus", "demo", "download", "eval", "export", "lm", "plot", "shard", "train")
+    assert [verb for verb in writers if "--out" not in shown[verb]] == []
+    assert "--json" not in shown["eval"]
+
+
 def test_old_option_names_keep_working(tmp_path):
     # The hidden old spellings give their value when the new one is not given.
     for args in (["eval", "--shards", str(tmp_path), "--checkpoint", str(tmp_path / "none.ckpt")],
