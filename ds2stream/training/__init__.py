@@ -2,6 +2,7 @@
 
   ``config``       TrainConfig and the fields that define the batch plan;
   ``step``         the compiled step (loss, gradients across ranks, clipping, guarded Adam);
+  ``cells``        the step's MindSpore cells and the all-reduce (imported lazily: mindspore is slow to import);
   ``guard``        what a failed step leaves (nothing) and when to roll back;
   ``metrics``      metrics.jsonl and its curves;
   ``distributed``  msrun: joining the cluster, what the ranks share;
