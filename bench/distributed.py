@@ -67,7 +67,7 @@ def worker(args) -> None:
 def train_steps(args, rank: int, world_size: int) -> dict:
     import mindspore as ms
 
-    from ds2stream.model import build_model
+    from ds2stream.network import build_model
     from ds2stream.pipeline import BatchSampler, BatchSource, EpochIterator, ShardSet
     from ds2stream.presets import get_preset
     from ds2stream.training.step import STEP_INPUTS, build_train_step
@@ -96,7 +96,7 @@ def train_steps(args, rank: int, world_size: int) -> dict:
 
 def time_all_reduce(repeats: int) -> dict:
     """Median seconds of one all-reduce of a float32 vector the size of each preset's gradients."""
-    from ds2stream.model import build_model
+    from ds2stream.network import build_model
     from ds2stream.training.distributed import AllReduceSum
 
     all_reduce, timed = AllReduceSum(), {}

@@ -89,7 +89,8 @@ def seed_worker(args) -> dict:
 
     from ds2stream.data.text import encode, normalize
     from ds2stream.features import FeatureConfig
-    from ds2stream.model import ModelConfig, build_model
+    from ds2stream.model import ModelConfig
+    from ds2stream.network import build_model
     from ds2stream.runtime import use_graph_mode
     from ds2stream.training.config import TrainConfig
     from ds2stream.training.step import build_train_step
@@ -156,7 +157,7 @@ def ds2stream_worker(args) -> dict:
     """(c)/(d): shards, the bucketed reader, a preset; a few bucket shapes measured."""
     import mindspore as ms
 
-    from ds2stream.model import build_model
+    from ds2stream.network import build_model
     from ds2stream.pipeline import BatchSampler, BatchSource, EpochIterator, ShardSet
     from ds2stream.presets import get_preset
     from ds2stream.runtime import use_graph_mode
@@ -213,7 +214,7 @@ def eval_worker(args) -> dict:
     """Forward passes only: the zoo's eval shape (batch 1, 3500 frames) or ds2stream's buckets."""
     import mindspore as ms
 
-    from ds2stream.model import build_model
+    from ds2stream.network import build_model
     from ds2stream.presets import get_preset
     from ds2stream.runtime import use_graph_mode
 

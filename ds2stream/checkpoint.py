@@ -18,7 +18,7 @@ from .errors import DataError
 from .failpoints import failpoint
 from .features import FeatureConfig
 from .files import replace_durably
-from .model import ModelConfig, build_model
+from .model import ModelConfig
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +101,8 @@ def check_meta(meta: dict, source: Path, feature_config: FeatureConfig | None = 
 
 def load_model(checkpoint: Path):
     """Build the network a ds2stream checkpoint describes and load its weights, in eval mode."""
+    from .network import build_model
+
     params, meta = read_checkpoint(checkpoint)
     if "model_config" not in meta:
         raise CheckpointError(f"{checkpoint}: no ds2stream metadata (a zoo checkpoint? "

@@ -1,4 +1,5 @@
-"""DeepSpeech2 in MindSpore: conv front end, RNN layers, a linear classifier.
+"""DeepSpeech2 in MindSpore: conv front end, RNN layers, a linear classifier. This module holds what
+shapes the network, without importing MindSpore; the cells and ``build_model`` are in ``network.py``.
 
 Parameter names and shapes are the model zoo's (``conv.conv1.weight``, ``conv.bn1.gamma``,
 ``RNN.lstms.0.weight_ih_l0``, ``fc.module.weight``, ...), so zoo checkpoints load. The conv
@@ -113,11 +114,17 @@ class ModelConfig:
         return frames
 
     @property
-    def rnn_input_size(self) -> int:
-        bins = self.num_bins
+    def conv_shapes(self) -> list[tuple[int, int]]:
+        """(channels, bins) into each conv layer, then out of the last: the frequency axis."""
+        shapes = [(1, self.num_bins)]
         for layer in self.conv:
-            bins = layer.out_size(bins, 0)
-        return self.conv[-1].channels * bins
+            shapes.append((layer.channels, layer.out_size(shapes[-1][1], 0)))
+        return shapes
+
+    @property
+    def rnn_input_size(self) -> int:
+        channels, bins = self.conv_shapes[-1]
+        return channels * bins
 
     @property
     def time_stride(self) -> int:
@@ -153,167 +160,9 @@ def count_parameters(config: ModelConfig) -> int:
     return total + config.num_classes * config.rnn_hidden
 
 
-# ---------------------------------------------------------------- MindSpore cells
-# Imported lazily: mindspore takes seconds to import and the data stages do not need it.
-
-def build_model(config: ModelConfig):
-    """A DeepSpeech2 ``mindspore.nn.Cell`` for ``config`` (parameter names as the zoo's)."""
-    from mindspore import nn, ops
-
-    def time_mask(lengths, frames):
-        """(B, frames) float mask, 1 where t < length."""
-        steps = ops.arange(frames, dtype=lengths.dtype)
-        return (steps.view(1, -1) < lengths.view(-1, 1)).astype("float32")
-
-    def activation():
-        if config.activation is Activation.HARDTANH:
-            return nn.Hardtanh(0.0, 20.0)
-        return nn.Tanh()
-
-    class ConvStack(nn.Cell):
-        def __init__(self):
-            super().__init__()
-            channels = 1
-            self.layers = config.conv
-            for i, layer in enumerate(config.conv, 1):
-                pad_f, pad_t = layer.padding
-                setattr(self, f"conv{i}", nn.Conv2d(
-                    channels, layer.channels, layer.kernel, stride=layer.stride, pad_mode="pad",
-                    padding=(pad_f, pad_f, pad_t, pad_t), has_bias=False, weight_init="HeUniform"))
-                setattr(self, f"bn{i}", nn.BatchNorm2d(layer.channels, momentum=0.9))
-                setattr(self, f"act{i}", activation())
-                channels = layer.channels
-            self.count = len(config.conv)
-
-        def construct(self, x, lengths):
-            for i in range(self.count):
-                layer = self.layers[i]
-                x = getattr(self, f"conv{i + 1}")(x)
-                x = getattr(self, f"bn{i + 1}")(x)
-                x = getattr(self, f"act{i + 1}")(x)
-                lengths = layer.out_size(lengths, 1)  # the one formula, as ModelConfig.output_lengths
-                if config.mask_padding:
-                    x = x * time_mask(lengths, x.shape[3]).view(x.shape[0], 1, 1, -1)
-            return x, lengths
-
-    rnn_class = nn.LSTM if config.rnn_type is RNNType.LSTM else nn.GRU
-
-    class BiRNN(rnn_class):
-        """One bidirectional layer, directions summed. With masking, each direction runs over the
-        sequence reversed within its own length, so padding never enters the recurrence."""
-
-        def construct(self, x, lengths):
-            if not config.mask_padding:
-                out, _ = super().construct(x)
-                return out[:, :, :self.hidden_size] + out[:, :, self.hidden_size:]
-            batch = x.shape[1]
-            zeros = ops.zeros((batch, self.hidden_size), x.dtype)
-            state = (zeros, zeros) if config.rnn_type is RNNType.LSTM else zeros
-            forward, _ = self.rnn(x, state, None, self.w_ih_list[0], self.w_hh_list[0],
-                                  self.b_ih_list[0], self.b_hh_list[0])
-            backward, _ = self.rnn(self.reverse_sequence(x, lengths), state, None, self.w_ih_list[1],
-                                   self.w_hh_list[1], self.b_ih_list[1], self.b_hh_list[1])
-            out = forward + self.reverse_sequence(backward, lengths)
-            return out * time_mask(lengths, x.shape[0]).transpose().view(x.shape[0], batch, 1)
-
-    class ForwardRNN(rnn_class):
-        """One forward-only layer; ``step`` goes on from a carried state (a stream's chunks)."""
-
-        def construct(self, x, lengths):
-            batch = x.shape[1]
-            zeros = ops.zeros((batch, self.hidden_size), x.dtype)
-            out, _ = self.step(x, (zeros, zeros) if config.rnn_type is RNNType.LSTM else zeros)
-            return out * time_mask(lengths, x.shape[0]).transpose().view(x.shape[0], batch, 1)
-
-        def step(self, x, state):
-            return self.rnn(x, state, None, self.w_ih_list[0], self.w_hh_list[0], self.b_ih_list[0],
-                            self.b_hh_list[0])
-
-    class RNNStack(nn.Cell):
-        def __init__(self):
-            super().__init__()
-            sizes = [config.rnn_input_size] + [config.rnn_hidden] * (config.rnn_layers - 1)
-            self.lstms = nn.CellList([BiRNN(size, config.rnn_hidden, 1, bidirectional=True)
-                                      if config.bidirectional else ForwardRNN(size, config.rnn_hidden, 1)
-                                      for size in sizes])
-            if config.rnn_batch_norm:
-                self.norms = nn.CellList([nn.BatchNorm1d(config.rnn_hidden, momentum=0.9)
-                                          for _ in range(config.rnn_layers - 1)])
-            self.count = config.rnn_layers
-            self.has_dropout = config.dropout > 0
-            if self.has_dropout:
-                self.dropout = nn.Dropout(p=config.dropout)  # the identity unless set_train(True)
-
-        def construct(self, x, lengths):
-            for i in range(self.count):
-                if config.rnn_batch_norm and i > 0:
-                    frames, batch, size = x.shape
-                    x = self.norms[i - 1](x.view(frames * batch, size)).view(frames, batch, size)
-                x = self.lstms[i](x, lengths)
-                if self.has_dropout:
-                    x = self.dropout(x)
-            return x
-
-    class SequenceWise(nn.Cell):
-        """Applies a module to every (frame, batch) position; named ``module`` as in the zoo."""
-
-        def __init__(self, module):
-            super().__init__()
-            self.module = module
-
-        def construct(self, x):
-            frames, batch, size = x.shape
-            return self.module(x.view(frames * batch, size)).view(frames, batch, -1)
-
-    class Lookahead(nn.Cell):
-        """The DS2 paper's row convolution: out[t] = sum_j weight[j] * x[t + j], per feature, j in
-        0..lookahead, zeros past the end (the masked frames past each utterance's own end)."""
-
-        def __init__(self):
-            super().__init__()
-            from mindspore import Parameter
-            from mindspore.common.initializer import Uniform, initializer
-
-            self.weight = Parameter(initializer(Uniform(1.0 / (config.lookahead + 1)),
-                                                (config.lookahead + 1, config.rnn_hidden)), name="weight")
-            self.span = config.lookahead + 1
-
-        def construct(self, x):
-            out = x * self.weight[0]
-            for j in range(1, self.span):
-                shifted = ops.concat((x[j:], ops.zeros_like(x[:j])), axis=0)
-                out = out + shifted * self.weight[j]
-            return out
-
-    class DeepSpeech2(nn.Cell):
-        def __init__(self):
-            super().__init__()
-            self.config = config
-            self.conv = ConvStack()
-            self.RNN = RNNStack()
-            self.has_lookahead = config.lookahead > 0
-            if self.has_lookahead:
-                self.lookahead = Lookahead()
-            self.fc = SequenceWise(nn.Dense(config.rnn_hidden, config.num_classes, has_bias=False))
-            self.log_softmax = nn.LogSoftmax(axis=-1)
-
-        def construct(self, features, lengths):
-            x, lengths = self.conv(features, lengths)
-            batch, channels, bins, frames = x.shape
-            x = x.view(batch, channels * bins, frames).transpose(2, 0, 1)  # (T, B, C*F)
-            x = self.RNN(x, lengths)
-            if self.has_lookahead:
-                x = self.lookahead(x)
-            return self.log_softmax(self.fc(x)), lengths
-
-    network = DeepSpeech2()
-    # Called on its own (evaluation, transcription, the server), the network compiles one graph
-    # for every batch shape rather than one per shape: each graph kept its own buffers (`lean`'s
-    # eval of the sentence test split: 3.55 GB, now 1.70) and each new length cost a compile (each
-    # file of a new length, in `ds2stream transcribe`). Inside the training step the step's inputs decide.
-    network.set_inputs(*open_inputs(config))
-    return network
-
+# ---------------------------------------------------------------- MindSpore
+# The cells themselves and ``build_model`` live in ``network.py``; what follows imports mindspore
+# lazily: it takes seconds to import and the data stages do not need it.
 
 def open_inputs(config: ModelConfig) -> tuple:
     """The network's inputs (features, lengths) with batch and frames left open, as the training

@@ -9,7 +9,8 @@ import pytest
 
 from ds2stream.checkpoint import CheckpointError, load_weights, read_checkpoint
 from ds2stream.errors import ConfigError
-from ds2stream.model import ModelConfig, build_model, count_parameters, parameter_shapes
+from ds2stream.model import ModelConfig, count_parameters, parameter_shapes
+from ds2stream.network import build_model
 from ds2stream.presets import PRESETS
 from ds2stream.runtime import use_graph_mode
 

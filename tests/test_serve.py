@@ -20,7 +20,7 @@ from ds2stream.data.text import LABELS
 from ds2stream.features import FeatureConfig
 from ds2stream.inference.align import ctc_align, word_times
 from ds2stream.inference.serve import padded_frames
-from ds2stream.model import build_model
+from ds2stream.network import build_model
 from ds2stream.presets import PRESETS
 
 

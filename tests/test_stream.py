@@ -99,7 +99,7 @@ def stream_network():
     difference between two orders of float sums grows without bound.)"""
     import mindspore as ms
 
-    from ds2stream.model import build_model
+    from ds2stream.network import build_model
     from ds2stream.runtime import use_graph_mode
 
     use_graph_mode()
@@ -214,7 +214,7 @@ def test_transcribe_stream_prints_growing_partials_then_the_whole_recordings_tex
 
     bidirectional = tmp_path / "bidirectional.ckpt"
     tiny = PRESETS["tiny"].model
-    from ds2stream.model import build_model
+    from ds2stream.network import build_model
     save_checkpoint(build_model(tiny), bidirectional, {"format": CHECKPOINT_FORMAT, "labels": LABELS,
                                                       "model_config": tiny.to_dict(),
                                                       "feature_config": FeatureConfig().to_dict()})

@@ -137,53 +137,14 @@ def build_stream_stages(network, config: ModelConfig):
     """The network's layers as stages a stream runs one chunk at a time, owning them (the
     network's parameters are renamed under the stages: give a copy): each conv layer without time
     padding (the stream supplies it), the RNN layers from a state."""
-    from mindspore import nn, ops
-
-    class ConvStage(nn.Cell):
-        def __init__(self, index: int):
-            super().__init__()
-            layer, trained = config.conv[index], getattr(network.conv, f"conv{index + 1}")
-            pad_f = layer.padding[0]
-            # The layer's convolution padded in frequency only: the stream brings the time context.
-            self.conv = nn.Conv2d(trained.in_channels, layer.channels, layer.kernel, stride=layer.stride,
-                                  pad_mode="pad", padding=(pad_f, pad_f, 0, 0), has_bias=False)
-            self.conv.weight.set_data(trained.weight.data)
-            self.norm = getattr(network.conv, f"bn{index + 1}")
-            self.activation = getattr(network.conv, f"act{index + 1}")
-
-        def construct(self, x):
-            return self.activation(self.norm(self.conv(x)))
-
-    class RNNStage(nn.Cell):
-        """All RNN layers over a chunk, (frames, batch, size) and the (layers, batch, hidden) states."""
-
-        def __init__(self):
-            super().__init__()
-            self.rnn = network.RNN
-            self.count = config.rnn_layers
-            self.batch_norm = config.rnn_batch_norm
-
-        def construct(self, x, h, c):
-            hs, cs = [], []
-            for i in range(self.count):
-                if self.batch_norm and i > 0:
-                    frames, batch, size = x.shape
-                    x = self.rnn.norms[i - 1](x.view(frames * batch, size)).view(frames, batch, size)
-                x, (h_i, c_i) = self.rnn.lstms[i].step(x, (h[i], c[i]))
-                hs.append(h_i.squeeze(0))
-                cs.append(c_i.squeeze(0))
-            return x, ops.stack(hs), ops.stack(cs)
-
     import mindspore as ms
 
-    convs = [ConvStage(i) for i in range(len(config.conv))]
-    channels = [1] + [layer.channels for layer in config.conv]
-    bins = [config.num_bins]
-    for layer in config.conv:
-        bins.append(layer.out_size(bins[-1], 0))
-    for i, stage in enumerate(convs):
-        stage.set_inputs(ms.Tensor(shape=[None, channels[i], bins[i], None], dtype=ms.float32))
-    rnn = RNNStage()
+    from ..network import ConvStage, RNNStage
+
+    convs = [ConvStage(network.conv, i) for i in range(len(config.conv))]
+    for stage, (channels, bins) in zip(convs, config.conv_shapes):
+        stage.set_inputs(ms.Tensor(shape=[None, channels, bins, None], dtype=ms.float32))
+    rnn = RNNStage(network.RNN)
     state = ms.Tensor(shape=[config.rnn_layers, None, config.rnn_hidden], dtype=ms.float32)
     rnn.set_inputs(ms.Tensor(shape=[None, None, config.rnn_input_size], dtype=ms.float32), state, state)
     for cell in (*convs, rnn):
@@ -208,7 +169,7 @@ class StreamingModel:
     def from_network(cls, network, model_config: ModelConfig, features: FeatureConfig) -> "StreamingModel":
         import mindspore as ms
 
-        from ..model import build_model
+        from ..network import build_model
 
         check_streamable(model_config, features)
         params = {p.name: p.asnumpy() for p in network.get_parameters()}
@@ -252,13 +213,10 @@ class Stream:
         # Greedy is the beam search's best path (width 1, no LM), fed as the frames come.
         self.model, self.search = model, search or BeamSearch(beam_width=1).start()
         self.features = FeatureStream(model.features)
-        shapes, bins, channels = [], config.num_bins, 1
-        for layer in config.conv:
-            shapes.append((1, channels, bins))
-            bins, channels = layer.out_size(bins, 0), layer.channels
+        shapes = [(1, channels, bins) for channels, bins in config.conv_shapes]  # one stream: batch 1
         self.convs = [ConvStream(layer.kernel[1], layer.stride[1], layer.padding[1], shape)
                       for layer, shape in zip(config.conv, shapes)]
-        self.conv_outputs = shapes[1:] + [(1, channels, bins)]
+        self.conv_outputs = shapes[1:]
         self.h = np.zeros((config.rnn_layers, 1, config.rnn_hidden), np.float32)
         self.c = np.zeros_like(self.h)
         self.pending = np.zeros((0, config.rnn_hidden), np.float32)  # RNN outputs awaiting their lookahead

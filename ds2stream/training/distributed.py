@@ -75,17 +75,9 @@ class AllReduceSum:
     eager ``mint.distributed.all_reduce`` fails there)."""
 
     def __init__(self):
-        from mindspore import nn, ops
+        from .cells import AllReduce
 
-        class _Cell(nn.Cell):
-            def __init__(self):
-                super().__init__()
-                self.all_reduce = ops.AllReduce()
-
-            def construct(self, x):
-                return self.all_reduce(x)
-
-        self.cell = _Cell()
+        self.cell = AllReduce()
 
     def __call__(self, values: np.ndarray) -> np.ndarray:
         import mindspore as ms

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from ..data.text import BLANK_INDEX
 from ..model import open_inputs
 from .config import TrainConfig
 
@@ -51,81 +50,13 @@ def build_train_step(network, config: TrainConfig, world_size: int = 1):
     distributed step in one process.
     """
     import mindspore as ms
-    from mindspore import nn, ops
+    from mindspore import nn
 
-    class NetWithLoss(nn.Cell):
-        """Masked mean over the batch of CTC loss per label: filler rows (mask 0) never count."""
-
-        def __init__(self):
-            super().__init__(auto_prefix=False)
-            self.network = network
-            self.ctc = nn.CTCLoss(blank=BLANK_INDEX, reduction="none", zero_infinity=False)
-
-        def construct(self, features, feature_lengths, labels, label_lengths, mask):
-            log_probs, output_lengths = self.network(features, feature_lengths)
-            losses = self.ctc(log_probs, labels, output_lengths, label_lengths)
-            per_label = losses / ops.maximum(label_lengths.astype(ms.float32), 1.0)
-            return (per_label * mask).sum() / ops.maximum(mask.sum(), 1.0)
-
-    class LossAndGrads(nn.Cell):
-        """(loss, gradients of the trainable weights) of one batch on one rank."""
-
-        def __init__(self, net_with_loss, weights):
-            super().__init__(auto_prefix=False)
-            self.net_with_loss, self.weights = net_with_loss, weights
-            self.grad = ops.GradOperation(get_by_list=True)
-
-        def construct(self, features, feature_lengths, labels, label_lengths, mask):
-            loss = self.net_with_loss(features, feature_lengths, labels, label_lengths, mask)
-            grads = self.grad(self.net_with_loss, self.weights)(features, feature_lengths, labels, label_lengths,
-                                                                mask)
-            return loss, grads
-
-    class Update(nn.Cell):
-        """Global-norm clipping, weight decay and Adam, skipped (nothing written) unless loss and
-        norm are finite."""
-
-        def __init__(self, optimizer):
-            super().__init__(auto_prefix=False)
-            self.optimizer, self.clip_norm = optimizer, config.clip_norm
-            self.weight_decay = config.weight_decay
-            self.decayed = ms.ParameterTuple([p for p in optimizer.parameters if len(p.shape) > 1])
-
-        def construct(self, loss, grads, learning_rate):
-            loss = ops.depend(loss, ops.assign(self.optimizer.learning_rate, learning_rate))
-            norm = ops.sqrt(ops.addn([ops.square(g).sum() for g in grads]))
-            finite = ops.logical_and(ops.isfinite(loss), ops.isfinite(norm))
-            if finite:
-                scale = self.clip_norm / ops.maximum(norm, self.clip_norm)
-                grads = tuple(g * scale for g in grads)
-                if self.weight_decay > 0:
-                    # AdamW's order: shrink first, then Adam's step from the shrunk weights
-                    shrink = 1.0 - learning_rate * self.weight_decay
-                    for weight in self.decayed:
-                        grads = ops.depend(grads, ops.assign(weight, weight * shrink))
-                loss = ops.depend(loss, self.optimizer(grads))
-            return loss, norm, finite
-
-    class TrainStep(nn.Cell):
-        def __init__(self, loss_and_grads, update):
-            super().__init__(auto_prefix=False)
-            self.loss_and_grads, self.update = loss_and_grads, update
-            self.distributed = world_size > 1
-            if self.distributed:
-                self.reducer = nn.DistributedGradReducer(loss_and_grads.weights, mean=False)  # a sum
-                self.all_reduce = ops.AllReduce()
-
-        def construct(self, features, feature_lengths, labels, label_lengths, mask, learning_rate):
-            loss, grads = self.loss_and_grads(features, feature_lengths, labels, label_lengths, mask)
-            if self.distributed:
-                rows = mask.sum()
-                share = rows / ops.maximum(self.all_reduce(rows), 1.0)
-                grads = self.reducer(tuple(g * share for g in grads))
-                loss = self.all_reduce(loss * share)
-            return self.update(loss, grads, learning_rate)
+    from .cells import LossAndGrads, NetWithLoss, TrainStep, Update
 
     optimizer = nn.Adam(network.trainable_params(), learning_rate=config.learning_rate, loss_scale=1.0)
-    step = TrainStep(LossAndGrads(NetWithLoss(), optimizer.parameters), Update(optimizer))
+    step = TrainStep(LossAndGrads(NetWithLoss(network), optimizer.parameters),
+                     Update(optimizer, config.clip_norm, config.weight_decay), distributed=world_size > 1)
     if config.dynamic_shapes:
         # Rows, frames and label lengths open: one compilation serves every bucket. The half a
         # replay calls on its own gets the same inputs, so that it runs the same kernels.

@@ -46,7 +46,7 @@ from ..errors import ConfigError, DataError
 from ..failpoints import failpoint
 from ..features import FeatureConfig, Normalize
 from ..files import write_durably
-from ..model import ModelConfig, build_model, running_statistics
+from ..model import ModelConfig, running_statistics
 from ..pipeline import EpochIterator, ShardSet, with_global_statistics
 from ..pipeline.augment import switch
 from ..runtime import use_graph_mode
@@ -84,6 +84,8 @@ class Trainer:
     def __init__(self, run_dir: Path, shard_dir: Path, model_config: ModelConfig, config: TrainConfig,
                  dev_shard_dir: Path | None = None, rank: int = 0, world_size: int = 1, progress: bool = True):
         import mindspore as ms
+
+        from ..network import build_model
 
         self.run_dir, self.config = Path(run_dir), config
         self.rank, self.world_size, self.progress = rank, world_size, progress
