@@ -41,7 +41,7 @@ from ..checkpoint import (
     read_checkpoint,
 )
 from ..data.text import LABELS
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, RunStoppedError
 from ..failpoints import failpoint
 from ..features import FeatureConfig, Normalize
 from ..files import write_durably
@@ -248,8 +248,9 @@ class Trainer:
             result = StepResult(float(loss.asnumpy()), float(norm.asnumpy()), bool(finite.asnumpy()))
         except RuntimeError as err:
             if self.world_size > 1:  # the other ranks wait in the all-reduce: no way to skip alone
-                raise RuntimeError(f"rank {self.rank}: MindSpore kernel error in the training step "
-                                   f"({kernel_error_summary(err)}); resume the run from its last checkpoint") from err
+                raise RunStoppedError(f"rank {self.rank}: MindSpore kernel error in the training step "
+                                      f"({kernel_error_summary(err)}); resume the run from its last checkpoint") \
+                    from err
             # The kernels that fail (CTC, convolutions, LSTMs, memory) all run before the update.
             self._rebuild_step()
             result = StepResult(float("nan"), float("nan"), False, kernel_error_summary(err))
