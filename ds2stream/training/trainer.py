@@ -359,8 +359,8 @@ class Trainer:
             if self.is_writer:
                 failpoint("dev_evaluation")
             record = dataclasses.replace(record, **self.evaluate_dev())
-        best = {"wer": self.state.best_wer, "cer": self.state.best_cer}[self.config.best_by]
-        value = getattr(record, f"dev_{self.config.best_by}")
+        best = {"wer": self.state.best_wer, "cer": self.state.best_cer}[self.config.best_by.value]
+        value = getattr(record, f"dev_{self.config.best_by.value}")
         improved = value is not None and (best is None or value < best)
         if improved:  # before saving, so that a resumed run knows the best so far
             self.state.best_wer, self.state.best_cer = record.dev_wer, record.dev_cer
