@@ -42,7 +42,7 @@ def _lines(path: Path) -> Iterator[tuple[str, dict | None]]:
 
 
 def manifest_kind(path: Path) -> str:
-    """'cuts', 'supervisions' or 'recordings', from the first entry; ValueError naming the file."""
+    """'cuts', 'supervisions' or 'recordings', from the first entry; a DataError naming the file."""
     try:
         where, first = next(_lines(path), (str(path), None))
     except (OSError, EOFError, UnicodeDecodeError) as err:

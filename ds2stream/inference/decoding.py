@@ -128,7 +128,7 @@ class DecoderConfig:
 
 
 def read_lm(path):
-    """An ARPA LM (``lm.NGramLM``), checked against the label set: a one-line ValueError naming the file otherwise."""
+    """An ARPA LM (``lm.NGramLM``), checked against the label set: a one-line DataError naming the file otherwise."""
     from .lm import read_arpa
 
     lm = read_arpa(Path(path))
