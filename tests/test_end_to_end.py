@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import soundfile
 from click.testing import CliRunner
-from support.browser import headless_chromium
-from support.servers import multipart_body, post_audio, served
 
 from ds2stream.cli import cli
 from ds2stream.data.audio import read_audio, resample
 from ds2stream.data.shards import audio_bytes
 from ds2stream.pipeline import ShardSet, decode_samples
+from testkit.browser import headless_chromium
+from testkit.servers import multipart_body, post_audio, served
 
 pytestmark = pytest.mark.slow
 

@@ -15,8 +15,8 @@ from ds2stream.checkpoint import read_checkpoint
 from ds2stream.cli import cli
 from ds2stream.data.shards import ShardOptions, load_index, read_shard, write_shard_set
 from ds2stream.failpoints import ENV as KILL_AT
-from ds2stream.testing import fuzzed_corpus, librispeech_archive, librispeech_tree
 from ds2stream.training.trainer import run_training
+from testkit.corpora import fuzzed_corpus, librispeech_archive, librispeech_tree
 
 pytestmark = pytest.mark.slow
 

@@ -15,7 +15,7 @@ from ds2stream.cli import cli
 from ds2stream.data.audio import read_audio
 from ds2stream.data.shards import ShardOptions, audio_bytes, load_index, read_shard, write_shard_set
 from ds2stream.failpoints import ENV as KILL_AT
-from ds2stream.testing import hf_librispeech_rows, librispeech_tree, write_hf_parquet
+from testkit.corpora import hf_librispeech_rows, librispeech_tree, write_hf_parquet
 
 RATE = 16000
 

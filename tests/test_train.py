@@ -16,10 +16,10 @@ from ds2stream.model import ConvLayer, ModelConfig
 from ds2stream.pipeline import STANDARD_AUGMENT, BatchMode, EpochIterator, with_global_statistics
 from ds2stream.presets import PRESETS
 from ds2stream.runtime import use_graph_mode
-from ds2stream.testing import librispeech_tree, utterances_of_lengths
 from ds2stream.training.config import EPOCHS_UNTIL_BUDGET, BestBy, LRSchedule, TrainConfig
 from ds2stream.training.plan import resume_position
 from ds2stream.training.trainer import Trainer, run_training
+from testkit.corpora import librispeech_tree, utterances_of_lengths
 
 TINY = PRESETS["tiny"].model
 FAST_TRAIN = dataclasses.replace(PRESETS["tiny"].train, epochs=2, max_frames=2500, num_buckets=2,
