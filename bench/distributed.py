@@ -35,11 +35,8 @@ from pathlib import Path
 import harness
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the test harness, tests/support
-
-from support.machines import TwoMachines, local_msrun, namespaces_forbidden
-
 from ds2stream.presets import PRESETS
+from testkit.machines import TwoMachines, local_msrun, namespaces_forbidden
 
 FRAMES = 1760  # one bucket edge: 17.6 s
 TRAIN_CLEAN_100_HOURS = 100.6
@@ -118,7 +115,7 @@ def time_all_reduce(repeats: int) -> dict:
 def make_shards(work: Path) -> Path:
     from ds2stream.data import SAMPLE_DIR
     from ds2stream.data.shards import ShardOptions, write_shard_set
-    from ds2stream.testing import synthetic_librispeech
+    from testkit.corpora import synthetic_librispeech
 
     corpus = synthetic_librispeech(SAMPLE_DIR / "train", work / "src", hours=0.4, seed=5)
     write_shard_set([corpus], work / "shards", ShardOptions(shard_size_mb=8), jobs=2)

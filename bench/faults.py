@@ -34,7 +34,7 @@ from ds2stream.checkpoint import read_checkpoint
 from ds2stream.data import SAMPLE_DIR
 from ds2stream.data.shards import ShardOptions, load_index, read_shard, write_shard_set
 from ds2stream.failpoints import ENV as KILL_AT
-from ds2stream.testing import fuzzed_corpus, librispeech_archive, synthetic_librispeech
+from testkit.corpora import fuzzed_corpus, librispeech_archive, synthetic_librispeech
 
 TRAIN_FLAGS = ["--preset", "tiny", "--epochs", "3", "--checkpoint-every", "10", "--keep-last", "2"]
 FAILPOINTS = ["best_before_copy:1", "checkpoint_written:1", "dev_evaluation:1", "step_logged:5",

@@ -27,6 +27,9 @@ import time
 from pathlib import Path
 
 REPOSITORY = Path(__file__).resolve().parent.parent
+# The benches run from a checkout, on its testkit (corpora, servers, machines): importing the
+# harness, as every bench does first, makes it importable. Appended: an installed ds2stream wins.
+sys.path.append(str(REPOSITORY))
 
 
 def cpu_summary() -> str:

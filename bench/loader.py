@@ -41,7 +41,7 @@ from ds2stream.pipeline import (
     round_up_frames,
 )
 from ds2stream.pipeline.augment import speed_samples, switch
-from ds2stream.testing import sample_durations, synthetic_librispeech
+from testkit.corpora import sample_durations, synthetic_librispeech
 
 ZOO_STEP_AUDIO_SECONDS_PER_SECOND = 4.66
 TRAIN_CLEAN_100_UTTERANCES = 28539

@@ -19,15 +19,12 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+import harness
 import pyarrow.ipc
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the test harness, tests/support
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import harness  # noqa: E402
-from support.archive_server import ArchiveServer, Behaviour  # noqa: E402
-
-from ds2stream.data import SAMPLE_DIR  # noqa: E402
-from ds2stream.testing import synthetic_librispeech  # noqa: E402
+from ds2stream.data import SAMPLE_DIR
+from testkit.archive_server import ArchiveServer, Behaviour
+from testkit.corpora import synthetic_librispeech
 
 
 def build_archive(path: Path, gigabytes: float, work: Path) -> dict:

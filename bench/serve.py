@@ -13,14 +13,11 @@ memory (RSS, sampled every 0.2 s) — a server past its capacity refuses, it doe
 """
 import argparse
 import asyncio
-import sys
 import time
 from pathlib import Path
 
 import harness
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the test harness, tests/support
 
 
 async def load(url: str, bodies: list[bytes], clients: int, requests: int) -> tuple[list[float], list[float], int]:
@@ -51,7 +48,8 @@ async def open_loop(url: str, bodies: list[bytes], rate: float, seconds: float, 
     """Requests at Poisson arrival times of ``rate`` per second for ``seconds``, each on its own
     (nobody waits for an answer before sending the next); what came back, and the server's RSS."""
     import aiohttp
-    from support.servers import served_stats
+
+    from testkit.servers import served_stats
 
     rng = np.random.default_rng(seed)
     latencies, statuses, rss, errors = [], [], [], []
@@ -113,10 +111,9 @@ def main():
     parser.add_argument("--out", type=Path, default=None, help="a JSON of the figures")
     args = parser.parse_args()
 
-    from support.servers import served
-
     from ds2stream.data.shards import audio_bytes
     from ds2stream.pipeline import ShardSet
+    from testkit.servers import served
 
     shard_set = ShardSet(args.shards)
     positions = np.linspace(0, len(shard_set) - 1, min(args.files, len(shard_set))).astype(int)

@@ -1,6 +1,6 @@
 """Audio-hours per wall-second of `ds2stream shard` against the seed's data preparation, one run.
 
-On a LibriSpeech-layout corpus with train-clean-100's utterance lengths (tools/ makes it from the
+On a LibriSpeech-layout corpus with train-clean-100's utterance lengths (testkit.corpora makes it from the
 bundled real speech), times on this machine:
   (a) ds2stream shard, audio-only shards, from the folder      (--jobs 2)
   (b) ds2stream shard, audio-only shards, from the .tar.gz     (--jobs 2, read as a stream)
@@ -24,7 +24,7 @@ import harness
 from ds2stream.data import SAMPLE_DIR
 from ds2stream.data.shards import ShardOptions, write_shard_set
 from ds2stream.data.zoo import prepare_zoo_manifest
-from ds2stream.testing import librispeech_archive, synthetic_librispeech
+from testkit.corpora import librispeech_archive, synthetic_librispeech
 
 
 def disk_mb(path: Path) -> float:

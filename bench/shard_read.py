@@ -23,7 +23,7 @@ import numpy as np
 from ds2stream.data import SAMPLE_DIR
 from ds2stream.data.shards import ShardOptions, audio_bytes, write_shard_set
 from ds2stream.pipeline import ShardSet
-from ds2stream.testing import format_1_copy, hf_librispeech_rows, synthetic_librispeech, write_hf_parquet
+from testkit.corpora import format_1_copy, hf_librispeech_rows, synthetic_librispeech, write_hf_parquet
 
 
 def best_of(repeats, func):

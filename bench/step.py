@@ -244,7 +244,7 @@ def plan_epoch(preset_name: str, edges: np.ndarray | None, batch: int | None):
     """Batches per shape of one train-clean-100 epoch, planned from its length distribution."""
     from ds2stream.pipeline import BatchMode, BatchSampler
     from ds2stream.presets import get_preset
-    from ds2stream.testing import sample_durations
+    from testkit.corpora import sample_durations
 
     rng = np.random.default_rng(0)
     frames = (sample_durations("train-clean-100", TRAIN_CLEAN_100["utterances"], rng) * 100).astype(np.int64) + 1
@@ -278,7 +278,7 @@ def make_data(work: Path) -> dict:
     from ds2stream.data import SAMPLE_DIR
     from ds2stream.data.shards import ShardOptions, write_shard_set
     from ds2stream.data.zoo import prepare_zoo_manifest
-    from ds2stream.testing import synthetic_librispeech
+    from testkit.corpora import synthetic_librispeech
 
     corpus = synthetic_librispeech(SAMPLE_DIR / "train", work / "src", hours=0.7, seed=3)
     write_shard_set([corpus], work / "shards", ShardOptions(shard_size_mb=8), jobs=2)
@@ -336,7 +336,7 @@ def eval_comparison(edges, args) -> dict:
     on test-clean's lengths."""
     from ds2stream.pipeline import BatchSampler
     from ds2stream.presets import get_preset
-    from ds2stream.testing import sample_durations
+    from testkit.corpora import sample_durations
 
     rng = np.random.default_rng(1)
     frames = (sample_durations("test-clean", 2620, rng) * 100).astype(np.int64) + 1

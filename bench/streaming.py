@@ -23,15 +23,11 @@ context (the future audio each output frame waits for, from its config).
 import argparse
 import asyncio
 import json
-import sys
 import time
 from pathlib import Path
 
+import harness
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the test harness, tests/support
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import harness  # noqa: E402
 
 #: The speech detector: 25-ms frames every 10 ms whose energy is within SPEECH_DB of the
 #: recording's loud frames (its 95th percentile) are speech; so are quieter stretches shorter than
@@ -149,9 +145,8 @@ def main():
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
-    from support.servers import served, served_stats
-
     from ds2stream.pipeline import ShardSet
+    from testkit.servers import served, served_stats
 
     shard_set = ShardSet(args.shards)
     rate = 16000

@@ -67,6 +67,7 @@ def load_weights(network, params: dict, source: Path, strict: bool = True) -> li
     :return: the checkpoint's names the network does not have (e.g. Adam state of a zoo checkpoint).
     """
     import mindspore as ms
+    import numpy as np
 
     own = {p.name: p for p in network.get_parameters()}
     missing = sorted(set(own) - set(params))
@@ -78,6 +79,10 @@ def load_weights(network, params: dict, source: Path, strict: bool = True) -> li
     if wrong:
         raise CheckpointError(f"{source}: {len(wrong)} parameters have other shapes than this model "
                               f"(first: {wrong[0]}); it was made for another preset or model config")
+    broken = next((n for n in own if n in params and not np.isfinite(params[n].asnumpy()).all()), None)
+    if broken:  # a diverged run's weights: every output would be NaN
+        raise CheckpointError(f"{source}: parameter {broken} holds NaN or infinite values; use an earlier "
+                              f"checkpoint of its run")
     ms.load_param_into_net(network, {n: params[n] for n in own if n in params}, strict_load=False)
     return sorted(set(params) - set(own))
 

@@ -184,7 +184,7 @@ class Espeak:
         data_parent = str(Path(espeakng_loader.get_data_path()).parent).encode()
         self.rate = self._lib.espeak_Initialize(synchronous, 0, data_parent, keep_process)
         if self.rate <= 0:
-            raise RuntimeError(f"libespeak-ng did not start (data in {data_parent.decode()})")
+            raise CorpusError(f"libespeak-ng did not start (data in {data_parent.decode()})")
         self._lib.espeak_SetSynthCallback(self._callback)
 
     def _collect(self, wav, count, _events):
@@ -194,7 +194,7 @@ class Espeak:
 
     def render(self, voice: Voice, items: list[tuple[str, Reading]]) -> list[tuple[np.ndarray, int]]:
         if self._lib.espeak_SetVoiceByName(voice.name.encode()) != 0:
-            raise RuntimeError(f"espeak-ng has no voice {voice.name!r}")
+            raise CorpusError(f"espeak-ng has no voice {voice.name!r}")
         words_per_minute, pitch = 1, 3
         out = []
         for text, reading in items:
@@ -211,7 +211,7 @@ class Espeak:
     def phonemes(self, text: str, language: str) -> list[str]:
         """The text's IPA, clause by clause, as ``language`` (an espeak-ng voice) says it."""
         if self._lib.espeak_SetVoiceByName(language.encode()) != 0:
-            raise RuntimeError(f"espeak-ng has no voice {language!r}")
+            raise CorpusError(f"espeak-ng has no voice {language!r}")
         self._lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
         remaining = ctypes.c_char_p(text.encode())
         utf8, ipa = 1, 0x02
@@ -335,7 +335,7 @@ class Kokoro:
         names = voice.name.split("/", 1)[1].split("+")
         unknown = [n for n in names if n not in self._styles]
         if unknown:
-            raise RuntimeError(f"Kokoro has no voice style {unknown[0]!r} (it has {', '.join(self._styles)})")
+            raise CorpusError(f"Kokoro has no voice style {unknown[0]!r} (it has {', '.join(self._styles)})")
         return np.mean([self._styles[n] for n in names], axis=0).reshape(-1, 256).astype(np.float32)
 
     def spelling(self, ipa: str) -> str:
@@ -454,7 +454,7 @@ def _render_batch(out: Path, batch: list[Utterance]) -> list[tuple[str, float]]:
     done = []
     for utterance, (samples, rate) in zip(batch, rendered):
         if samples.size == 0:
-            raise RuntimeError(f"{voice.label} rendered no audio for {utterance.utt_id}: {utterance.text!r}")
+            raise CorpusError(f"{voice.label} rendered no audio for {utterance.utt_id}: {utterance.text!r}")
         samples = samples.reshape(len(samples), -1)[:, 0]
         if rate != SAMPLE_RATE:
             resampled = soxr.resample(samples.astype(np.float32), rate, SAMPLE_RATE, quality="HQ")
@@ -596,7 +596,8 @@ def make_corpus(out: Path, text: Path = DEFAULT_TEXT, hours: dict[str, float] | 
                 done = future.result()
                 rendered_seconds += sum(seconds for _, seconds in done)
                 bar.update(len(done))
-        except (RuntimeError, OSError, subprocess.CalledProcessError) as err:  # OSError: a full disk, say
+        # an engine's own RuntimeError too; OSError: a full disk, say
+        except (CorpusError, RuntimeError, OSError, subprocess.CalledProcessError) as err:
             pool.shutdown(wait=True, cancel_futures=True)  # what was rendered stays; a re-run resumes
             detail = f": {err.stderr.strip()[-300:]}" if getattr(err, "stderr", None) else ""
             raise CorpusError(f"{err}{detail} (a re-run resumes)") from None

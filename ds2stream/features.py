@@ -207,7 +207,7 @@ def as_float_audio(audio: np.ndarray, config: FeatureConfig) -> np.ndarray:
     """Validate mono audio and return it as contiguous float32 in [-1, 1].
 
     int16 input is scaled by 1/32767; float input is taken as already scaled.
-    Raises ValueError for anything but a 1-D array, audio shorter than ``config.min_samples``,
+    Raises DataError for anything but a 1-D array, audio shorter than ``config.min_samples``,
     and NaN or inf samples.
     """
     audio = np.asarray(audio)
@@ -260,7 +260,7 @@ def mel_filterbank(config: FeatureConfig, warp: float = 1.0) -> np.ndarray:
     evaluated at the FFT bins' frequencies. ``warp`` != 1 moves the filters' corners by
     :func:`vtlp_warp` (VTLP: Kaldi warps the filterbank the same way for VTLN).
 
-    Raises ValueError when a filter (unwarped) falls between two FFT bins: too many mel filters
+    Raises ConfigError when a filter (unwarped) falls between two FFT bins: too many mel filters
     for ``n_fft`` (Kaldi refuses the same).
     """
     corners = mel_to_hz(np.linspace(hz_to_mel(config.f_min), hz_to_mel(config.mel_top), config.n_mels + 2))

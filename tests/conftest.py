@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
-from support.browser import ensure_chromium
 
 from ds2stream.data import SAMPLE_DIR
 from ds2stream.data.shards import ShardOptions, write_shard_set
+from testkit.browser import ensure_chromium
 
 #: Files that train the most, started first and in this order so that the two workers end
 #: together (pytest-xdist hands out whole files in collection order, ``--no-loadscope-reorder`` in

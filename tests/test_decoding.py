@@ -2,6 +2,8 @@ import numpy as np
 import pytest
 
 from ds2stream.data.text import BLANK_INDEX, LABELS, encode
+from ds2stream.errors import DataError
+from ds2stream.inference.beam import BeamSearch
 from ds2stream.inference.decoding import greedy_decode, greedy_decode_reference
 
 
@@ -76,3 +78,12 @@ def test_nan_log_probs_are_rejected():
         greedy_decode(log_probs)
     # frames past an utterance's length are never read
     assert greedy_decode(log_probs, [5, 3]) == ["'", "'"]
+
+
+def test_nan_log_probs_are_a_data_error_in_every_decoder():
+    # a broken model's outputs, not a bug: the command line says so in one line
+    log_probs = np.zeros((1, 5, len(LABELS)), dtype=np.float32)
+    log_probs[0, 2, 4] = np.nan
+    for decode in (greedy_decode, greedy_decode_reference, lambda x: BeamSearch(beam_width=4).decode(x[0])):
+        with pytest.raises(DataError, match="NaN.*frame 2.*the model that made them is broken"):
+            decode(log_probs)

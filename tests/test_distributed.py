@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support.machines import local_msrun
 
 from ds2stream.data.shards import ShardOptions, write_shard_set
+from testkit.machines import local_msrun
 
 pytestmark = pytest.mark.slow
 

@@ -4,6 +4,7 @@ import base64
 import concurrent.futures
 import io
 import json
+import re
 import time
 import urllib.request
 
@@ -11,13 +12,14 @@ import numpy as np
 import pytest
 import soundfile
 from click.testing import CliRunner
-from support.browser import headless_chromium
-from support.servers import multipart_body, post_audio, served
 
 from ds2stream.cli import cli
 from ds2stream.data.audio import read_audio, resample
-from ds2stream.data.shards import audio_bytes
+from ds2stream.data.shards import ShardOptions, audio_bytes, write_shard_set
 from ds2stream.pipeline import ShardSet, decode_samples
+from testkit.browser import headless_chromium
+from testkit.corpora import librispeech_archive, librispeech_tree
+from testkit.servers import multipart_body, post_audio, served
 
 pytestmark = pytest.mark.slow
 
@@ -126,6 +128,71 @@ def test_demo_with_a_log_mel_preset_evaluates_with_the_runs_features(tmp_path):
     assert outcome.exit_code == 0, outcome.output
     assert "WER" in outcome.output and "CER" in outcome.output and "Traceback" not in outcome.output
 
+
+
+def test_demo_shards_trains_and_evaluates_the_users_folders_instead_of_the_sample(sample_dir, tmp_path):
+    # The user's data as it comes: two speaker folders of a LibriSpeech tree for training, a whole
+    # tree for dev (README and the like beside the audio), a .tar.gz for test; one epoch: what is
+    # checked is that every stage ran on these inputs and never on the sample.
+    corpus = librispeech_tree(sample_dir / "train", tmp_path / "train", "train-clean-100", per_chapter=4)
+    train = [corpus / "train-clean-100" / speaker for speaker in ("9101", "9102")]
+    dev = librispeech_tree(sample_dir / "dev", tmp_path / "dev", "dev-clean", per_chapter=1)
+    test = librispeech_archive(librispeech_tree(sample_dir / "test", tmp_path / "test", "test-clean", per_chapter=1),
+                               tmp_path / "test-clean.tar.gz")
+    out = tmp_path / "demo"
+    runner = CliRunner()
+    refused = runner.invoke(cli, ["demo", "--train", str(train[0]), "--out", str(out)])
+    assert refused.exit_code == 2 and "give --train and --test" in refused.output, refused.output
+    outcome = runner.invoke(cli, ["demo", "--train", str(train[0]), "--train", str(train[1]), "--dev", str(dev),
+                                  "--test", str(test), "--epochs", "1", "--out", str(out)])
+    assert outcome.exit_code == 0 and "Traceback" not in outcome.output, outcome.output
+    # 2 speakers x 10 chapters x 4 for training, 6 x 10 x 1 for dev and for test (the sample: 1020, 180, 300)
+    for line in ("shard train: 80 utterances", "shard dev: 60 utterances", "shard test: 60 utterances",
+                 "epoch 1/1: loss", f"{out / 'shards' / 'test'}: 60 utterances", "evaluated best.ckpt"):
+        assert line in outcome.output, (line, outcome.output)
+    speakers = {utt_id.split("-")[0] for utt_id in ShardSet(out / "shards" / "train").ids.to_pylist()}
+    assert speakers == {"9101", "9102"}
+    assert (out / "run" / "best.ckpt").is_file()
+
+
+def test_eval_tunes_the_lm_and_reads_back_the_settings_it_wrote_on_the_command_line(demo_run, sample_dir,
+                                                                                    tmp_path):
+    out, result = demo_run
+    runner = CliRunner()
+    lm = tmp_path / "digits.arpa"
+    built = runner.invoke(cli, ["lm", str(out / "shards" / "train"), "--order", "2", "--discount-fallback",
+                                "--out", str(lm)])
+    assert built.exit_code == 0, built.output
+    dev = tmp_path / "dev"  # two speakers of the demo's dev split: a short grid
+    write_shard_set([sample_dir / "dev" / "9101", sample_dir / "dev" / "9102"], dev, ShardOptions())
+    model = ["--model", str(result.checkpoint), "--shards", str(dev)]
+    settings = tmp_path / "decoder.json"
+    tuned = runner.invoke(cli, ["eval", *model, "--lm", str(lm), "--beam-width", "4", "--oov-penalty", "8",
+                                "--tune-lm", str(settings)])
+    assert tuned.exit_code == 0, tuned.output
+    grid = [(float(a), float(b), float(w), float(c))
+            for a, b, w, c in re.findall(r"^alpha (\S+) beta (\S+): WER (\S+)% CER (\S+)%$", tuned.output, re.M)]
+    assert len(grid) >= 24  # the default grid, 6 alphas x 4 betas, and any extension past its edge
+    best = min(grid, key=lambda row: (row[2], row[3], row[0], row[1]))
+    saved = json.loads(settings.read_text())
+    assert saved == {"decoder": "beam", "beam_width": 4, "lm": str(lm), "alpha": best[0], "beta": best[1],
+                     "oov_penalty": 8.0}
+    assert f"best: alpha {best[0]:g}, beta {best[1]:g} (beam width 4, OOV penalty 8) -> {settings}" in tuned.output
+    assert f"WER {best[2]:.2f}% (" in tuned.output  # the command's own report decodes with the best point
+
+    reports = {}
+    for name, decoder in (("file", ["--decoder-config", str(settings)]),
+                          ("flags", ["--lm", str(lm), "--beam-width", "4", "--oov-penalty", "8",
+                                     "--alpha", str(best[0]), "--beta", str(best[1])]),
+                          ("narrowed", ["--decoder-config", str(settings), "--beam-width", "1"])):
+        evaluated = runner.invoke(cli, ["eval", *model, *decoder, "--json", str(tmp_path / f"{name}.json")])
+        assert evaluated.exit_code == 0, (name, evaluated.output)
+        reports[name] = json.loads((tmp_path / f"{name}.json").read_text())
+    assert reports["file"]["decoder"] == reports["flags"]["decoder"] == saved
+    assert [r["hyp"] for r in reports["file"]["utterances_detail"]] == \
+        [r["hyp"] for r in reports["flags"]["utterances_detail"]]
+    assert reports["file"]["wer"] == pytest.approx(best[2] / 100, abs=5e-5)
+    assert reports["narrowed"]["decoder"] == {**saved, "beam_width": 1}  # a flag overrides the file
 
 
 def test_beam_search_and_lm_on_the_demo_models_outputs(demo_run, tmp_path):

@@ -16,8 +16,8 @@ from ds2stream.cli import cli
 from ds2stream.data.shards import ShardOptions, load_index, read_shard, write_shard_set
 from ds2stream.failpoints import ENV as KILL_AT
 from ds2stream.presets import get_preset
-from ds2stream.testing import fuzzed_corpus, librispeech_archive, librispeech_tree
 from ds2stream.training.trainer import run_training
+from testkit.corpora import fuzzed_corpus, librispeech_archive, librispeech_tree
 
 pytestmark = pytest.mark.slow
 
@@ -174,3 +174,30 @@ def test_broken_checkpoints_models_and_empty_shard_sets_are_one_line_errors(trai
         assert outcome.exit_code == 1, (args, outcome.output)
         lines = [line for line in outcome.output.splitlines() if line.strip()]
         assert len(lines) == 1 and message in lines[0] and "Traceback" not in outcome.output, (args, outcome.output)
+
+
+def test_a_checkpoint_whose_weights_hold_nan_is_a_one_line_error_naming_it(sample_test_shards, tmp_path,
+                                                                           sample_flacs):
+    # A diverged run's weights: every output is NaN, and decoding them ended in a traceback.
+    from mindspore import Tensor
+
+    from ds2stream.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
+    from ds2stream.data.text import LABELS
+    from ds2stream.features import FeatureConfig
+    from ds2stream.model import build_model
+    from ds2stream.presets import PRESETS
+
+    model = PRESETS["tiny"].model
+    network = build_model(model)
+    broken = list(network.get_parameters())[-1]
+    broken.set_data(Tensor(np.full(broken.shape, np.nan, np.float32)))
+    checkpoint = tmp_path / "diverged.ckpt"
+    save_checkpoint(network, checkpoint, {"format": CHECKPOINT_FORMAT, "labels": LABELS,
+                                          "model_config": model.to_dict(), "feature_config": FeatureConfig().to_dict()})
+    runner = CliRunner()
+    for args in (["eval", "--shards", str(sample_test_shards), "--model", str(checkpoint)],
+                 ["transcribe", "--model", str(checkpoint), str(sample_flacs[0])]):
+        outcome = runner.invoke(cli, args)
+        lines = [line for line in outcome.output.splitlines() if line.strip()]
+        assert outcome.exit_code == 1 and len(lines) == 1, (args, outcome.output)
+        assert f"{checkpoint}: parameter {broken.name} holds NaN" in lines[0], (args, outcome.output)

@@ -15,7 +15,7 @@ from ds2stream.cli import cli
 from ds2stream.data.audio import read_audio
 from ds2stream.data.shards import ShardOptions, audio_bytes, load_index, read_shard, write_shard_set
 from ds2stream.failpoints import ENV as KILL_AT
-from ds2stream.testing import hf_librispeech_rows, librispeech_tree, write_hf_parquet
+from testkit.corpora import hf_librispeech_rows, librispeech_tree, write_hf_parquet
 
 RATE = 16000
 
@@ -161,6 +161,66 @@ def test_a_recordings_manifest_alone_or_a_supervisions_manifest_without_one_is_r
     (tmp_path / "bad.parquet").write_bytes(b"PAR1 not really")
     result = runner.invoke(cli, ["shard", str(tmp_path / "bad.parquet"), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "bad.parquet: not a readable parquet file" in result.output
+
+
+def test_lhotse_reads_each_channel_of_a_recording_from_its_own_source_and_refuses_a_span_of_channels(
+        sample_flacs, tmp_path):
+    a, b, c = (read_audio(path)[0] for path in sample_flacs[:3])
+    width = max(len(a), len(b), len(c))
+    three = np.stack([np.pad(x, (0, width - len(x))) for x in (a, b, c)], axis=1)
+    soundfile.write(tmp_path / "three.wav", three, RATE, subtype="PCM_16")  # a, b, c on channels 0, 1, 2
+    soundfile.write(tmp_path / "left.flac", np.pad(b, (0, width - len(b))), RATE)
+    soundfile.write(tmp_path / "right.flac", np.pad(c, (0, width - len(c))), RATE)
+    one_file = recording("three", "three.wav", width, (0, 1, 2))
+    # one recording, one mono file per channel (as Lhotse writes an array's microphones)
+    two_files = {**recording("pair", "left.flac", width), "channel_ids": [0, 1],
+                 "sources": [{"type": "file", "channels": [0], "source": "left.flac"},
+                             {"type": "file", "channels": [1], "source": "right.flac"}]}
+    supervisions = [supervision("three-0", "three", 0.0, len(a), channel=0),
+                    supervision("three-2", "three", 0.0, len(c), channel=2),
+                    supervision("pair-1", "pair", 0.0, len(c), channel=1),
+                    supervision("pair-0", "pair", 0.0, len(b), channel=0),
+                    supervision("both", "three", 0.0, len(a), channel=[0, 1]),  # manifest_row: a span of channels
+                    supervision("three-5", "three", 0.0, len(a), channel=5)]  # manifest_row: no such channel
+    write_jsonl_gz(tmp_path / "mics_recordings_dev.jsonl.gz", [one_file, two_files])
+    write_jsonl_gz(tmp_path / "mics_supervisions_dev.jsonl.gz", supervisions)
+    summary = write_shard_set([tmp_path / "mics_supervisions_dev.jsonl.gz"], tmp_path / "shards")
+    assert summary["problem_counts"] == {"manifest_row": 2}
+    messages = sorted(problem["message"] for problem in summary["problems"])
+    assert "supervision both spans channels [0, 1]" in messages[0] and "no source for channel 5" in messages[1]
+    rows = rows_by_id(tmp_path / "shards")
+    expected = {"three-0": a, "three-2": c, "pair-1": c, "pair-0": b}
+    assert rows.keys() == expected.keys()
+    for utt_id, samples in expected.items():
+        np.testing.assert_array_equal(read_audio(audio_bytes(rows[utt_id]))[0], samples, err_msg=utt_id)
+
+
+def test_an_unreadable_lhotse_manifest_is_refused_by_name_and_a_truncated_one_keeps_what_was_read(
+        sample_flacs, tmp_path):
+    samples = read_audio(sample_flacs[0])[0]
+    soundfile.write(tmp_path / "long.flac", np.tile(samples, 40), RATE)
+    step = len(samples) / RATE
+    write_jsonl_gz(tmp_path / "cut_recordings_dev.jsonl.gz", [recording("long", "long.flac", 40 * len(samples))])
+    whole = [supervision(f"long-{i:02d}", "long", i * step, len(samples), text="TRUNCATED " * 60) for i in range(40)]
+    write_jsonl_gz(tmp_path / "whole_supervisions_dev.jsonl.gz", whole)
+    packed = (tmp_path / "whole_supervisions_dev.jsonl.gz").read_bytes()
+    (tmp_path / "cut_supervisions_dev.jsonl.gz").write_bytes(packed[: len(packed) // 2])  # a copy cut short
+    (tmp_path / "garbled_supervisions_dev.jsonl.gz").write_bytes(b"not gzip at all " * 8)
+    runner = CliRunner()
+    refused = runner.invoke(cli, ["shard", str(tmp_path / "garbled_supervisions_dev.jsonl.gz"),
+                                  "--out", str(tmp_path / "garbled")])
+    assert refused.exit_code == 2 and "Traceback" not in refused.output, refused.output
+    assert "garbled_supervisions_dev.jsonl.gz: not a readable Lhotse manifest" in refused.output
+    cut = runner.invoke(cli, ["shard", str(tmp_path / "cut_supervisions_dev.jsonl.gz"), "--out", str(tmp_path / "cut")])
+    assert cut.exit_code == 0 and "Traceback" not in cut.output, cut.output
+    summary, _ = load_index(tmp_path / "cut")
+    assert summary["problem_counts"] == {"unreadable_manifest": 1}
+    assert "cut_supervisions_dev.jsonl.gz: unreadable or truncated" in summary["problems"][0]["message"]
+    rows = rows_by_id(tmp_path / "cut")
+    assert 0 < len(rows) < len(whole)  # the supervisions before the cut, each whole
+    assert sorted(rows) == [f"long-{i:02d}" for i in range(len(rows))]
+    for utt_id in sorted(rows):
+        np.testing.assert_array_equal(read_audio(audio_bytes(rows[utt_id]))[0], samples, err_msg=utt_id)
 
 
 def test_hugging_face_datasets_opens_a_shard_in_place_as_an_audio_dataset(sample_test_shards):

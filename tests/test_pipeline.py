@@ -16,8 +16,8 @@ from ds2stream.pipeline import (
     decode_samples,
 )
 from ds2stream.presets import PRESETS
-from ds2stream.testing import sample_durations, utterances_of_lengths
 from ds2stream.training.plan import make_sampler
+from testkit.corpora import sample_durations, utterances_of_lengths
 
 
 def halve(frames):

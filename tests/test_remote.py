@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from support.archive_server import ArchiveServer, Behaviour
 
 from ds2stream.cli import cli
 from ds2stream.data.remote import LIBRISPEECH_MD5, Fetch
 from ds2stream.data.shards import INDEX_JSON, PROGRESS_JSON, ShardOptions, write_shard_set
 from ds2stream.failpoints import ENV as KILL_AT
-from ds2stream.testing import librispeech_archive, librispeech_tree
+from testkit.archive_server import ArchiveServer, Behaviour
+from testkit.corpora import librispeech_archive, librispeech_tree
 
 OPTIONS = ShardOptions(shard_size_mb=0.2)  # several shards: a kill between two of them
 NAME = "dev-sample.tar.gz"

@@ -12,7 +12,6 @@ import urllib.request
 import numpy as np
 import pytest
 import soundfile
-from support.servers import multipart_body, post_audio, served
 
 from ds2stream.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
 from ds2stream.data.audio import read_audio
@@ -22,6 +21,7 @@ from ds2stream.inference.align import ctc_align, word_times
 from ds2stream.inference.serve import padded_frames
 from ds2stream.network import build_model
 from ds2stream.presets import PRESETS
+from testkit.servers import multipart_body, post_audio, served
 
 
 @pytest.fixture(scope="module")

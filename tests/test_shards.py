@@ -19,7 +19,7 @@ from ds2stream.data.shards import ShardOptions, audio_bytes, load_index, read_sh
 from ds2stream.data.sources import parse_transcripts
 from ds2stream.data.zoo import prepare_zoo_manifest
 from ds2stream.features import spectrogram
-from ds2stream.testing import format_1_copy, librispeech_archive, librispeech_tree
+from testkit.corpora import format_1_copy, librispeech_archive, librispeech_tree
 
 
 def all_rows(shard_dir):

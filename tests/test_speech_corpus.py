@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import soundfile
 from click.testing import CliRunner
-from support.apt import apt_install
 
 from ds2stream.cli import cli
 from ds2stream.corpus import ENGINES, Festival, Flite
 from ds2stream.pipeline import ShardSet
+from testkit.apt import apt_install
 
 #: espeak-ng trains, flite reads dev, festival test: the smallest corpus with every split.
 ENGINES_ARG = ("--engines", "espeak,flite,festival")

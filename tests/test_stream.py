@@ -176,7 +176,7 @@ def stream_checkpoint(stream_network, tmp_path_factory):
 def stream_server(stream_checkpoint):
     """One `ds2stream serve` of the stream model for the WebSocket and page tests (a server start
     loads MindSpore and compiles the model: once is enough)."""
-    from support.servers import served
+    from testkit.servers import served
 
     with served(stream_checkpoint, "--max-streams", "2", "--idle-seconds", "1.5") as url:
         yield url
@@ -270,7 +270,7 @@ def test_serve_streams_partials_and_the_final_text_over_a_websocket_and_refuses_
         speech, stream_server):
     import urllib.request
 
-    from support.servers import post_audio
+    from testkit.servers import post_audio
 
     url = stream_server
     wav = io.BytesIO()
@@ -338,8 +338,9 @@ def test_serve_streams_partials_and_the_final_text_over_a_websocket_and_refuses_
 def test_the_page_streams_the_microphone_and_shows_the_text_as_it_grows(speech, stream_server, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
-    from support.browser import headless_chromium
-    from support.servers import post_audio
+
+    from testkit.browser import headless_chromium
+    from testkit.servers import post_audio
 
     url = stream_server
     soundfile.write(tmp_path / "microphone.wav", speech, 16000, subtype="PCM_16")

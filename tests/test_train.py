@@ -13,13 +13,13 @@ from ds2stream.data.shards import ShardOptions, write_shard_set
 from ds2stream.errors import ConfigError
 from ds2stream.features import FeatureConfig, Normalize, Scale
 from ds2stream.model import ConvLayer, ModelConfig
-from ds2stream.pipeline import STANDARD_AUGMENT, EpochIterator, with_global_statistics
+from ds2stream.pipeline import STANDARD_AUGMENT, BatchMode, EpochIterator, with_global_statistics
 from ds2stream.presets import PRESETS
 from ds2stream.runtime import use_graph_mode
-from ds2stream.testing import librispeech_tree, utterances_of_lengths
-from ds2stream.training.config import EPOCHS_UNTIL_BUDGET, TrainConfig
+from ds2stream.training.config import EPOCHS_UNTIL_BUDGET, BestBy, LRSchedule, TrainConfig
 from ds2stream.training.plan import resume_position
 from ds2stream.training.trainer import Trainer, run_training
+from testkit.corpora import librispeech_tree, utterances_of_lengths
 
 TINY = PRESETS["tiny"].model
 FAST_TRAIN = dataclasses.replace(PRESETS["tiny"].train, epochs=2, max_frames=2500, num_buckets=2,
@@ -431,6 +431,25 @@ def test_train_config_round_trips_and_names_unknown_keys():
         TrainConfig(best_by="loss")
     with pytest.raises(ValueError, match="unknown TrainConfig keys"):
         TrainConfig.from_dict({"epochs": 1, "loss_scale": 1024})
+
+
+def test_a_train_config_that_an_older_run_wrote_still_loads_and_is_written_back_alike():
+    # config.json as runs wrote it before lr_schedule, weight_decay and schedule_minutes existed,
+    # its choices as strings: the fields it lacks take their defaults, the strings become choices.
+    older = {"epochs": 20, "learning_rate": 0.002, "warmup_steps": 50, "lr_decay_per_epoch": 0.88,
+             "clip_norm": 400.0, "max_frames": 2000, "num_buckets": 4, "sortagrad": True, "seed": 0,
+             "checkpoint_every": 100, "keep_last": 3, "guard_patience": 5, "workers": 1,
+             "batch_mode": "unbucketed", "max_duration": None, "augment": STANDARD_AUGMENT.to_dict(),
+             "best_by": "cer", "features": None, "dynamic_shapes": True}
+    older = json.loads(json.dumps(older))
+    config = TrainConfig.from_dict(older)
+    assert (config.batch_mode, config.best_by, config.lr_schedule) == (BatchMode.UNBUCKETED, BestBy.CER,
+                                                                       LRSchedule.EXPONENTIAL)
+    written = json.loads(json.dumps(config.to_dict()))
+    assert {name: written[name] for name in older} == older
+    assert written["lr_schedule"] == "exponential"
+    with pytest.raises(ConfigError, match="batch_mode must be 'bucketed', 'unbucketed' or 'fixed', got 'sorted'"):
+        TrainConfig.from_dict({**older, "batch_mode": "sorted"})
 
 
 def test_set_seed_makes_initialisation_repeatable(shard_dir, tmp_path):

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support.machines import TwoMachines, namespaces_forbidden
 
 from ds2stream.checkpoint import load_model
 from ds2stream.inference.evaluate import evaluate
 from ds2stream.pipeline import ShardSet
 from ds2stream.runtime import use_graph_mode
 from ds2stream.training.distributed import NODE_TIMEOUT
+from testkit.machines import TwoMachines, namespaces_forbidden
 
 pytestmark = pytest.mark.slow
 

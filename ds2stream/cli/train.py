@@ -117,7 +117,6 @@ def train(shards, dev_shards, preset, run_dir, resume_dir, batch_mode, bucketed,
     Augmentation runs in the reader's workers; what an utterance gets in an epoch depends only on
     (seed, epoch, utterance), so resumed and distributed runs see the same data.
     """
-    from ..training.distributed import PeerLostError
     from ..training.trainer import run_training
 
     if (resume_dir is None) == (run_dir is None):
@@ -142,15 +141,12 @@ def train(shards, dev_shards, preset, run_dir, resume_dir, batch_mode, bucketed,
                                          "dynamic_range_db": feature_range_db}.items() if v is not None}
     if feature_changes.get("dynamic_range_db") == 0:
         feature_changes["dynamic_range_db"] = None
-    try:
-        _, record = run_training(run_dir=run_dir, resume_dir=resume_dir, shards=shards, dev_shards=dev_shards,
-                                 preset=get_preset(preset), overrides=overrides, augment_switches=augment_switches,
-                                 feature_changes=feature_changes,
-                                 model_changes={"dropout": dropout} if dropout is not None else None,
-                                 pretrained=pretrained, distributed=distributed, graph=not pynative,
-                                 max_steps=max_steps, max_minutes=max_minutes, allow_plan_change=allow_plan_change)
-    except PeerLostError as err:  # msrun shows the scheduler's "Error:" lines; ours is one more
-        raise click.ClickException(str(err)) from None
+    _, record = run_training(run_dir=run_dir, resume_dir=resume_dir, shards=shards, dev_shards=dev_shards,
+                             preset=get_preset(preset), overrides=overrides, augment_switches=augment_switches,
+                             feature_changes=feature_changes,
+                             model_changes={"dropout": dropout} if dropout is not None else None,
+                             pretrained=pretrained, distributed=distributed, graph=not pynative,
+                             max_steps=max_steps, max_minutes=max_minutes, allow_plan_change=allow_plan_change)
     if record.get("event") == "schedule_ended":
         run = resume_dir or run_dir
         click.echo(f"{run}: already trained for its {record['schedule_minutes']:g} minutes, where its linear LR "

@@ -24,7 +24,7 @@ _BATCH_ROWS = 64  # LibriSpeech rows are ~0.3 MB of FLAC each
 
 
 def open_parquet(path: Path) -> pq.ParquetFile:
-    """The file, checked to have LibriSpeech's columns; ValueError naming the file otherwise."""
+    """The file, checked to have LibriSpeech's columns; a DataError naming the file otherwise."""
     try:
         parquet = pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as err:

@@ -42,7 +42,7 @@ def _lines(path: Path) -> Iterator[tuple[str, dict | None]]:
 
 
 def manifest_kind(path: Path) -> str:
-    """'cuts', 'supervisions' or 'recordings', from the first entry; ValueError naming the file."""
+    """'cuts', 'supervisions' or 'recordings', from the first entry; a DataError naming the file."""
     try:
         where, first = next(_lines(path), (str(path), None))
     except (OSError, EOFError, UnicodeDecodeError) as err:
@@ -80,10 +80,14 @@ def check_manifest(path: Path) -> str:
 
 
 def count_entries(path: Path) -> int | None:
-    """Supervisions in a supervisions manifest (one per line); None for cuts (a cut may hold several)."""
+    """Supervisions in a supervisions manifest (one per line); None for cuts (a cut may hold several)
+    and for a manifest that cannot be read to its end (reading it reports that, by file)."""
     if check_manifest(path) != "supervisions":
         return None
-    return sum(1 for _ in _lines(path))
+    try:
+        return sum(1 for _ in _lines(path))
+    except (OSError, EOFError, UnicodeDecodeError):
+        return None
 
 
 def iter_lhotse(path: Path) -> Iterator[Item]:

@@ -446,7 +446,7 @@ def audio_bytes(record: dict) -> bytes:
 
 
 def load_index(shard_dir: Path) -> tuple[dict, pa.Table]:
-    """The summary and the length index of a complete shard set; ValueError naming what is missing."""
+    """The summary and the length index of a complete shard set; a DataError naming what is missing."""
     shard_dir = Path(shard_dir)
     summary_path = shard_dir / INDEX_JSON
     if not summary_path.exists():

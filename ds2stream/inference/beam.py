@@ -22,6 +22,7 @@ import math
 import numpy as np
 
 from ..data.text import BLANK_INDEX, LABELS
+from ..errors import DataError
 from .lm import NGramLM
 
 LN10 = math.log(10)
@@ -53,8 +54,6 @@ class BeamSearch:
     def __init__(self, beam_width: int = 32, lm: NGramLM | None = None, alpha: float = 0.5, beta: float = 0.0,
                  oov_penalty: float = 0.0, labels: str = LABELS, blank: int = BLANK_INDEX, prune: float = 0.999,
                  max_candidates: int = 8):
-        if beam_width < 1:
-            raise ValueError(f"beam width must be at least 1, got {beam_width}")
         self.beam_width, self.lm, self.alpha, self.beta = beam_width, lm, alpha, beta
         self.oov_penalty = oov_penalty
         # every beginning of a vocabulary word ("" too): a partial word outside it is out of vocabulary
@@ -95,8 +94,9 @@ class BeamSearch:
         log_probs = np.asarray(log_probs, dtype=np.float64)
         if log_probs.ndim != 2 or log_probs.shape[1] != len(self.labels):
             raise ValueError(f"log_probs must be (frames, {len(self.labels)}), got {log_probs.shape}")
-        if np.isnan(log_probs).any():
-            raise ValueError("log-probs hold NaN")
+        nan_frames = np.flatnonzero(np.isnan(log_probs).any(axis=1))
+        if nan_frames.size:
+            raise DataError(f"log-probs hold NaN (frame {int(nan_frames[0])}): the model that made them is broken")
         return log_probs
 
     def _final_score(self, prefix: _Prefix) -> float:

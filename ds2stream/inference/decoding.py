@@ -51,7 +51,10 @@ def greedy_decode(log_probs, lengths=None, *, time_major: bool = False,
 
     log_probs, lengths, _ = _check(log_probs, lengths, time_major, labels, blank)
     log_probs = np.ascontiguousarray(log_probs, dtype=np.float32)
-    paths = _ctc_greedy.best_path(log_probs, lengths, blank, time_major)
+    try:
+        paths = _ctc_greedy.best_path(log_probs, lengths, blank, time_major)
+    except ValueError as err:  # the kernel's one error: a NaN, named by utterance and frame
+        raise DataError(f"{err}: the model that made them is broken") from None
     return ["".join(labels[i] for i in path) for path in paths]
 
 
@@ -64,8 +67,10 @@ def greedy_decode_reference(log_probs, lengths=None, *, time_major: bool = False
     texts = []
     for b in range(batch):
         frames = log_probs[b, : lengths[b]]
-        if np.isnan(frames).any():
-            raise ValueError(f"log-probs hold NaN (utterance {b})")
+        nan_frames = np.flatnonzero(np.isnan(frames).any(axis=1))
+        if nan_frames.size:
+            raise DataError(f"log-probs hold NaN (utterance {b}, frame {int(nan_frames[0])}): "
+                            "the model that made them is broken")
         best = [int(np.argmax(frame)) for frame in frames]
         collapsed = [k for t, k in enumerate(best) if t == 0 or k != best[t - 1]]
         texts.append("".join(labels[k] for k in collapsed if k != blank))
@@ -123,7 +128,7 @@ class DecoderConfig:
 
 
 def read_lm(path):
-    """An ARPA LM (``lm.NGramLM``), checked against the label set: a one-line ValueError naming the file otherwise."""
+    """An ARPA LM (``lm.NGramLM``), checked against the label set: a one-line DataError naming the file otherwise."""
     from .lm import read_arpa
 
     lm = read_arpa(Path(path))

@@ -3,12 +3,14 @@ a model with its training defaults (the named ones: ``ds2stream.presets``)."""
 from __future__ import annotations
 
 import dataclasses
+import enum
 
-from .._config import config_from_dict
+from .._config import config_from_dict, enum_choice
 from ..errors import ConfigError
 from ..features import FeatureConfig
 from ..model import ModelConfig
 from ..pipeline.augment import AugmentConfig
+from ..pipeline.buckets import BatchMode
 
 #: The TrainConfig fields that decide which utterances form each batch, in which order (with the
 #: number of ranks and the shard set's content; ``speeds`` is ``augment.speeds``): a resume that
@@ -22,6 +24,24 @@ PLAN_FIELDS = ("seed", "num_buckets", "max_frames", "batch_mode", "sortagrad", "
 EPOCHS_UNTIL_BUDGET = 1_000_000
 
 
+class LRSchedule(str, enum.Enum):
+    """The learning rate after warm-up."""
+
+    EXPONENTIAL = "exponential"  # lr_decay_per_epoch per epoch of steps
+    # From the peak to 0 at the end of the run (schedule_minutes of training steps, else `epochs`):
+    # a schedule that ends with the budget, as budgeted training does (Li et al., ICLR 2020).
+    LINEAR = "linear"
+
+
+class BestBy(str, enum.Enum):
+    """Which dev error rate picks best.ckpt."""
+
+    WER = "wer"
+    # While words are still mostly wrong: at 80 % WER one checkpoint's WER against another's is
+    # noise, their CER is not.
+    CER = "cer"
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """How to train. Saved in the run directory and in every checkpoint."""
@@ -29,10 +49,7 @@ class TrainConfig:
     epochs: int = 10
     learning_rate: float = 3e-4  # peak, reached after warm-up
     warmup_steps: int = 500  # linear warm-up from learning_rate / warmup_steps
-    # After warm-up: "exponential", lr_decay_per_epoch per epoch of steps; or "linear", from the
-    # peak to 0 at the end of the run (schedule_minutes of training steps, else `epochs`): a
-    # schedule that ends with the budget, as budgeted training does (Li et al., ICLR 2020).
-    lr_schedule: str = "exponential"
+    lr_schedule: LRSchedule = LRSchedule.EXPONENTIAL
     lr_decay_per_epoch: float = 0.9  # exponential decay after warm-up, per epoch of steps
     schedule_minutes: float | None = None  # "linear": the run's budget of step minutes (train --max-minutes)
     clip_norm: float = 400.0  # global gradient norm
@@ -47,12 +64,10 @@ class TrainConfig:
     keep_last: int = 3  # step checkpoints kept (best.ckpt is kept apart); 0 keeps every one
     guard_patience: int = 5  # failed steps in a row before going back to the last checkpoint
     workers: int = 1  # reader worker processes
-    batch_mode: str = "bucketed"  # or "unbucketed" (pipeline.BatchMode)
+    batch_mode: BatchMode = BatchMode.BUCKETED
     max_duration: float | None = None  # seconds; longer utterances are left out (counted)
     augment: AugmentConfig = AugmentConfig()  # in the reader's workers; off unless a preset or a flag says
-    # Which dev error rate picks best.ckpt: "wer", or "cer" where words are still mostly wrong (at
-    # 80 % WER one checkpoint's WER against another's is noise; their CER is not).
-    best_by: str = "wer"
+    best_by: BestBy = BestBy.WER
     # The features the model learns from, computed from the shards' audio; None: the ones the
     # shards were made with (ds2stream shard's default, DeepSpeech2's linear spectrogram).
     features: FeatureConfig | None = None
@@ -68,10 +83,9 @@ class TrainConfig:
             object.__setattr__(self, "features", FeatureConfig.from_dict(self.features))
         if self.keep_last < 0:
             raise ConfigError(f"keep_last must be a count of checkpoints, or 0 to keep every one; got {self.keep_last}")
-        if self.best_by not in ("wer", "cer"):
-            raise ConfigError(f"best_by must be 'wer' or 'cer', got {self.best_by!r}")
-        if self.lr_schedule not in ("exponential", "linear"):
-            raise ConfigError(f"lr_schedule must be 'exponential' or 'linear', got {self.lr_schedule!r}")
+        # config.json holds their strings
+        for field, kind in (("lr_schedule", LRSchedule), ("batch_mode", BatchMode), ("best_by", BestBy)):
+            object.__setattr__(self, field, enum_choice(kind, getattr(self, field), field))
         if self.schedule_minutes is not None and self.schedule_minutes <= 0:
             raise ConfigError(f"schedule_minutes must be positive minutes, got {self.schedule_minutes}")
         if self.weight_decay < 0 or self.weight_decay * self.learning_rate >= 1:  # else it zeroes or flips
@@ -81,7 +95,9 @@ class TrainConfig:
             raise ConfigError(f"max_duration must be positive seconds, got {self.max_duration}")
 
     def to_dict(self) -> dict:
-        return {**dataclasses.asdict(self), "features": self.features.to_dict() if self.features else None}
+        return {**dataclasses.asdict(self), "features": self.features.to_dict() if self.features else None,
+                "lr_schedule": self.lr_schedule.value, "batch_mode": self.batch_mode.value,
+                "best_by": self.best_by.value}
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
@@ -94,7 +110,7 @@ class TrainConfig:
             ``schedule_minutes`` reads its progress from them).
         """
         warm = self.learning_rate * (step + 1) / self.warmup_steps if step < self.warmup_steps else self.learning_rate
-        if self.lr_schedule == "linear":
+        if self.lr_schedule is LRSchedule.LINEAR:
             done = step / max(self.epochs * steps_per_epoch, 1)
             if self.schedule_minutes is not None:
                 done = max(done, train_seconds / (60 * self.schedule_minutes))

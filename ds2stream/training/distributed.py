@@ -23,14 +23,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, RunStoppedError
 
 NODE_TIMEOUT = 30
 COLLECTIVE_TIMEOUT = 900
 
 
-class PeerLostError(RuntimeError):
-    """The cluster lost a node (no heartbeat for ``MS_NODE_TIMEOUT`` seconds)."""
+class PeerLostError(RunStoppedError):
+    """The cluster lost a node (no heartbeat for ``MS_NODE_TIMEOUT`` seconds): msrun shows the
+    scheduler's ``Error:`` lines, ours is one more."""
 
 
 def set_cluster_timeouts() -> None:

@@ -2,8 +2,6 @@
 fingerprint a resume is checked against), and where a resume goes on when the plan changed."""
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 
 from ..errors import ConfigError
@@ -22,7 +20,7 @@ def make_sampler(shards: ShardSet, model_config: ModelConfig, config: TrainConfi
     """Rank ``rank``'s batches of a training run: every rank plans the same global batches and
     takes its own rows of each (pipeline.BatchSampler)."""
     sizing = {"max_frames": config.max_frames}
-    if BatchMode(config.batch_mode) is not BatchMode.BUCKETED:  # a batch size from the same budget
+    if config.batch_mode is not BatchMode.BUCKETED:  # a batch size from the same budget
         sizing = {"batch_size": max(1, config.max_frames // int(np.median(shards.frames)) // 2)}
     longest = None
     if config.max_duration is not None:
@@ -55,7 +53,7 @@ def resume_position(step: int, saved_steps_per_epoch: int | None, steps_per_epoc
 
 def plan_fingerprint(config: TrainConfig, world_size: int, shards: ShardSet) -> dict:
     """What decides the batches of every epoch: a resume must not change it unnoticed."""
-    settings = {**dataclasses.asdict(config), "speeds": list(config.augment.speeds)}
+    settings = {**config.to_dict(), "speeds": list(config.augment.speeds)}
     return {**{name: settings[name] for name in PLAN_FIELDS}, "world_size": world_size,
             "shard_set": shards.content_id}
 

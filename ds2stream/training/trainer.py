@@ -42,7 +42,7 @@ from ..checkpoint import (
 )
 from ..data.text import LABELS
 from ..error_rates import ErrorCounts
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, RunStoppedError
 from ..failpoints import failpoint
 from ..features import FeatureConfig, Normalize
 from ..files import write_durably
@@ -251,8 +251,9 @@ class Trainer:
             result = StepResult(float(loss.asnumpy()), float(norm.asnumpy()), bool(finite.asnumpy()))
         except RuntimeError as err:
             if self.world_size > 1:  # the other ranks wait in the all-reduce: no way to skip alone
-                raise RuntimeError(f"rank {self.rank}: MindSpore kernel error in the training step "
-                                   f"({kernel_error_summary(err)}); resume the run from its last checkpoint") from err
+                raise RunStoppedError(f"rank {self.rank}: MindSpore kernel error in the training step "
+                                      f"({kernel_error_summary(err)}); resume the run from its last checkpoint") \
+                    from err
             # The kernels that fail (CTC, convolutions, LSTMs, memory) all run before the update.
             self._rebuild_step()
             result = StepResult(float("nan"), float("nan"), False, kernel_error_summary(err))
@@ -361,8 +362,8 @@ class Trainer:
             if self.is_writer:
                 failpoint("dev_evaluation")
             record = dataclasses.replace(record, **self.evaluate_dev())
-        best = {"wer": self.state.best_wer, "cer": self.state.best_cer}[self.config.best_by]
-        value = getattr(record, f"dev_{self.config.best_by}")
+        best = {"wer": self.state.best_wer, "cer": self.state.best_cer}[self.config.best_by.value]
+        value = getattr(record, f"dev_{self.config.best_by.value}")
         improved = value is not None and (best is None or value < best)
         if improved:  # before saving, so that a resumed run knows the best so far
             self.state.best_wer, self.state.best_cer = record.dev_wer, record.dev_cer

@@ -1,4 +1,4 @@
-"""Small LibriSpeech-shaped inputs built from real audio, for tests, tools and benchmarks."""
+"""Small LibriSpeech-shaped inputs built from real audio, for the tests and the benchmarks."""
 from __future__ import annotations
 
 import shutil
@@ -64,8 +64,8 @@ def synthetic_librispeech(clips_dir: Path, root: Path, hours: float, profile: st
     bundled FSDD digits) and its transcript joins theirs. Returns ``root/LibriSpeech``."""
     import soundfile
 
-    from .data.audio import read_audio
-    from .data.sources import SourceItem, iter_folder
+    from ds2stream.data.audio import read_audio
+    from ds2stream.data.sources import SourceItem, iter_folder
 
     clips = [(read_audio(item.audio_path)[0], item.transcript)
              for item in iter_folder(Path(clips_dir)) if isinstance(item, SourceItem)]
@@ -103,8 +103,8 @@ def utterances_of_lengths(clips_dir: Path, root: Path, sample_counts, subset: st
     silence up to the count. Speaker 7000, chapter 1. Returns ``root/LibriSpeech``."""
     import soundfile
 
-    from .data.audio import read_audio
-    from .data.sources import SourceItem, iter_folder
+    from ds2stream.data.audio import read_audio
+    from ds2stream.data.sources import SourceItem, iter_folder
 
     clips = [(read_audio(item.audio_path)[0], item.transcript)
              for item in iter_folder(Path(clips_dir)) if isinstance(item, SourceItem)]
@@ -146,8 +146,8 @@ def fuzzed_corpus(clips_dir: Path, root: Path, scale: int = 1, seed: int = 0) ->
     """
     import soundfile
 
-    from .data.audio import read_audio
-    from .data.sources import SourceItem, iter_folder
+    from ds2stream.data.audio import read_audio
+    from ds2stream.data.sources import SourceItem, iter_folder
 
     clips = [(item.id, read_audio(item.audio_path)[0], item.transcript, Path(item.audio_path).read_bytes())
              for item in iter_folder(Path(clips_dir)) if isinstance(item, SourceItem)]
@@ -242,7 +242,7 @@ def fuzzed_corpus(clips_dir: Path, root: Path, scale: int = 1, seed: int = 0) ->
 def hf_librispeech_rows(corpus: Path) -> list[dict]:
     """The rows Hugging Face's LibriSpeech parquet files (openslr/librispeech_asr) hold for a
     LibriSpeech tree: the FLAC bytes, the transcript as found, ids."""
-    from .data.sources import SourceItem, iter_folder
+    from ds2stream.data.sources import SourceItem, iter_folder
 
     rows = []
     for item in iter_folder(Path(corpus)):
@@ -274,7 +274,7 @@ def format_1_copy(shard_dir: Path, out: Path) -> Path:
 
     import pyarrow as pa
 
-    from .data.shards import read_shard
+    from ds2stream.data.shards import read_shard
 
     shutil.copytree(shard_dir, out)
     summary = json.loads((out / "index.json").read_text())

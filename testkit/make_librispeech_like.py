@@ -4,14 +4,16 @@ Utterances join real recordings (by default the bundled FSDD digits) so the audi
 the transcripts are exact; speed does not depend on content. Optionally packs it as a .tar.gz
 (members LibriSpeech/..., as the official archives) and writes the zoo's wav + csv manifest.
 
-    python tools/make_librispeech_like.py --out /tmp/ls --hours 1 --profile train-clean-100 [--archive] [--zoo-csv]
+    python -m testkit.make_librispeech_like --out /tmp/ls --hours 1 --profile train-clean-100 [--archive] [--zoo-csv]
+
+(from the checkout's root).
 """
 import argparse
 from pathlib import Path
 
 from ds2stream.data import SAMPLE_DIR
 from ds2stream.data.zoo import prepare_zoo_manifest
-from ds2stream.testing import LENGTH_PROFILES, librispeech_archive, synthetic_librispeech
+from testkit.corpora import LENGTH_PROFILES, librispeech_archive, synthetic_librispeech
 
 
 def main():
