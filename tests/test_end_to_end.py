@@ -297,6 +297,9 @@ def test_the_page_in_headless_chromium_transcribes_an_uploaded_file_and_the_micr
     with headless_chromium(fake_microphone=tmp_path / "microphone.wav") as browser:
         browser.get(served_demo + "/")
         wait = WebDriverWait(browser, 60)
+        # The demo's model is bidirectional: the page offers no "Live" and says why.
+        wait.until(lambda b: "needs whole recordings" in b.find_element(By.ID, "live-state").text)
+        assert not browser.find_element(By.ID, "live").is_enabled()
         browser.find_element(By.ID, "file").send_keys(str(path))
         browser.find_element(By.ID, "upload").click()
         wait.until(lambda b: b.find_element(By.ID, "transcript").text or b.find_element(By.ID, "error").text)

@@ -108,6 +108,7 @@ def test_a_burst_past_the_queue_is_refused_with_retry_after_and_the_accepted_req
         else:
             assert answer["duration"] == pytest.approx(8.0, abs=1e-3)
     assert health["refused"] == statuses.count(503) and health["max_queue"] == 2
+    assert health["streaming"] is False  # a bidirectional model: the page offers no "Live"
     assert health["utterances"] == statuses.count(200) and after[0] == 200
 
 

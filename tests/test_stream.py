@@ -331,7 +331,7 @@ def test_serve_streams_partials_and_the_final_text_over_a_websocket_and_refuses_
     while json.loads(urllib.request.urlopen(url + "/health").read())["streams"] and time.monotonic() < deadline:
         time.sleep(0.2)
     health = json.loads(urllib.request.urlopen(url + "/health").read())
-    assert health["streams"] == 0 and health["streams_refused"] == 1
+    assert health["streams"] == 0 and health["streams_refused"] == 1 and health["streaming"] is True
     assert asyncio.run(play(url, speech))[0][-1]["text"] == whole["text"]  # and it goes on serving
 
 
@@ -353,6 +353,7 @@ def test_the_page_streams_the_microphone_and_shows_the_text_as_it_grows(speech, 
             "  if (data instanceof ArrayBuffer) { window.sent.push(Array.from(new Int16Array(data))); }"
             "  return send.call(this, data); };")
         wait = WebDriverWait(browser, 60)
+        wait.until(lambda b: b.find_element(By.ID, "live").is_enabled())  # once /health says it streams
         browser.find_element(By.ID, "live").click()
         wait.until(lambda b: b.find_element(By.ID, "live-state").text == "listening…"
                    or b.find_element(By.ID, "error").text)

@@ -10,7 +10,8 @@ server, the multipart parser and the client the load bench uses; no ASGI server 
                         on ``{"end": true}`` the final ``{"text", "words", "duration", "latency"}``
                         and a normal close. Refusals close with a code and a reason (``CLOSE_*``).
   ``GET /``             the page: upload a file or record from the microphone, see the transcript
-  ``GET /health``       ``{"status": "ok" | "busy", "queued", "max_queue", "refused", "streams", ...}``
+  ``GET /health``       ``{"status": "ok" | "busy", "streaming": whether the model can stream (the page
+                        offers "Live" only then), "queued", "max_queue", "refused", "streams", ...}``
 
 Requests that arrive together are batched: one task takes what is queued (up to ``max_batch``
 utterances), pads it to a bucket of frames and a batch of a power of two (so that graph mode
@@ -32,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.audio import AudioError, read_audio
-from ..errors import Ds2streamError
+from ..errors import ConfigError, Ds2streamError
 from ..pipeline.buckets import round_up_frames
 from .align import timed_words
 from .evaluate import network_log_probs
@@ -383,12 +384,19 @@ def make_app(transcriber: Transcriber, limits: ServeLimits = ServeLimits()):
         return ws
 
     page_html = PAGE.read_text()  # read once, not per request
+    from .stream import check_streamable
+
+    try:
+        check_streamable(transcriber.model_config, transcriber.features)
+        streaming = True
+    except ConfigError:
+        streaming = False
 
     async def page(_request):
         return web.Response(text=page_html, content_type="text/html")
 
     async def health(_request):
-        return web.json_response({"status": "busy" if recognizer.full else "ok",
+        return web.json_response({"status": "busy" if recognizer.full else "ok", "streaming": streaming,
                                   "decoder": transcriber.decoder.decoder,
                                   "sample_rate": transcriber.features.sample_rate,
                                   "batches": recognizer.batches, "utterances": recognizer.utterances,
