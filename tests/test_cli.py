@@ -126,3 +126,13 @@ def test_eval_takes_an_export_as_it_takes_its_checkpoint(sample_test_shards, tmp
     result = runner.invoke(cli, ["eval", "--shards", str(sample_test_shards), "--model",
                                  str(tmp_path / "model.mindir")])
     assert result.exit_code == 1 and "model.json (feature config, labels) is missing" in result.output
+
+
+def test_a_stream_chunk_longer_than_the_bound_is_refused_by_name(tmp_path):
+    from ds2stream.inference.transcribe import MAX_CHUNK_MS
+
+    audio, model = tmp_path / "a.wav", tmp_path / "m.ckpt"
+    audio.write_bytes(b""), model.write_bytes(b"")  # never read: the option is refused first
+    result = CliRunner().invoke(cli, ["transcribe", "--model", str(model), "--stream",
+                                      "--chunk-ms", str(MAX_CHUNK_MS + 1), str(audio)])
+    assert result.exit_code == 2 and "--chunk-ms" in result.output and str(MAX_CHUNK_MS) in result.output

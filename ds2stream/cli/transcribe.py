@@ -5,7 +5,7 @@ from pathlib import Path
 import click
 
 from ..errors import Ds2streamError
-from ..inference.transcribe import CHUNK_SECONDS
+from ..inference.transcribe import CHUNK_SECONDS, MAX_CHUNK_MS
 from .base import cli
 from .decoding import decoder_from, decoder_options
 
@@ -18,8 +18,8 @@ from .decoding import decoder_from, decoder_options
               help="Feed each file chunk by chunk to a forward-only model (the stream preset): one JSON "
                    "line per change of the partial text, then the final text with word times.")
 @click.option("--realtime", is_flag=True, help="With --stream: feed the audio at the speed it was spoken.")
-@click.option("--chunk-ms", type=click.IntRange(min=10), default=round(CHUNK_SECONDS * 1000), show_default=True,
-              help="With --stream: milliseconds of audio per chunk.")
+@click.option("--chunk-ms", type=click.IntRange(min=10, max=MAX_CHUNK_MS), default=round(CHUNK_SECONDS * 1000),
+              show_default=True, help=f"With --stream: milliseconds of audio per chunk (at most {MAX_CHUNK_MS}).")
 @decoder_options
 def transcribe(files, model_path, stream, realtime, chunk_ms, **decoder):
     """Print the transcript of each audio FILE (flac, wav, ... at any sample rate): FILE<TAB>TEXT.

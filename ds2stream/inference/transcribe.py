@@ -19,6 +19,9 @@ from .evaluate import network_log_probs
 
 #: Audio fed to a stream at a time by ``stream_samples`` (``transcribe --stream``): 160 ms.
 CHUNK_SECONDS = 0.16
+#: The longest chunk a stream is fed: past a few seconds a "stream" is a sequence of uploads, and
+#: partial results come too late to be of use.
+MAX_CHUNK_MS = 5000
 
 
 @dataclasses.dataclass
