@@ -105,7 +105,7 @@ def test_eval_takes_an_export_as_it_takes_its_checkpoint(sample_test_shards, tmp
     from ds2stream.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
     from ds2stream.data.text import LABELS
     from ds2stream.features import FeatureConfig
-    from ds2stream.model import build_model
+    from ds2stream.network import build_model
     from ds2stream.presets import PRESETS
 
     model, checkpoint = PRESETS["tiny"].model, tmp_path / "untrained.ckpt"

@@ -184,7 +184,7 @@ def test_a_checkpoint_whose_weights_hold_nan_is_a_one_line_error_naming_it(sampl
     from ds2stream.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
     from ds2stream.data.text import LABELS
     from ds2stream.features import FeatureConfig
-    from ds2stream.model import build_model
+    from ds2stream.network import build_model
     from ds2stream.presets import PRESETS
 
     model = PRESETS["tiny"].model
