@@ -48,10 +48,22 @@ def isas_of_this_cpu() -> list[str]:
     return ["AVX2"] + (["AVX512_CORE"] if "avx512f" in flags else [])
 
 
-def gemm_worker(spec: dict) -> dict:
-    """In a child with ``ONEDNN_MAX_CPU_ISA`` set: the best GFLOP/s of MindSpore's MatMul per shape."""
+def best_seconds(run) -> float:
+    """The shortest of ``REPEATS`` timed calls of ``run``, after one untimed call (which warms up
+    the library: oneDNN creates its primitive there)."""
     import time
 
+    run()
+    best = float("inf")
+    for _ in range(REPEATS):
+        started = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def gemm_worker(spec: dict) -> dict:
+    """In a child with ``ONEDNN_MAX_CPU_ISA`` set: the best GFLOP/s of MindSpore's MatMul per shape."""
     import mindspore as ms
     from mindspore import ops
 
@@ -64,29 +76,15 @@ def gemm_worker(spec: dict) -> dict:
     for m, k, n in GEMM_SHAPES:
         a = ms.Tensor(rng.standard_normal((m, k), dtype=np.float32))
         b = ms.Tensor(rng.standard_normal((k, n), dtype=np.float32))
-        ops.matmul(a, b).asnumpy()  # the first call creates oneDNN's primitive
-        best = float("inf")
-        for _ in range(REPEATS):
-            started = time.perf_counter()
-            ops.matmul(a, b).asnumpy()
-            best = min(best, time.perf_counter() - started)
-        result[f"{m}x{k}x{n}"] = 2 * m * k * n / best / 1e9
+        result[f"{m}x{k}x{n}"] = 2 * m * k * n / best_seconds(lambda: ops.matmul(a, b).asnumpy()) / 1e9
     return result
 
 
 def blas_peak() -> float:
     """GFLOP/s of numpy's BLAS on a square 2048 fp32 GEMM, best of ``REPEATS``: the machine's reach."""
-    import time
-
     rng = np.random.default_rng(0)
     a, b = (rng.standard_normal((2048, 2048), dtype=np.float32) for _ in range(2))
-    a @ b
-    best = float("inf")
-    for _ in range(REPEATS):
-        started = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - started)
-    return 2 * 2048 ** 3 / best / 1e9
+    return 2 * 2048 ** 3 / best_seconds(lambda: a @ b) / 1e9
 
 
 def measure_peaks() -> dict:
