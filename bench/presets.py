@@ -211,16 +211,43 @@ def run_preset(args, preset: str) -> dict:
             "peak_rss_gb": peak, "throughput": training_throughput(run_dir), "points": points}
 
 
-def report(results: dict, plot: Path | None) -> None:
-    """The markdown table (minutes to each CER, CER at the budget's end) and the curves."""
+def run_presets(args) -> dict:
+    """Every preset of ``args.presets`` not yet in ``args.out``, one after the other; the results so
+    far saved after each."""
+    args.budget_of = [(name, float(value)) for name, value in args.budget_of]
+    from ds2stream.runtime import quiet_framework_logs, use_graph_mode
+
+    quiet_framework_logs(False)
+    use_graph_mode()
+    results = json.loads(args.out.read_text())["presets"] if args.out.exists() else {}
+    for preset in args.presets:
+        if preset in results:
+            print(f"{preset}: already in {args.out}, skipped")
+            continue
+        results[preset] = run_preset(args, preset)
+        harness.save(args.out, {"train": str(args.train), "dev": str(args.dev), "tests": named_sets(args.test),
+                                "presets": results})
+    return results
+
+
+def results_of(files: dict[Path, dict]) -> dict:
+    """The presets of result files as the table's rows: by name from one file, as "PRESET (FILE)"
+    from several, in the files' order."""
+    if len(files) == 1:
+        return next(iter(files.values()))["presets"]
+    return {f"{name} ({path.stem})": result for path, data in files.items() for name, result in data["presets"].items()}
+
+
+def report(results: dict) -> str:
+    """The markdown table: minutes to each CER, every held-out set's CER at the budget's end."""
     heads = " | ".join(f"min to CER ≤ {t:.0%}" for t in THRESHOLDS)
     # every held-out set's CER / WER at the run's end (older results have one set, "test")
     sets = list(dict.fromkeys(name for result in results.values() for point in result["points"]
                               for name in point.get("sets", {"test": None})))
     set_heads = " | ".join(f"{name} CER / WER at the end" for name in sets)
-    print(f"| preset | budget (min) | steps (a minute) | audio-s per step-s | {heads} | {set_heads} "
-          "| best primary CER | peak RSS |")
-    print("|---|---:|---:|---:|" + "---:|" * len(THRESHOLDS) + "---:|" * len(sets) + "---:|---:|")
+    lines = [f"| preset | budget (min) | steps (a minute) | audio-s per step-s | {heads} | {set_heads} "
+             "| best primary CER | peak RSS |",
+             "|---|---:|---:|---:|" + "---:|" * len(THRESHOLDS) + "---:|" * len(sets) + "---:|---:|"]
     for name, result in results.items():
         points = sorted(result["points"], key=lambda p: p["train_minutes"])
         reach = " | ".join(f"{m:.1f}" if (m := minutes_to_reach(points, t)) is not None else "not reached"
@@ -232,10 +259,13 @@ def report(results: dict, plot: Path | None) -> None:
         pace = f"{end['global_step']} ({end['global_step'] / max(end['train_minutes'], 1e-9):.0f})"
         speed = result.get("throughput", {}).get("audio_seconds_per_step_second")
         speed = "–" if speed is None else f"{speed:.1f}"
-        print(f"| `{name}` | {result['budget_minutes']:g} | {pace} | {speed} | {reach} | {at_end} | {best['cer']:.1%} "
-              f"| {peak} |")
-    if plot is None:
-        return
+        lines.append(f"| `{name}` | {result['budget_minutes']:g} | {pace} | {speed} | {reach} | {at_end} "
+                     f"| {best['cer']:.1%} | {peak} |")
+    return "\n".join(lines)
+
+
+def plot(results: dict, path: Path) -> None:
+    """The curves: the primary set's CER against training minutes, one per preset."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -254,9 +284,9 @@ def report(results: dict, plot: Path | None) -> None:
     axis.grid(alpha=0.3)
     axis.legend()
     figure.tight_layout()
-    plot.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(plot, dpi=110)
-    print(f"plot: {plot}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    print(f"plot: {path}")
 
 
 def pairs(text: str) -> tuple[str, str]:
@@ -284,27 +314,14 @@ def main():
     parser.add_argument("--plot", type=Path)
     args = parser.parse_args()
     if args.report:
-        files = {path: json.loads(path.read_text()) for path in args.report}
-        if len(files) == 1:
-            return report(next(iter(files.values()))["presets"], args.plot)
-        return report({f"{name} ({path.stem})": result for path, data in files.items()
-                       for name, result in data["presets"].items()}, args.plot)
-    if not (args.train and args.dev and args.test):
+        results = results_of({path: json.loads(path.read_text()) for path in args.report})
+    elif args.train and args.dev and args.test:
+        results = run_presets(args)
+    else:
         parser.error("--train, --dev and --test are needed to run the bench")
-    args.budget_of = [(name, float(value)) for name, value in args.budget_of]
-    from ds2stream.runtime import quiet_framework_logs, use_graph_mode
-
-    quiet_framework_logs(False)
-    use_graph_mode()
-    results = json.loads(args.out.read_text())["presets"] if args.out.exists() else {}
-    for preset in args.presets:
-        if preset in results:
-            print(f"{preset}: already in {args.out}, skipped")
-            continue
-        results[preset] = run_preset(args, preset)
-        harness.save(args.out, {"train": str(args.train), "dev": str(args.dev), "tests": named_sets(args.test),
-                                "presets": results})
-    report(results, args.plot)
+    print(report(results))
+    if args.plot:
+        plot(results, args.plot)
 
 
 if __name__ == "__main__":

@@ -122,18 +122,19 @@ def diagnose(spec: dict) -> dict:
     return out
 
 
-def report(result: dict) -> None:
+def report(result: dict) -> str:
     """The markdown table of a diagnosis."""
-    print("| set | greedy CER / WER | band-limited to 4 kHz | beam + LM CER / WER | utterance CER, quartiles "
-          "| level (dBFS) | characters a second | energy above 4 kHz |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    lines = ["| set | greedy CER / WER | band-limited to 4 kHz | beam + LM CER / WER | utterance CER, quartiles "
+             "| level (dBFS) | characters a second | energy above 4 kHz |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name, f in result["sets"].items():
         lm = f"{f['beam_lm']['cer']:.1%} / {f['beam_lm']['wer']:.1%}" if "beam_lm" in f else "–"
         low, _, high = f["utterance_cer_quartiles"]
         audio = f["audio_median"]
-        print(f"| {name} | {f['greedy']['cer']:.1%} / {f['greedy']['wer']:.1%} | {f['band_limited_4khz']['cer']:.1%} "
-              f"| {lm} | {low:.0%}-{high:.0%} | {audio['rms_dbfs']:.1f} | {audio['chars_per_second']:.1f} "
-              f"| {audio['above_4khz']:.1%} |")
+        lines.append(f"| {name} | {f['greedy']['cer']:.1%} / {f['greedy']['wer']:.1%} "
+                     f"| {f['band_limited_4khz']['cer']:.1%} | {lm} | {low:.0%}-{high:.0%} | {audio['rms_dbfs']:.1f} "
+                     f"| {audio['chars_per_second']:.1f} | {audio['above_4khz']:.1%} |")
+    return "\n".join(lines)
 
 
 def main():
@@ -146,7 +147,8 @@ def main():
     parser.add_argument("--out", type=Path, default=Path("bench/out/real-speech-diagnosis.json"))
     args = parser.parse_args()
     if args.report:
-        return report(json.loads(args.report.read_text()))
+        print(report(json.loads(args.report.read_text())))
+        return
     if not (args.model and args.test):
         parser.error("--model and --test are needed to diagnose")
     spec = {"model": str(args.model), "tests": named_sets(args.test), "lm": args.lm and str(args.lm.resolve()),
