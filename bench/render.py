@@ -48,6 +48,8 @@ def rendered(page: Path, bench: str, names: list[str]) -> str:
     if bench not in RENDERERS:
         raise SystemExit(f"{page}: <!-- table: {bench} ... --> names no bench this script renders "
                          f"(one of {', '.join(RENDERERS)})")
+    if missing := [name for name in names if not (page.parent / name).is_file()]:
+        raise SystemExit(f"{page}: <!-- table: {bench} ... --> names {missing}, not in {page.parent}")
     return RENDERERS[bench]({page.parent / name: json.loads((page.parent / name).read_text()) for name in names})
 
 
