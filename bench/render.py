@@ -22,6 +22,7 @@ import re
 import sys
 from pathlib import Path
 
+import demo
 import harness
 import presets
 import real_speech
@@ -29,6 +30,7 @@ import real_speech
 RESULTS = harness.REPOSITORY / "docs" / "results"
 #: Per bench named in a marker, its table of the marker's JSON files ({path: data}, in row order).
 RENDERERS = {
+    "bench/demo.py": lambda files: demo.report(*files.values()),
     "bench/presets.py": lambda files: presets.report(presets.results_of(files)),
     "bench/real_speech.py": lambda files: real_speech.report(*files.values()),
 }

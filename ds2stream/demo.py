@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 import time
@@ -9,8 +10,11 @@ from pathlib import Path
 
 from .data import SAMPLE_DIR
 from .errors import DataError
+from .files import write_durably
 
 MARKER = ".ds2stream-demo"
+#: What a demo measured, for scripts and reports: the test set's scores, the stages' seconds.
+RESULT_FILE = "demo.json"
 
 
 @dataclasses.dataclass
@@ -92,4 +96,10 @@ def run_demo(out: Path, train_inputs: list[Path] | None = None, test_inputs: lis
     test_set = ShardSet(out / "shards" / "test", model_features(meta))  # the run's features, not the shards'
     report = evaluate(network, test_set)
     seconds["eval"] = time.perf_counter() - started
-    return DemoResult(out / "run", checkpoint, seconds, report, len(trainer.shards), len(test_set))
+    result = DemoResult(out / "run", checkpoint, seconds, report, len(trainer.shards), len(test_set))
+    write_durably(out / RESULT_FILE, json.dumps({
+        "preset": preset, "epochs": config.epochs, "checkpoint": str(checkpoint),
+        "train_utterances": result.train_utterances, "test_utterances": result.test_utterances,
+        "test": report.summary(), "stage_seconds": {stage: round(s, 1) for stage, s in seconds.items()}},
+        indent=1).encode())
+    return result

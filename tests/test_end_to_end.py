@@ -35,6 +35,9 @@ def test_demo_learns_the_bundled_sample(demo_run):
     # fails here.
     assert result.report.wer <= 0.06 and result.report.cer <= 0.025, result.report.summary()
     assert (result.run_dir / "best.ckpt").exists()
+    written = json.loads((out / "demo.json").read_text())  # what bench/demo.py and scripts read
+    assert written["test"]["wer"] == result.report.wer and written["test_utterances"] == 300
+    assert set(written["stage_seconds"]) == {"shard", "train", "eval"}
 
 
 def test_eval_cli_on_the_checkpoint_training_wrote(demo_run, tmp_path):

@@ -23,7 +23,8 @@ def demo(out, train_inputs, dev_inputs, test_inputs, preset, epochs):
     180 dev and 300 test recordings of spoken digits from FSDD, CC BY-SA 4.0), in a few minutes on
     2 cores. The dev set chooses the checkpoint; the test set only measures it.
 
-    Prints the WER/CER table, the time each stage took and where the run directory is.
+    Prints the WER/CER table, the time each stage took and where the run directory is; the same
+    figures go to OUT/demo.json.
     """
     from ..demo import run_demo
     from .evaluate import format_report
