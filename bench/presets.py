@@ -1,12 +1,13 @@
 """Time to accuracy of every preset under one training budget: the question behind "one epoch takes
 50 hours" is how much CPU time a given accuracy costs.
 
-Each preset trains with its recipe (RECIPES) for --budget minutes of training steps (`ds2stream
-train --max-minutes`: compiled steps and data waits counted, dev evaluation and checkpoint writes
-not), one after the other, never side by side, each in its own process (its peak resident memory
-is measured) with its log beside its run directory; then every checkpoint it kept is evaluated on
-the held-out sets (greedy, bench/time_to_accuracy.py): the corpus's test voices and real speech
-(`--test corpus=... real-dev=... fsdd=...`; the first set is the primary one, whose CER the
+Each recipe (bench/recipes/NAME.json: a preset's whole config, or a preset as it is today)
+trains for --budget minutes of training steps (`ds2stream train --max-minutes`: compiled steps and
+data waits counted, dev evaluation and checkpoint writes not), one after the other, never side by
+side, each in its own process (its peak resident memory is measured) with its log beside its run
+directory; then every checkpoint it kept is evaluated on the held-out sets (greedy,
+bench/time_to_accuracy.py): the corpus's test voices and real speech (`--test corpus=...
+real-dev=... fsdd=...`; the first set is the primary one, whose CER the
 thresholds and the plot read). `--budget-of lean=60` gives one preset a
 longer budget; `--continue stream=RUN_DIR` continues an earlier run of the same recipe when its LR
 decays per epoch of steps (a longer run is then the shorter one continued; a linear schedule ends
@@ -34,9 +35,18 @@ from time_to_accuracy import (
     training_throughput,
 )
 
+from ds2stream.errors import ConfigError
+from ds2stream.model import ModelConfig
 from ds2stream.pipeline.augment import STANDARD_AUGMENT
-from ds2stream.presets import zoo_kernels_4x
-from ds2stream.training.config import EPOCHS_UNTIL_BUDGET
+from ds2stream.presets import get_preset, zoo_kernels_4x
+from ds2stream.training.config import EPOCHS_UNTIL_BUDGET, Preset, TrainConfig
+
+#: One file per recipe, NAME.json (the two kinds and their keys: bench/recipes/README.md).
+RECIPES_DIR = Path(__file__).resolve().with_name("recipes")
+#: What every run of the bench sets: the budget of minutes ends it (the LR decays per epoch of steps
+#: or over the budget's minutes, not over the epochs), and every checkpoint stays to be evaluated.
+#: A resolved recipe holds these values; a recipe that is a preset as it is gets them here.
+BUDGET_RUN = {"epochs": EPOCHS_UNTIL_BUDGET, "keep_last": 0}
 
 EXPONENTIAL = {"lr_schedule": "exponential", "learning_rate": 8e-4}  # lean's schedule before
 #: lean's convs before (the zoo's kernel sizes at 16 channels): every lean recipe measured with them
@@ -164,22 +174,38 @@ RECIPES = {
 }
 
 
+def recipe_names() -> list[str]:
+    return sorted(path.stem for path in RECIPES_DIR.glob("*.json"))
+
+
+def load_recipe(name: str) -> Preset:
+    """bench/recipes/NAME.json as the preset a run starts from: its model and training configs as
+    written, or (``"preset"``) that preset of ds2stream.presets as it is today, run as BUDGET_RUN says."""
+    path = RECIPES_DIR / f"{name}.json"
+    if not path.is_file():
+        raise ConfigError(f"no recipe {name!r}: {path} is missing; recipes: {', '.join(recipe_names())}")
+    recipe = json.loads(path.read_text())
+    settings = {"preset"} if "preset" in recipe else {"model", "train"}
+    if settings - set(recipe) or set(recipe) - settings - {"why", "measured"}:
+        raise ConfigError(f"{path}: a recipe has either \"preset\" or both \"model\" and \"train\", and may have "
+                          f"\"why\" and \"measured\" (bench/recipes/README.md); it has {sorted(recipe)}")
+    if "preset" in recipe:
+        preset = get_preset(recipe["preset"])
+        return Preset(name, preset.model, dataclasses.replace(preset.train, **BUDGET_RUN))
+    return Preset(name, ModelConfig.from_dict(recipe["model"]), TrainConfig.from_dict(recipe["train"]))
+
+
 def train_one(spec: dict) -> None:
-    """In a child process of its own (harness.call): one preset's run for its budget."""
-    from ds2stream.presets import get_preset
+    """In a child process of its own (harness.call): one recipe's run for its budget."""
     from ds2stream.runtime import quiet_framework_logs
     from ds2stream.training.trainer import run_training
 
     quiet_framework_logs(False)
-    continued, recipe = spec.get("continue"), RECIPES[spec["preset"]]
-    overrides = {k: v for k, v in recipe.items() if k not in ("preset", "model")}
+    continued = spec.get("continue")
     run_training(run_dir=None if continued else Path(spec["run_dir"]),
                  resume_dir=Path(continued) if continued else None,
-                 shards=Path(spec["train"]), dev_shards=Path(spec["dev"]),
-                 preset=get_preset(recipe.get("preset", spec["preset"])),
-                 overrides={**overrides, "epochs": EPOCHS_UNTIL_BUDGET, "keep_last": 0},
-                 model_changes=recipe.get("model"),
-                 max_minutes=spec["minutes"], progress=True)
+                 shards=Path(spec["train"]), dev_shards=Path(spec["dev"]), preset=load_recipe(spec["preset"]),
+                 overrides={}, max_minutes=spec["minutes"], progress=True)
 
 
 def run_preset(args, preset: str) -> dict:
@@ -207,7 +233,9 @@ def run_preset(args, preset: str) -> dict:
     else:
         print(f"{preset}: {run_dir} already trained for {trained:.1f} min; evaluating it", flush=True)
     points = evaluate_run(run_dir, args.test)
-    return {"preset": preset, "recipe": RECIPES[preset], "budget_minutes": budget, "run_dir": str(run_dir),
+    recipe = load_recipe(preset)  # as read: a file of bench/recipes/ that runs it again
+    return {"preset": preset, "recipe": {"model": recipe.model.to_dict(), "train": recipe.train.to_dict()},
+            "budget_minutes": budget, "run_dir": str(run_dir),
             "peak_rss_gb": peak, "throughput": training_throughput(run_dir), "points": points}
 
 
@@ -291,8 +319,8 @@ def plot(results: dict, path: Path) -> None:
 
 def pairs(text: str) -> tuple[str, str]:
     name, _, value = text.partition("=")
-    if name not in RECIPES or not value:
-        raise argparse.ArgumentTypeError(f"expected PRESET=VALUE with a preset of {', '.join(RECIPES)}: {text!r}")
+    if name not in recipe_names() or not value:
+        raise argparse.ArgumentTypeError(f"expected PRESET=VALUE with a recipe of {RECIPES_DIR}: {text!r}")
     return name, value
 
 
@@ -303,7 +331,8 @@ def main():
     parser.add_argument("--test", nargs="+", metavar="[NAME=]PATH",
                         help="held-out sets, the primary one first (a bare path is named test)")
     parser.add_argument("--runs", type=Path, default=Path("runs/presets"))
-    parser.add_argument("--presets", nargs="+", default=["zoo", "fast", "small", "lean"], choices=list(RECIPES))
+    parser.add_argument("--presets", nargs="+", default=["zoo", "fast", "small", "lean"], choices=recipe_names(),
+                        metavar="NAME", help="recipes, each bench/recipes/NAME.json")
     parser.add_argument("--budget", type=float, default=30.0, help="minutes of training steps per preset")
     parser.add_argument("--budget-of", type=pairs, action="append", default=[], metavar="PRESET=MINUTES")
     parser.add_argument("--continue", dest="continue_run", type=pairs, action="append", default=[],
