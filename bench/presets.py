@@ -37,8 +37,7 @@ from time_to_accuracy import (
 
 from ds2stream.errors import ConfigError
 from ds2stream.model import ModelConfig
-from ds2stream.pipeline.augment import STANDARD_AUGMENT
-from ds2stream.presets import get_preset, zoo_kernels_4x
+from ds2stream.presets import get_preset
 from ds2stream.training.config import EPOCHS_UNTIL_BUDGET, Preset, TrainConfig
 
 #: One file per recipe, NAME.json (the two kinds and their keys: bench/recipes/README.md).
@@ -47,131 +46,6 @@ RECIPES_DIR = Path(__file__).resolve().with_name("recipes")
 #: or over the budget's minutes, not over the epochs), and every checkpoint stays to be evaluated.
 #: A resolved recipe holds these values; a recipe that is a preset as it is gets them here.
 BUDGET_RUN = {"epochs": EPOCHS_UNTIL_BUDGET, "keep_last": 0}
-
-EXPONENTIAL = {"lr_schedule": "exponential", "learning_rate": 8e-4}  # lean's schedule before
-#: lean's convs before (the zoo's kernel sizes at 16 channels): every lean recipe measured with them
-#: keeps them, so each reproduces its report.
-ZOO_KERNELS = {"model": {"conv": [dataclasses.asdict(layer) for layer in zoo_kernels_4x(16)]}}
-#: lean before 3x time subsampling, dropout and weight decay (its convs strided time 2 x 2): every
-#: lean recipe measured before keeps it (`before_3x`), so each reproduces its report.
-LEAN_4X = {"conv": [{"channels": 16, "kernel": [11, 5], "stride": [2, 2], "padding": [5, 2]}] * 2, "dropout": 0.0}
-
-
-REAL_CHECKPOINTS = {"checkpoint_every": 500}
-ROOMS = {**STANDARD_AUGMENT.to_dict(), "reverb_prob": 0.5, "channel_prob": 0.5}
-SLOWER = {**STANDARD_AUGMENT.to_dict(), "speeds": (0.7, 0.8, 0.9, 1.0, 1.1)}
-RANGE_60DB = {"scale": "mel", "n_mels": 80, "normalize": "per_bin_mean", "dynamic_range_db": 60.0}
-
-
-def before_3x(recipe: dict) -> dict:
-    """A lean recipe as measured before lean took 3x time subsampling, dropout and weight decay."""
-    return {"weight_decay": 0.0, **recipe, "model": {**LEAN_4X, **recipe.get("model", {})}}
-
-
-#: Per preset, what differs from its own defaults. Every run sets `epochs` high enough that the
-#: budget ends it; that changes nothing else, as the LR decays per epoch of steps or over the
-#: budget's minutes, not over the epochs.
-RECIPES = {
-    # The seed's recipe: every batch 8 utterances padded to 1,250 frames, the zoo's LR and warm-up
-    # (500 steps), no augmentation. Its steps are long: a checkpoint every 10.
-    "zoo": {"batch_mode": "fixed", "checkpoint_every": 10},
-    # fast and small as lean found best for a budget of minutes: 8,000-frame batches (more updates)
-    # and a 100-step warm-up (their 500 would be most of a 30-minute run); their own LR, augmentation.
-    "fast": {"max_frames": 8000, "warmup_steps": 100, "checkpoint_every": 20},
-    "small": {"max_frames": 8000, "warmup_steps": 100, "checkpoint_every": 20},
-    "lean": {},  # the preset as it is: 3x subsampling, dropout, weight decay, 8,000-frame batches, 100
-    # warm-up steps, 3.2e-3 falling to 0, augmentation
-    "tiny": {},
-    "stream": {},  # the preset as it is: lean's recipe, forward-only with a lookahead, sliding-mean features
-    # Levers against unseen voices, each a recipe of another preset ("preset"), measured with the
-    # schedule lean had then (8e-4, 0.8x per epoch of steps: "lean-exponential"): lean with the
-    # linear spectrogram it had before, and lean with speaker augmentation on top; then lean's LR
-    # falling linearly to 0 at the budget's end from 1x, 2x and 8x that peak (lean itself: 4x)
-    # (docs/results/unseen-voices.md).
-    "lean-exponential": before_3x({"preset": "lean", **ZOO_KERNELS, **EXPONENTIAL}),
-    "lean-linear": before_3x({"preset": "lean", **ZOO_KERNELS, **EXPONENTIAL,
-                              "features": {"scale": "linear", "normalize": "utterance"}}),
-    "lean-vtlp": before_3x({"preset": "lean", **ZOO_KERNELS, **EXPONENTIAL,
-                            "augment": {**STANDARD_AUGMENT.to_dict(), "vtlp": 0.1, "channel_prob": 0.3}}),
-    "lean-anneal": before_3x({"preset": "lean", **ZOO_KERNELS, "learning_rate": 8e-4}),
-    "lean-anneal-2x": before_3x({"preset": "lean", **ZOO_KERNELS, "learning_rate": 1.6e-3}),
-    "lean-anneal-8x": before_3x({"preset": "lean", **ZOO_KERNELS, "learning_rate": 6.4e-3}),
-    # lean with each utterance's pitch shifted, tempo kept, by up to 3 semitones either way
-    "lean-pitch": before_3x({"preset": "lean", **ZOO_KERNELS,
-                             "augment": {**STANDARD_AUGMENT.to_dict(), "pitch_shift": 3.0}}),
-    # lean with SpecAugment's time masks as LibriSpeech recipes set them (Lhotse: up to 15 % of the
-    # frames masked): one per second of audio, each up to 5 % of the utterance (lean: 0.5, 4 %)
-    "lean-masks": before_3x({"preset": "lean", **ZOO_KERNELS, "augment": {
-        **STANDARD_AUGMENT.to_dict(), "time_masks_per_second": 1.0, "time_mask_fraction": 0.05}}),
-    # lean with the speaker augmentation lean-vtlp had, under lean's schedule: measured on real
-    # speakers (FSDD) as well as on the synthetic test voices, where it had given nothing
-    "lean-speaker": before_3x({"preset": "lean", **ZOO_KERNELS,
-                               "augment": {**STANDARD_AUGMENT.to_dict(), "vtlp": 0.1, "channel_prob": 0.3}}),
-    # lean with half the utterances played in a simulated room: synthetic voices are dry, real
-    # recordings are not
-    "lean-reverb": before_3x({"preset": "lean", **ZOO_KERNELS,
-                              "augment": {**STANDARD_AUGMENT.to_dict(), "reverb_prob": 0.5}}),
-    # lean with a front end of less arithmetic: both convs 11 mel rows by 5 frames instead of the
-    # zoo's kernel sizes (41 x 11, then 21 x 11, sized for 161 linear bins), the same strides and
-    # channels. Measured as "lean-k11x5"; now lean itself, and lean before is "lean-zoo-kernels".
-    "lean-zoo-kernels": before_3x({"preset": "lean", **ZOO_KERNELS}),
-    # lean with each RNN layer's outputs dropped with probability 0.2 in training (as ESPnet's RNN
-    # encoders): 60 minutes are 16 passes over a 6-hour corpus, and the unheard voices stall while
-    # the training loss falls
-    "lean-dropout": before_3x({"preset": "lean", "model": {"dropout": 0.2}}),
-    # lean-dropout with VTLP 0.1 (a vocal tract length drawn per utterance): the training corpus
-    # has few natural voices of a short vocal tract, and a run of 16 passes is long enough for an
-    # augmentation to pay where 30 minutes were not
-    "lean-dropout-vtlp": before_3x({"preset": "lean", "model": {"dropout": 0.2},
-                                    "augment": {**STANDARD_AUGMENT.to_dict(), "vtlp": 0.1}}),
-    # lean-dropout with LSTMs of 192 and 40 mel bands: 1.64x the audio per step-second (measured
-    # alone), and twice the steps took 2-3 points off before; measured: it lost (25.9 against 21.7 %
-    # test CER in 60 minutes), the capacity given up costs more than the steps gained
-    "lean-dropout-small": before_3x({"preset": "lean", "model": {"dropout": 0.2, "rnn_hidden": 192},
-                                     "features": {"scale": "mel", "n_mels": 40, "normalize": "per_bin"}}),
-    # lean-dropout with decoupled weight decay 0.1 (AdamW): under lean's schedule the weights of a
-    # 60-minute run would shrink by about half were no gradient to hold them, a regulariser of 16
-    # passes over one corpus that costs no arithmetic; measured at equal steps (3,677): 23.0 against
-    # 23.9 % test CER, within the noise of runs; for 60 minutes 21.1 % (5,033 steps), 1.1 points
-    # ahead of lean-dropout at step 5,000
-    "lean-dropout-wd": before_3x({"preset": "lean", "model": {"dropout": 0.2}, "weight_decay": 0.1}),
-    # lean-dropout-wd with dropout 0.3: more regularisation for 16 passes over one corpus; measured:
-    # 0.4-1.9 points of test CER behind dropout 0.2 at every 500th step of 60 minutes but one, 21.3
-    # against 21.1 % at the end (5,060 and 5,033 steps)
-    "lean-dropout3-wd": before_3x({"preset": "lean", "model": {"dropout": 0.3}, "weight_decay": 0.1}),
-    # lean-dropout-wd with LSTMs of 320 instead of 256: the smaller model (LSTM-192, 40 bands) lost
-    # 4.2 points for 1.44x the steps, so the hour may be short of capacity rather than of updates;
-    # measured: 0.85x the audio per step-second, no better at equal steps, 22.2 against 21.1 % in 60 min
-    "lean-dropout-wd-320": before_3x({"preset": "lean", "model": {"dropout": 0.2, "rnn_hidden": 320},
-                                      "weight_decay": 0.1}),
-    # lean-dropout-wd with 3x time subsampling instead of 4x (the first conv strides time by 3, the
-    # second not): DeepSpeech2 found strides above 2 cost English character outputs accuracy; the
-    # corpus's voices read 12-22 characters a second (the test voices 17-20), and at 4x the median
-    # test sentence leaves CTC 1.2-1.5 output frames per label position (characters, and a blank
-    # between doubled letters). Measured as "lean-dropout-wd-3x" (19.3 against 21.1 % test CER in 60
-    # minutes); now lean itself, and lean before is "lean-4x"
-    "lean-4x": before_3x({"preset": "lean"}),
-    # lean with global CMVN (ESPnet's and WeNet's): each mel row's mean and std over the training
-    # set instead of over each utterance; causal, as streaming needs, but it keeps each recording's
-    # own speaker and channel average, which per-utterance normalisation removes; measured: 1.4-2.4
-    # points of test CER worse at every checkpoint of 30 minutes (26.9 against 25.4 %)
-    "lean-global": before_3x({"preset": "lean", "features": {"scale": "mel", "n_mels": 80, "normalize": "global"}}),
-    # Levers for real speech (docs/results/real-speech.md), each lean as it is, scored on the corpus's
-    # held-out engine, real-dev and FSDD; a checkpoint every 500 steps (three sets to evaluate each).
-    # Real speakers in the mix are a change of --train, not of recipe.
-    "real-lean": {"preset": "lean", **REAL_CHECKPOINTS},
-    # rooms and microphones: half the utterances in a simulated room, half through a random channel
-    # (a tilt, and on half of those a band limit down to 3 kHz): synthetic voices are dry and full-band
-    "real-rooms": {"preset": "lean", **REAL_CHECKPOINTS, "augment": ROOMS},
-    # mel energies floored 60 dB under the utterance's loudest, each row's mean removed and one std
-    # over the utterance: FSDD's band above 4 kHz (8 kHz recordings; 70 dB under the speech) stays
-    # near 0 instead of the unit-variance noise that per-row normalisation makes of it
-    "real-range": {"preset": "lean", **REAL_CHECKPOINTS, "features": RANGE_60DB},
-    "real-rooms-range": {"preset": "lean", **REAL_CHECKPOINTS, "augment": ROOMS, "features": RANGE_60DB},
-    # slower speech: real-dev's reader says 11.9 characters a second (median), the training voices
-    # 15-16.5; speed perturbation down to 0.7x (Kaldi's 0.9-1.1 reach 13.5 at the slowest)
-    "real-slow": {"preset": "lean", **REAL_CHECKPOINTS, "augment": SLOWER},
-}
 
 
 def recipe_names() -> list[str]:
