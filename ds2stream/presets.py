@@ -23,9 +23,10 @@
              arrives (``inference/stream.py``).
 ``tiny``  -- 8-channel convs with 4x time subsampling (as ``fast``) and 2 bidirectional LSTM-160
              layers: trains in minutes on the bundled sample (spoken digits) and in the tests.
-             Convolutions were 66 % of its step with 2x (MindSpore's profiler); 4x halves the
+             Convolutions were most of its step with 2x (MindSpore's profiler); 4x halves the
              second conv and the LSTMs, and on the sample it learns in fewer epochs too: the demo
-             reaches the same test WER (4.33 %) in 20 epochs and 256 s instead of 35 and 578 s.
+             reaches the same test WER in 20 epochs instead of 35, in less than half the time
+             (measured: docs/demo.md).
 
 Augmentation (``pipeline.augment.STANDARD_AUGMENT``: speed, volume, noise, SpecAugment) is on in
 ``small``, ``fast`` and ``lean``; off in ``zoo`` (the seed's recipe, which had none) and ``tiny``
@@ -41,9 +42,9 @@ from .model import ZOO_CONV, Activation, ConvLayer, ModelConfig
 from .pipeline.augment import STANDARD_AUGMENT
 from .training.config import Preset, TrainConfig
 
-#: Log-mel features normalised per frequency row: on voices never heard in training, 34.7 % CER after
-#: 30 minutes against 39.6 % with the linear spectrogram, and a step 1.7x cheaper per audio-second
-#: (docs/results/unseen-voices.md).
+#: Log-mel features normalised per frequency row: on voices never heard in training they read better
+#: than the linear spectrogram, and a step costs less per audio-second (measured:
+#: docs/results/unseen-voices.md).
 MEL_PER_BIN = FeatureConfig(scale=Scale.MEL, n_mels=80, normalize=Normalize.PER_BIN)
 
 #: The same filterbank, each row's mean over the last 3 s subtracted: causal, so a stream has it.
@@ -59,22 +60,21 @@ def zoo_kernels_4x(channels: int) -> tuple[ConvLayer, ConvLayer]:
 
 
 #: lean's two convs: 11 mel rows by 5 frames each, frequency strided 2 by both, time 3 by the first. The
-#: kernels: on unseen voices after 30 minutes, 26.1 % CER against 29.7 % with the zoo's kernel sizes
-#: (zoo_kernels_4x(16)), a step 1.56x cheaper per audio-second. The 3x time subsampling (2 x 2
-#: before): at 4x the median test sentence, read at 17-20 characters a second, left CTC 1.2-1.5
-#: output frames per label position; 3x reads better per step, 19.3 % against 21.1 % after 60
-#: minutes, for 0.78x the audio per step-second (docs/results/unseen-voices.md).
+#: kernels: unseen voices read better than with the zoo's kernel sizes (zoo_kernels_4x(16), sized
+#: for 161 linear bins), and a step costs less per audio-second. The 3x time subsampling (2 x 2
+#: before): at 4x the test voices, read fast, left CTC few output frames per label position; 3x
+#: reads better per step and per hour, for a dearer step (measured: docs/results/unseen-voices.md).
 _LEAN_CONV = (ConvLayer(16, (11, 5), (2, 3), (5, 2)), ConvLayer(16, (11, 5), (2, 1), (5, 2)))
 _LEAN_MODEL = ModelConfig(conv=_LEAN_CONV, rnn_layers=3, rnn_hidden=256, **_IMPROVED)
 _LEAN_TRAIN = TrainConfig(epochs=4, learning_rate=8e-4, warmup_steps=100, lr_decay_per_epoch=0.8, max_frames=8000,
                           checkpoint_every=100, augment=STANDARD_AUGMENT, best_by="cer", features=MEL_PER_BIN)
 #: lean's own: 4x the peak, falling linearly to 0 at the run's end (its --max-minutes, else its 4
-#: epochs). On unseen voices after 30 minutes, 31.7 % CER against 34.7 % with 8e-4 decaying 0.8 per
-#: epoch; 8e-4 and 1.6e-3 on the same line gave 35.8 and 33.5 % (docs/results/unseen-voices.md).
-#: `stream` keeps the schedule it was measured with.
+#: epochs): on unseen voices ahead of 8e-4 decaying 0.8 per epoch, and of 1x and 2x the peak on the
+#: same line (measured: docs/results/unseen-voices.md). `stream` keeps the schedule it was measured with.
 _LEAN_SCHEDULE = {"lr_schedule": "linear", "learning_rate": 3.2e-3}
 #: lean's regularisers, for 16 passes over a 6-hour corpus in 60 minutes: dropout 0.2 on the RNN
-#: outputs and weight decay 0.1 (AdamW), 21.1 % test CER against 22.4 % without (4x subsampling).
+#: outputs and weight decay 0.1 (AdamW), ahead of the run without them (measured:
+#: docs/results/unseen-voices.md).
 _LEAN_DROPOUT, _LEAN_WEIGHT_DECAY = 0.2, 0.1
 
 PRESETS = {

@@ -222,8 +222,8 @@ class BatchSampler:
         """``count`` filler rows (mask 0) for a batch that cannot be filled: other utterances of
         the bucket that fit its frames, drawn at random. The loss ignores them, but in training
         BatchNorm normalises the batch by its statistics and updates its running ones from them:
-        copies of a single row (as fillers were) skewed both, and on the bundled sample, where 15 %
-        of the rows were fillers, they doubled the dev WER (bench/fillers.py)."""
+        copies of a single row (as fillers were) skewed both, and on the bundled sample they raised
+        the dev WER (bench/fillers.py; measured: docs/data.md)."""
         if count == 0:
             return np.empty(0, dtype=np.int64)
         pool = np.flatnonzero(self.keep & in_bucket & (lengths <= frames))
