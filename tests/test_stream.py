@@ -93,30 +93,10 @@ def test_a_stream_refuses_features_of_the_whole_utterance_and_a_bidirectional_mo
 
 @pytest.fixture(scope="module")
 def stream_network():
-    """The stream preset's network, initialised from a fixed seed, its BatchNorm statistics,
-    lookahead and classifier drawn at random so every layer shapes the output and the greedy text is
-    not one letter. (Not every weight: recurrent weights that large are chaotic, and a 1e-5
-    difference between two orders of float sums grows without bound.)"""
-    import mindspore as ms
+    """The stream preset's network with random weights (``testkit.models.random_stream_network``)."""
+    from testkit.models import random_stream_network
 
-    from ds2stream.network import build_model
-    from ds2stream.runtime import use_graph_mode
-
-    use_graph_mode()
-    ms.set_seed(0)
-    config = dataclasses.replace(PRESETS["stream"].model, num_bins=SLIDING_MEL.num_bins)
-    network = build_model(config)
-    rng = np.random.default_rng(1)
-    for parameter in network.get_parameters():
-        shape = parameter.shape
-        values = {"fc.": rng.normal(0, 3.0, shape), "lookahead": rng.normal(0, 0.5, shape),
-                  "moving_mean": rng.normal(0, 0.1, shape), "moving_variance": rng.uniform(0.8, 1.25, shape),
-                  "gamma": rng.uniform(0.8, 1.2, shape), "beta": rng.normal(0, 0.1, shape)}
-        chosen = next((v for key, v in values.items() if key in parameter.name), None)
-        if chosen is not None:
-            parameter.set_data(ms.Tensor(chosen.astype(np.float32)))
-    network.set_train(False)
-    return network, config
+    return random_stream_network(SLIDING_MEL)
 
 
 @pytest.mark.parametrize("sizes", ((160,), (2560,), (37, 501), "random"))
