@@ -1,13 +1,15 @@
 """Endpoints: a stream that stays open gives a segment per utterance, cut by the rules of
-``inference/endpoint.py``.
+``inference/endpoint.py``, in the library and ``transcribe --stream``.
 
 The model: the stream preset's network with random weights and its classifier fitted to read six
 recordings of spoken digits (``testkit.models.fit_classifier``): the blank where they are silent,
 their digits where they speak. What it reads of each recording alone is the reference."""
+import json
 import re
 
 import numpy as np
 import pytest
+import soundfile
 
 from ds2stream.data.audio import read_audio
 from ds2stream.errors import ConfigError
@@ -140,3 +142,45 @@ def test_max_segment_cuts_a_stream_that_never_pauses(digits, reader):
     whole, _ = streamed(model, samples)  # the same path, cut: the letters in order, a few twice at a cut
     cut = "".join(stream.text.split())
     assert len(cut) >= len("".join(whole.text.split())) and set(cut) == set("".join(whole.text.split()))
+
+
+@pytest.fixture(scope="module")
+def reader_checkpoint(reader, tmp_path_factory):
+    from testkit.models import save_stream_checkpoint
+
+    network, config, _ = reader
+    return save_stream_checkpoint(network, config, SLIDING_MEL, tmp_path_factory.mktemp("endpoint") / "reader.ckpt")
+
+
+def test_transcribe_stream_prints_each_segment_with_its_times_as_it_ends(reader, talk, reader_checkpoint, tmp_path):
+    from click.testing import CliRunner
+
+    from ds2stream.cli import cli
+
+    _, _, model = reader
+    samples, _ = talk
+    audio = tmp_path / "talk.wav"
+    soundfile.write(audio, samples, 16000, subtype="PCM_16")
+    runner = CliRunner()
+    result = runner.invoke(cli, ["transcribe", "--stream", "--endpoint-silence-after-speech", "0.4", "--model",
+                                 str(reader_checkpoint), str(audio)])
+    assert result.exit_code == 0, result.output
+    messages = [json.loads(line) for line in result.output.splitlines()]
+    expected = streamed(model, samples, endpoint=RULES)[0].segments
+    lines = [n for n, message in enumerate(messages) if "segment" in message]
+    assert [messages[n] for n in lines] == [{"file": str(audio), **segment.to_dict()} for segment in expected]
+    # as each ends: the next utterance's partials come after it
+    assert all(any("partial" in m for m in messages[a + 1: b]) for a, b in zip(lines, lines[1:]))
+    final = messages[-1]
+    assert final["text"] == " ".join(s.text for s in expected)
+    assert final["segments"] == [s.summary() for s in expected]
+    assert final["words"] == [w for s in expected for w in s.words]
+
+    for args, message in [
+        (["--stream", "--endpoint-max-segment", "0"],
+         "Invalid value for '--endpoint-max-segment': endpoint max_segment must be seconds above 0, got 0.0"),
+        (["--stream", "--endpoint-silence-without-speech", "nan"], "silence_without_speech must be seconds above 0"),
+        (["--endpoint"], "endpoints cut a stream: give --stream too"),
+    ]:
+        refused = runner.invoke(cli, ["transcribe", *args, "--model", str(reader_checkpoint), str(audio)])
+        assert refused.exit_code == 2 and message in refused.output, refused.output
