@@ -1,9 +1,10 @@
 """Endpoints: a stream that stays open gives a segment per utterance, cut by the rules of
-``inference/endpoint.py``, in the library and ``transcribe --stream``.
+``inference/endpoint.py``, in the library, ``transcribe --stream`` and ``/stream``.
 
 The model: the stream preset's network with random weights and its classifier fitted to read six
 recordings of spoken digits (``testkit.models.fit_classifier``): the blank where they are silent,
 their digits where they speak. What it reads of each recording alone is the reference."""
+import asyncio
 import json
 import re
 
@@ -184,3 +185,43 @@ def test_transcribe_stream_prints_each_segment_with_its_times_as_it_ends(reader,
     ]:
         refused = runner.invoke(cli, ["transcribe", *args, "--model", str(reader_checkpoint), str(audio)])
         assert refused.exit_code == 2 and message in refused.output, refused.output
+
+
+@pytest.fixture(scope="module")
+def reader_server(reader_checkpoint):
+    """`ds2stream serve` of the reader, streams and segments held to 4 s (--max-seconds)."""
+    from testkit.servers import served
+
+    with served(reader_checkpoint, "--max-seconds", "4", "--max-streams", "2") as url:
+        yield url
+
+
+def test_the_websocket_sends_each_segment_as_it_ends_and_refuses_bad_rules(reader, talk, reader_server):
+    from testkit.servers import play, refused
+
+    _, _, model = reader
+    samples, _ = talk
+    asked = {"silence_after_speech": 0.4, "max_segment": 30}
+    messages, code = asyncio.run(play(reader_server, samples, start={"sample_rate": 16000, "endpoint": asked}))
+    ready, *rest, final = messages
+    # max_segment held to the server's --max-seconds, and said so
+    assert ready == {"ready": True, "sample_rate": 16000,
+                     "endpoint": {"silence_after_speech": 0.4, "silence_without_speech": 2.4, "max_segment": 4.0}}
+    expected = streamed(model, samples, endpoint=EndpointRules(silence_after_speech=0.4, max_segment=4))[0].segments
+    lines = [n for n, message in enumerate(rest) if "segment" in message]
+    assert [rest[n] for n in lines] == [segment.to_dict() for segment in expected] and len(expected) == 6
+    assert all(any("partial" in m for m in rest[a + 1: b]) for a, b in zip(lines, lines[1:]))
+    # the stream goes on past --max-seconds (7.6 s): each segment is held to it, not the stream
+    assert code == 1000 and final["duration"] == round(len(samples) / 16000, 3) > 4
+    assert final["text"] == " ".join(s.text for s in expected)
+    assert final["segments"] == [s.summary() for s in expected] and final["words"] == [w for s in expected
+                                                                                          for w in s.words]
+    cases = [  # a start message's rules -> the close reason
+        ({"silence_after_speech": -1}, "endpoint silence_after_speech must be seconds above 0, got -1"),
+        ({"max_segment": "long"}, "endpoint max_segment must be seconds above 0, got 'long'"),
+        ({"silence": 1}, "unknown endpoint rules silence; known: silence_after_speech, silence_without_speech"),
+        (True, "endpoint must be an object such as"),
+    ]
+    for rules, reason in cases:
+        code, said = asyncio.run(refused(reader_server, {"sample_rate": 16000, "endpoint": rules}))
+        assert code == 1008 and reason in said, (rules, code, said)

@@ -202,55 +202,11 @@ def test_transcribe_stream_prints_growing_partials_then_the_whole_recordings_tex
     assert refusal.exit_code == 1 and "bidirectional" in refusal.output and "Traceback" not in refusal.output
 
 
-async def play(url: str, samples: np.ndarray, chunk: int = 4000, start: dict | None = None, pace: float = 0.0):
-    """One /stream session: the start message, the samples in chunks, the end; every message the
-    server sent, and its close code."""
-    import aiohttp
-
-    messages = []
-    async with aiohttp.ClientSession() as session:
-        async with session.ws_connect(url.replace("http", "ws") + "/stream") as ws:
-            await ws.send_json(start or {"sample_rate": 16000, "format": "s16le"})
-            for at in range(0, len(samples), chunk):
-                await ws.send_bytes(samples[at: at + chunk].astype("<i2").tobytes())
-                await asyncio.sleep(pace)
-            await ws.send_json({"end": True})
-            async for message in ws:
-                messages.append(json.loads(message.data))
-            return messages, ws.close_code
-
-
-async def refused(url: str, *sends, wait: float = 5.0) -> tuple[int, str]:
-    """Open /stream, send these (str: text, bytes: binary, dict: JSON), and return how it closed."""
-    import aiohttp
-
-    async with aiohttp.ClientSession() as session:
-        async with session.ws_connect(url.replace("http", "ws") + "/stream") as ws:
-            for item in sends:
-                if ws.closed:
-                    break
-                if isinstance(item, bytes):
-                    await ws.send_bytes(item)
-                elif isinstance(item, str):
-                    await ws.send_str(item)
-                else:
-                    await ws.send_json(item)
-            reason = ""
-            while True:
-                message = await ws.receive(timeout=wait)
-                if message.type == aiohttp.WSMsgType.CLOSE:
-                    reason = message.extra or ""
-                    break
-                if message.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
-                    break
-            return ws.close_code, reason
-
-
 def test_serve_streams_partials_and_the_final_text_over_a_websocket_and_refuses_what_it_cannot_take(
         speech, stream_server):
     import urllib.request
 
-    from testkit.servers import post_audio
+    from testkit.servers import play, post_audio, refused
 
     url = stream_server
     wav = io.BytesIO()
