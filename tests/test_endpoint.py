@@ -1,5 +1,5 @@
 """Endpoints: a stream that stays open gives a segment per utterance, cut by the rules of
-``inference/endpoint.py``, in the library, ``transcribe --stream`` and ``/stream``.
+``inference/endpoint.py``, in the library, ``transcribe --stream``, ``/stream`` and the page.
 
 The model: the stream preset's network with random weights and its classifier fitted to read six
 recordings of spoken digits (``testkit.models.fit_classifier``): the blank where they are silent,
@@ -7,6 +7,7 @@ their digits where they speak. What it reads of each recording alone is the refe
 import asyncio
 import json
 import re
+import time
 
 import numpy as np
 import pytest
@@ -225,3 +226,44 @@ def test_the_websocket_sends_each_segment_as_it_ends_and_refuses_bad_rules(reade
     for rules, reason in cases:
         code, said = asyncio.run(refused(reader_server, {"sample_rate": 16000, "endpoint": rules}))
         assert code == 1008 and reason in said, (rules, code, said)
+
+
+def test_the_page_lists_each_utterance_with_its_times_and_the_partial_after_them(reader, digits, reader_server,
+                                                                                  tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from testkit.browser import headless_chromium
+
+    _, _, model = reader
+    # pauses longer than the default rules' 1.2 s: the page asks for the defaults
+    microphone, _ = joined_with_pauses([s for s, _ in digits[:3]], [2.0] * 3, seed=2)
+    soundfile.write(tmp_path / "microphone.wav", microphone, 16000, subtype="PCM_16")
+    with headless_chromium(fake_microphone=tmp_path / "microphone.wav") as browser:
+        browser.get(reader_server + "/")
+        browser.execute_script(  # what the page sends, to check that it shows what is made of it
+            "window.sent = []; const send = WebSocket.prototype.send;"
+            "WebSocket.prototype.send = function (data) {"
+            "  if (data instanceof ArrayBuffer) { window.sent.push(Array.from(new Int16Array(data))); }"
+            "  return send.call(this, data); };")
+        wait = WebDriverWait(browser, 60)
+        wait.until(lambda b: b.find_element(By.ID, "live").is_enabled())
+        browser.find_element(By.ID, "live").click()
+        wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#segments li")) >= 2
+                   or b.find_element(By.ID, "error").text)
+        assert browser.find_element(By.ID, "error").text == ""
+        time.sleep(0.5)  # the next utterance's partial under the list, maybe
+        browser.find_element(By.ID, "live-stop").click()
+        wait.until(lambda b: "s of audio" in b.find_element(By.ID, "status").text
+                   or b.find_element(By.ID, "error").text)
+        assert browser.find_element(By.ID, "error").text == ""
+        shown = [(item.find_element(By.CLASS_NAME, "time").text, item.find_element(By.CLASS_NAME, "text").text)
+                 for item in browser.find_elements(By.CSS_SELECTOR, "#segments li")]
+        rows = browser.find_elements(By.CSS_SELECTOR, "#words tr")
+        words = [row.find_elements(By.TAG_NAME, "td")[0].text for row in rows[1:]]
+        transcript = browser.find_element(By.ID, "transcript").text
+        sent = np.concatenate([np.array(chunk, np.int16) for chunk in browser.execute_script("return window.sent")])
+    # the server's default rules, max_segment held to its --max-seconds 4
+    expected = streamed(model, sent, endpoint=EndpointRules(max_segment=4))[0].segments
+    assert len(shown) >= 2 and shown == [(f"{s.start:.2f}–{s.end:.2f} s", s.text) for s in expected]
+    assert words == [w["word"] for s in expected for w in s.words] and transcript == ""
