@@ -91,6 +91,16 @@ def test_endpoint_rules_are_checked_and_the_message_names_the_bad_value():
         EndpointRules.from_dict(3)
 
 
+def test_the_options_of_transcribe_are_the_keys_of_the_start_message():
+    # one vocabulary: --endpoint-NAME for the "endpoint" key NAME, and the defaults the library's
+    from ds2stream.cli import cli
+
+    options = {p.opts[0]: p for p in cli.commands["transcribe"].params if p.opts[0].startswith("--endpoint-")}
+    keys = EndpointRules().to_dict()
+    assert sorted(options) == sorted("--endpoint-" + key.replace("_", "-") for key in keys)
+    assert all(f"Default {keys[p.name.removeprefix('endpoint_')]:g}." in p.help for p in options.values())
+
+
 @pytest.mark.parametrize("path, fires_at", [
     # 40-ms frames; rules: 0.2 s (5 frames) of silence after speech, 0.4 s (10) without, 0.6 s (15) at most
     ("_" * 12, 9),  # rule 1: ten frames of silence, nothing decoded
