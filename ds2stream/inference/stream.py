@@ -300,15 +300,12 @@ class Stream:
 
     def _end_segment(self) -> None:
         """Report the current segment (if it has words) and start the next with a new search of
-        the same decoder. Only the decoder starts afresh: the features, the conv layers' frames
-        and the RNN state flow on (as in sherpa-onnx), so the log-probabilities stay those of the
-        whole stream and an endpoint changes no frame of the model's output. Zeroing the RNN
-        state at each endpoint instead (as if a recording began in the pause) read worse on the
-        tests' model (random but for a fitted classifier: weak evidence, but no trained streaming
-        model was at hand): a segment of noise more at the end, one digit of six misread in
-        another arrangement. The cost of keeping it: an open microphone runs the recurrence far
-        past the longest utterance the model was trained on (bench/streaming.py --joined, on a
-        trained model, is where to look)."""
+        the same decoder. Only the decoder restarts: the features, the conv layers' frames and the
+        RNN state flow on (as in sherpa-onnx), so an endpoint changes no frame of the model's
+        output. Zeroing the RNN state too read worse on the tests' model (a random network with a
+        fitted classifier: weak evidence, but no trained streaming model was at hand); the cost of
+        keeping it is an open microphone running the recurrence past the longest utterance the
+        model was trained on (bench/streaming.py --joined on a trained model would show it)."""
         log_probs, rate = self.log_probs, self.model.features.sample_rate
         segment = segment_of(len(self.segments), self.search.result(), log_probs, self._segment_start,
                              self.model.frame_seconds, self.features.received / rate)
