@@ -19,15 +19,33 @@ context (the future audio each output frame waits for, from its config).
 
     python bench/streaming.py --model runs/stream/best.ckpt --shards shards/test [--clients 8]
                               [--rounds 3] [--chunk-ms 160] [--alone] [--out streaming.json]
+
+With --joined N, endpoints instead (no server: ``transcribe --stream``'s path, in this process):
+N recordings of the shard set joined into one stream by pauses of quiet (PAUSE_S, drawn; one pair
+with no pause between), cut by the endpoint rules (``--endpoint-*``, ``transcribe``'s options;
+silence after speech JOINED_SILENCE_AFTER_SPEECH unless given, below the shortest pause). Reported:
+the share of pauses that a segment's end falls within FOUND_WITHIN_S of (a pause: from the speech's
+end before it to the speech's start after it, by the detector below), segment ends near no pause,
+whether the pair without a pause was split, and the WER of the stream's text against the
+recordings decoded one by one (and against their transcripts).
+
+    python bench/streaming.py --model runs/stream/best.ckpt --shards shards/test --joined 40
+                              [--endpoint-silence-after-speech 0.6] [--seed 0] [--out endpoints.json]
 """
 import argparse
 import asyncio
+import dataclasses
 import json
 import time
 from pathlib import Path
 
 import harness
 import numpy as np
+
+#: --joined: the pauses between recordings (seconds, drawn uniformly), how near a pause a segment's
+#: end must be to find it, and the rule for silence after speech unless given (under 0.5 s, or the
+#: rule could not find the shortest pauses).
+PAUSE_S, FOUND_WITHIN_S, JOINED_SILENCE_AFTER_SPEECH = (0.5, 1.5), 0.3, 0.4
 
 #: The speech detector: 25-ms frames every 10 ms whose energy is within SPEECH_DB of the
 #: recording's loud frames (its 95th percentile) are speech; so are quieter stretches shorter than
@@ -55,6 +73,50 @@ def speech_between(mask: np.ndarray, start: float, stop: float) -> float:
     """Seconds of speech in the audio from ``start`` to ``stop`` seconds."""
     a, b = max(0, int(round(start / HOP_S))), max(0, int(round(stop / HOP_S)))
     return float(mask[a:b].sum()) * HOP_S
+
+
+def speech_span(samples: np.ndarray, rate: int) -> tuple[float, float]:
+    """Seconds from a recording's start to its first speech, and to the end of its last."""
+    on = np.flatnonzero(speech_mask(samples, rate))
+    return (float(on[0]) * HOP_S, float(on[-1]) * HOP_S + FRAME_S) if len(on) else (0.0, len(samples) / rate)
+
+
+def joined(args, shard_set, rate: int, rules) -> dict:
+    """--joined: the endpoints of one stream of args.joined recordings joined by pauses."""
+    from ds2stream.error_rates import wer
+    from ds2stream.inference.transcribe import Transcriber
+    from ds2stream.runtime import use_graph_mode
+    from testkit.corpora import joined_with_pauses
+
+    count = args.joined
+    positions = np.linspace(0, len(shard_set) - 1, count).astype(int)
+    recordings, texts = zip(*(shard_set.samples(int(p)) for p in positions))
+    rng = np.random.default_rng(args.seed)
+    pauses = rng.uniform(*PAUSE_S, count)
+    no_pause = int(rng.integers(count - 1))
+    pauses[no_pause] = 0.0
+    samples, spans = joined_with_pauses(list(recordings), list(pauses), rate, seed=args.seed)
+    use_graph_mode()
+    transcriber = Transcriber(args.model)
+    started = time.perf_counter()
+    *messages, final = transcriber.stream_samples(samples, rate, args.chunk_ms / 1000, endpoint=rules)
+    seconds = time.perf_counter() - started
+    ends = [m["end"] for m in messages if "segment" in m][:-1]  # the last ends with the stream
+    speech = [(first / rate + a, first / rate + b)
+              for (first, _), (a, b) in zip(spans, (speech_span(r, rate) for r in recordings))]
+    # between recording i's speech and recording i + 1's
+    gaps = [(speech[i][1] - FOUND_WITHIN_S, speech[i + 1][0] + FOUND_WITHIN_S) for i in range(count - 1)]
+    near = [[a <= end <= b for end in ends] for a, b in gaps]
+    found = [any(hits) for i, hits in enumerate(near) if i != no_pause]
+    one_by_one = [" ".join(transcriber.transcribe_samples(r, rate).split()) for r in recordings]
+    return {"recordings": count, "audio_seconds": round(len(samples) / rate, 1), "rules": rules.to_dict(),
+            "pauses_s": [round(float(p), 2) for p in pauses[:-1]], "segments": len(ends) + 1,
+            "pauses": len(found), "pauses_found": sum(found), "share_found": round(sum(found) / len(found), 3),
+            "ends_near_no_pause": sum(not any(hit[k] for hit in near) for k in range(len(ends))),
+            "split_without_pause": any(near[no_pause]),
+            "wer_vs_one_by_one": round(wer([" ".join(one_by_one)], [final["text"]]), 4),
+            "wer_vs_transcripts": round(wer([" ".join(texts)], [final["text"]]), 4),
+            "stream_seconds": round(seconds, 2)}
 
 
 def right_context_s(model: Path) -> float:
@@ -143,6 +205,15 @@ def main():
     parser.add_argument("--alone", action="store_true",
                         help="play the largest run's recordings again one at a time (gaps: pauses or CPU?)")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--joined", type=int, default=None, metavar="N",
+                        help="endpoints instead: N recordings joined by pauses into one stream (3 or more)")
+    parser.add_argument("--seed", type=int, default=0, help="--joined: the pauses and their noise")
+    from ds2stream.cli.endpoint import option_name
+    from ds2stream.inference.endpoint import EndpointRules
+
+    for field in dataclasses.fields(EndpointRules):
+        parser.add_argument(option_name(field.name), dest=field.name, type=float,
+                            help=f"--joined: {field.metadata['help']}")
     args = parser.parse_args()
 
     from ds2stream.pipeline import ShardSet
@@ -150,6 +221,18 @@ def main():
 
     shard_set = ShardSet(args.shards)
     rate = 16000
+    if args.joined is not None:
+        if args.joined < 3:  # one pair goes without a pause: at least one other has one
+            parser.error("--joined takes 3 recordings or more")
+        given = {f.name: getattr(args, f.name) for f in dataclasses.fields(EndpointRules)
+                 if getattr(args, f.name) is not None}
+        rules = EndpointRules(**{"silence_after_speech": JOINED_SILENCE_AFTER_SPEECH, **given})
+        report = {"model": str(args.model), "shards": str(args.shards), "chunk_ms": args.chunk_ms, "seed": args.seed,
+                  "found_within_s": FOUND_WITHIN_S, **joined(args, shard_set, rate, rules)}
+        print(json.dumps(report), flush=True)
+        if args.out:
+            harness.save(args.out, report)
+        return
     needed = max(args.clients) * args.rounds
     positions = np.linspace(0, len(shard_set) - 1, min(needed, len(shard_set))).astype(int)
     recordings = [(i, shard_set.samples(int(p))[0]) for i, p in enumerate(positions)]

@@ -130,6 +130,10 @@ class ModelConfig:
     def time_stride(self) -> int:
         return int(np.prod([layer.stride[1] for layer in self.conv]))
 
+    def frame_seconds(self, features: FeatureConfig) -> float:
+        """Seconds of audio per output frame: the features' hop times the convolutions' time stride."""
+        return features.hop_length / features.sample_rate * self.time_stride
+
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
         data["activation"], data["rnn_type"] = self.activation.value, self.rnn_type.value

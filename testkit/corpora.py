@@ -287,3 +287,18 @@ def format_1_copy(shard_dir: Path, out: Path) -> Path:
         os.replace(out / "file.tmp", out / info["file"])  # never written over the mapped file
     (out / "index.json").write_text(json.dumps({**summary, "format_version": 1}))
     return out
+
+
+def joined_with_pauses(recordings: list[np.ndarray], pauses: list[float], rate: int = 16000,
+                       noise: float = 20.0, seed: int = 0) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """``recordings`` (int16) one after the other, each followed by its pause (seconds, 0 for none)
+    of quiet noise (standard deviation ``noise`` in int16 units: about -64 dBFS for 20, a quiet
+    room through a microphone): the samples, and each recording's (first sample, end sample)."""
+    rng = np.random.default_rng(seed)
+    parts, spans, at = [], [], 0
+    for samples, pause in zip(recordings, pauses, strict=True):
+        gap = np.clip(rng.normal(0, noise, int(round(pause * rate))), -32768, 32767).astype(np.int16)
+        parts += [samples, gap]
+        spans.append((at, at + len(samples)))
+        at += len(samples) + len(gap)
+    return np.concatenate(parts), spans

@@ -1,9 +1,12 @@
-"""``ds2stream serve`` in a process of its own, and the HTTP requests the tests and benches send it."""
+"""``ds2stream serve`` in a process of its own, and the HTTP requests and /stream sessions the
+tests and benches send it."""
 from __future__ import annotations
 
 import contextlib
 import sys
 from pathlib import Path
+
+import numpy as np
 
 from .machines import free_port
 
@@ -80,3 +83,50 @@ def multipart_body(field: str, data: bytes, filename: str = "audio.flac") -> tup
     head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{filename}\"\r\n"
             f"Content-Type: application/octet-stream\r\n\r\n").encode()
     return head + data + f"\r\n--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+async def play(url: str, samples: np.ndarray, chunk: int = 4000, start: dict | None = None, pace: float = 0.0):
+    """One /stream session: the start message, the samples in chunks, the end; every message the
+    server sent, and its close code."""
+    import asyncio
+    import json
+
+    import aiohttp
+
+    messages = []
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(url.replace("http", "ws") + "/stream") as ws:
+            await ws.send_json(start or {"sample_rate": 16000, "format": "s16le"})
+            for at in range(0, len(samples), chunk):
+                await ws.send_bytes(samples[at: at + chunk].astype("<i2").tobytes())
+                await asyncio.sleep(pace)
+            await ws.send_json({"end": True})
+            async for message in ws:
+                messages.append(json.loads(message.data))
+            return messages, ws.close_code
+
+
+async def refused(url: str, *sends, wait: float = 5.0) -> tuple[int, str]:
+    """Open /stream, send these (str: text, bytes: binary, dict: JSON), and return how it closed."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(url.replace("http", "ws") + "/stream") as ws:
+            for item in sends:
+                if ws.closed:
+                    break
+                if isinstance(item, bytes):
+                    await ws.send_bytes(item)
+                elif isinstance(item, str):
+                    await ws.send_str(item)
+                else:
+                    await ws.send_json(item)
+            reason = ""
+            while True:
+                message = await ws.receive(timeout=wait)
+                if message.type == aiohttp.WSMsgType.CLOSE:
+                    reason = message.extra or ""
+                    break
+                if message.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+                    break
+            return ws.close_code, reason

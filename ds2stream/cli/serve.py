@@ -18,7 +18,7 @@ from .transcribe import open_transcriber
 @click.option("--max-upload-mb", type=click.FloatRange(min=0, min_open=True), default=ServeLimits.max_upload_mb,
               help="Larger uploads are refused (413).")
 @click.option("--max-seconds", type=click.FloatRange(min=0, min_open=True), default=ServeLimits.max_seconds,
-              help="Longer audio is refused (422); a stream ends there.")
+              help="Longer audio is refused (422); a stream ends there (with endpoints: a segment).")
 @click.option("--max-batch", type=click.IntRange(min=1), default=ServeLimits.max_batch,
               help="Requests that arrive together share one forward pass, up to this many.")
 @click.option("--max-queue", type=click.IntRange(min=1), default=ServeLimits.max_queue,

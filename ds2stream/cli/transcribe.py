@@ -8,6 +8,7 @@ from ..errors import Ds2streamError
 from ..inference.transcribe import CHUNK_SECONDS, MAX_CHUNK_MS
 from .base import cli
 from .decoding import decoder_from, decoder_options
+from .endpoint import endpoint_options
 
 
 @cli.command()
@@ -20,16 +21,21 @@ from .decoding import decoder_from, decoder_options
 @click.option("--realtime", is_flag=True, help="With --stream: feed the audio at the speed it was spoken.")
 @click.option("--chunk-ms", type=click.IntRange(min=10, max=MAX_CHUNK_MS), default=round(CHUNK_SECONDS * 1000),
               show_default=True, help=f"With --stream: milliseconds of audio per chunk (at most {MAX_CHUNK_MS}).")
+@endpoint_options
 @decoder_options
-def transcribe(files, model_path, stream, realtime, chunk_ms, **decoder):
+def transcribe(files, model_path, stream, realtime, chunk_ms, endpoint, **decoder):
     """Print the transcript of each audio FILE (flac, wav, ... at any sample rate): FILE<TAB>TEXT.
-    Decodes as the options say, else as an exported model's settings say, else greedily."""
+    Decodes as the options say, else as an exported model's settings say, else greedily. With
+    --stream and --endpoint, a FILE of several utterances gives a line per utterance (segment) with
+    its start and end in seconds, as it ends."""
     import json
 
     from ..data.audio import read_audio
 
     if realtime and not stream:
         raise click.UsageError("--realtime feeds a stream: give --stream too")
+    if endpoint and not stream:
+        raise click.UsageError("endpoints cut a stream: give --stream too")
     transcriber = open_transcriber(model_path, decoder)
     if stream:
         try:
@@ -42,7 +48,7 @@ def transcribe(files, model_path, stream, realtime, chunk_ms, **decoder):
             if not stream:
                 click.echo(f"{path}\t{transcriber.transcribe_file(path)}")
                 continue
-            for message in transcriber.stream_samples(*read_audio(path), chunk_ms / 1000, realtime):
+            for message in transcriber.stream_samples(*read_audio(path), chunk_ms / 1000, realtime, endpoint):
                 click.echo(json.dumps(message if "partial" in message else {"file": str(path), **message}))
         except Ds2streamError as err:
             click.echo(f"error: {err}", err=True)

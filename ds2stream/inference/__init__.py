@@ -8,5 +8,6 @@
   ``export``      a checkpoint -> MindIR with variable batch and frames, and its .json;
   ``transcribe``  audio files -> text, whole or streamed;
   ``stream``      chunked inference of a forward-only model, state carried across chunks;
+  ``endpoint``    where a stream that stays open ends an utterance (the rules), and its segments;
   ``serve``       an HTTP API, a WebSocket stream and a page (``web/``) over ``transcribe``.
 """

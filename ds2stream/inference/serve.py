@@ -9,6 +9,10 @@ server, the multipart parser and the client the load bench uses; no ASGI server 
                         chunks of mono PCM; ``{"partial": text}`` each time the text so far changes;
                         on ``{"end": true}`` the final ``{"text", "words", "duration", "latency"}``
                         and a normal close. Refusals close with a code and a reason (``CLOSE_*``).
+                        With ``"endpoint": {rules}`` in the start message (``EndpointRules``' names;
+                        ``{}``: the defaults) the stream is cut into segments: each one's
+                        ``{"segment": index, "start", "end", "text", "words"}`` as it ends, the
+                        partials those of the segment under way, and ``"segments"`` in the final.
   ``GET /``             the page: upload a file or record from the microphone, see the transcript
   ``GET /health``       ``{"status": "ok" | "busy", "streaming": whether the model can stream (the page
                         offers "Live" only then), "queued", "max_queue", "refused", "streams", ...}``
@@ -36,6 +40,7 @@ from ..data.audio import AudioError, read_audio
 from ..errors import ConfigError, Ds2streamError
 from ..pipeline.buckets import round_up_frames
 from .align import timed_words
+from .endpoint import EndpointRules
 from .evaluate import network_log_probs
 from .transcribe import Transcriber
 
@@ -49,7 +54,9 @@ RAW_AUDIO_TYPES = ("application/octet-stream",)
 @dataclasses.dataclass(frozen=True)
 class ServeLimits:
     max_upload_mb: float = 20.0
-    max_seconds: float = 60.0  # of an upload, and of a stream (it then ends as if the client ended it)
+    # of an upload, and of a stream (it then ends as if the client ended it); of each segment of a
+    # stream with endpoints (the longest max_segment), which may go on for as long as it is spoken to
+    max_seconds: float = 60.0
     max_batch: int = 8
     max_queue: int = 64  # utterances waiting for a forward pass; past it: 503
     max_streams: int = 8  # WebSocket streams at once; past it: CLOSE_BUSY
@@ -64,7 +71,7 @@ CLOSE_IDLE = 4408  # nothing from the client for idle_seconds
 #: Sample formats a stream may send: little-endian 16-bit integers or 32-bit floats.
 STREAM_FORMATS = {"s16le": np.dtype("<i2"), "f32le": np.dtype("<f4")}
 #: What a start message may hold.
-START_KEYS = {"sample_rate", "format"}
+START_KEYS = {"sample_rate", "format", "endpoint"}
 
 
 class HTTPError(Exception):
@@ -273,8 +280,18 @@ async def recognise_stream(ws, recognizer: Recognizer, ticks: StreamTicks, limit
     dtype = STREAM_FORMATS.get(start.get("format", "s16le"))
     if dtype is None:
         raise StreamRefused(CLOSE_UNSUPPORTED, f"format must be one of {', '.join(STREAM_FORMATS)}")
-    stream, shown, received = transcriber.open_stream(), "", 0
-    await ws.send_json({"ready": True, "sample_rate": rate})
+    rules = stream_rules(start, limits)
+    stream, shown, received, told = transcriber.open_stream(rules), "", 0, 0
+    await ws.send_json({"ready": True, "sample_rate": rate} | ({"endpoint": rules.to_dict()} if rules else {}))
+
+    async def tell_segments():
+        nonlocal told
+        for segment in stream.segments[told:]:
+            await ws.send_json(segment.to_dict())
+        told = len(stream.segments)
+
+    # Without endpoints the stream is one utterance, held to max_seconds; with them each segment is.
+    limit = limits.max_seconds * rate if rules is None else float("inf")
     while True:
         message = await receive()
         if message is None:  # the client went away: nothing to answer
@@ -286,14 +303,16 @@ async def recognise_stream(ws, recognizer: Recognizer, ticks: StreamTicks, limit
             samples = np.frombuffer(message.data, dtype)
             if dtype.kind == "f" and not np.isfinite(samples).all():
                 raise StreamRefused(CLOSE_PROTOCOL, "samples that are NaN or infinite")
-            samples = samples[: max(0, int(limits.max_seconds * rate) - received)]
+            if received + len(samples) > limit:
+                samples = samples[: max(0, int(limit) - received)]
             received += len(samples)
             # int16 as it comes (the feature kernel scales it), floats as float32
             await ticks.submit(stream, samples.astype(np.int16 if dtype.kind == "i" else np.float32))
+            await tell_segments()
             if stream.partial != shown:
                 shown = stream.partial
                 await ws.send_json({"partial": shown})
-            if received < limits.max_seconds * rate:
+            if received < limit:
                 continue
         elif not control(message).get("end"):
             raise StreamRefused(CLOSE_PROTOCOL, 'the only message after the start is {"end": true}')
@@ -301,9 +320,22 @@ async def recognise_stream(ws, recognizer: Recognizer, ticks: StreamTicks, limit
             raise StreamRefused(CLOSE_PROTOCOL, f"the stream ended after {received} samples, less than one window")
         ended = time.perf_counter()
         await ticks.submit(stream, end=True)
+        await tell_segments()
         await ws.send_json(transcriber.stream_result(stream, received, ended))
         await ws.close()
         return True
+
+
+def stream_rules(start: dict, limits: ServeLimits) -> EndpointRules | None:
+    """The endpoint rules a start message asks for (None: none), max_segment held to the
+    server's max_seconds; a bad value refuses the stream with the reason."""
+    if start.get("endpoint") is None:
+        return None
+    try:
+        rules = EndpointRules.from_dict(start["endpoint"])
+    except ConfigError as err:
+        raise StreamRefused(CLOSE_PROTOCOL, str(err)[:120]) from None
+    return dataclasses.replace(rules, max_segment=min(rules.max_segment, limits.max_seconds))
 
 
 async def read_upload(request, limits: ServeLimits) -> bytes:

@@ -101,8 +101,8 @@ class Transcriber:
 
     @property
     def frame_seconds(self) -> float:
-        """Seconds of audio per output frame (the features' hop times the convolutions' time stride)."""
-        return self.features.hop_length / self.features.sample_rate * self.model_config.time_stride
+        """Seconds of audio per output frame."""
+        return self.model_config.frame_seconds(self.features)
 
     def features_of(self, samples: np.ndarray, rate: int) -> np.ndarray:
         """The spectrogram (num_bins, frames) the network takes, at the model's sample rate."""
@@ -149,39 +149,50 @@ class Transcriber:
                 from None
         return StreamingModel(convs, rnn, weights, self.model_config, self.features)
 
-    def open_stream(self):
-        """A stream of this model, decoded as it goes by this transcriber's decoder."""
-        return self.streaming_model().open(self.decode.start() if hasattr(self.decode, "start") else None)
+    def open_stream(self, endpoint=None):
+        """A stream of this model, decoded as it goes by this transcriber's decoder; ``endpoint``:
+        rules (``endpoint.EndpointRules``) that cut it into segments, else one utterance."""
+        return self.streaming_model().open(self.decode.start() if hasattr(self.decode, "start") else None, endpoint)
 
     def stream_samples(self, samples: np.ndarray, rate: int, chunk_seconds: float = CHUNK_SECONDS,
-                       realtime: bool = False):
+                       realtime: bool = False, endpoint=None):
         """Feed ``samples`` chunk by chunk to a forward-only model, at real time or as fast as it
         goes; yields ``{"partial": text, "at": seconds of audio}`` each time the text so far changes,
-        then :meth:`stream_result`: this transcriber's decoder over all the log-probabilities
-        (decoded as they came), which equal the whole recording's."""
+        with ``endpoint`` rules each segment as it ends (``Segment.to_dict``), then
+        :meth:`stream_result`: this transcriber's decoder over all the log-probabilities (decoded
+        as they came), which equal the whole recording's."""
         import time
 
         samples = resample(samples, rate, self.features.sample_rate)
         step = max(1, int(round(chunk_seconds * self.features.sample_rate)))
-        stream, shown, started = self.open_stream(), "", time.perf_counter()
+        stream, shown, started = self.open_stream(endpoint), "", time.perf_counter()
         for at in range(0, len(samples), step):
             if realtime:  # this chunk has been "spoken" once the clock passes its end
                 time.sleep(max(0.0, started + (at + step) / self.features.sample_rate - time.perf_counter()))
+            told = len(stream.segments)
             stream.push(samples[at: at + step])
+            yield from (segment.to_dict() for segment in stream.segments[told:])
             if stream.partial != shown:
                 shown = stream.partial
                 yield {"partial": shown, "at": round(min(at + step, len(samples)) / self.features.sample_rate, 3)}
-        audio_end = time.perf_counter()
+        audio_end, told = time.perf_counter(), len(stream.segments)
         stream.end()
+        yield from (segment.to_dict() for segment in stream.segments[told:])
         yield self.stream_result(stream, len(samples), audio_end)
 
     def stream_result(self, stream, samples: int, audio_end: float) -> dict:
         """The final message of an ended stream of ``samples`` samples: its text, word times,
-        duration, and the seconds since ``audio_end`` (``time.perf_counter()`` at the end of its audio)."""
+        duration, and the seconds since ``audio_end`` (``time.perf_counter()`` at the end of its
+        audio); with endpoint rules, its segments too (their texts make its text)."""
         import time
 
         from .align import timed_words
 
         duration = round(samples / self.features.sample_rate, 3)
-        return {"text": stream.text, "words": timed_words(stream.text, stream.log_probs, self.frame_seconds, duration),
-                "duration": duration, "latency": round(time.perf_counter() - audio_end, 3)}
+        latency = round(time.perf_counter() - audio_end, 3)
+        if stream.endpoints is None:
+            return {"text": stream.text, "words": timed_words(stream.text, stream.log_probs, self.frame_seconds,
+                                                              duration), "duration": duration, "latency": latency}
+        return {"text": stream.text, "words": [word for segment in stream.segments for word in segment.words],
+                "duration": duration, "latency": latency,
+                "segments": [segment.summary() for segment in stream.segments]}
