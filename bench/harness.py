@@ -54,6 +54,10 @@ def _commit() -> str | None:
     return f"{head}{' with local changes' if dirty else ''}"
 
 
+#: The commit a bench runs, read when it starts: the tree may move while a long bench runs.
+STARTED_AT_COMMIT = _commit()
+
+
 def machine() -> dict:
     """Where a figure was measured."""
     try:
@@ -66,7 +70,7 @@ def machine() -> dict:
     # ds2stream caps oneDNN at AVX2 when it loads its model (ds2stream/model.py) unless this is set.
     return {"cpu": cpu_summary(), "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "AVX2"),
             "memory_gb": round(memory / 2**20, 1), "python": platform.python_version(), "mindspore": mindspore_version,
-            "commit": _commit(),
+            "commit": STARTED_AT_COMMIT,
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
 
 

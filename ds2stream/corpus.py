@@ -137,6 +137,39 @@ def _kokoro_training_voices() -> tuple:
                  for i, style in enumerate(KOKORO_TRAIN_STYLES))
 
 
+KOKORO_FEMALE_STYLES = ("jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro")
+
+
+def _blend_name(weights: dict) -> str:
+    return "+".join(f"{name}*{weight:.2f}" for name, weight in weights.items() if round(weight, 2) > 0)
+
+
+def kokoro_blended_voices(count: int = 20, first_speaker: int = 121) -> tuple:
+    """More of Kokoro's speakers than its five styles: weighted blends, timbre and prosody drawn
+    apart (``Kokoro.style``). Half speak with mostly jm_kumo's prosody (a man's pitch: the
+    styles have one man among them) over a timbre of kumo and one woman; half are blends of
+    the women's timbres (with a little of kumo's) and prosodies. Drawn once from a fixed seed."""
+    rng = random.Random(2026)
+    voices = []
+    for i in range(count):
+        accent = ("en-us", "en-gb-x-rp")[i % 2]
+        if i < count // 2:
+            woman, other = rng.sample(KOKORO_FEMALE_STYLES, 2)
+            kumo_timbre, kumo_prosody = rng.uniform(0.45, 1.0), 1.0 - 0.5 * i / max(1, count // 2 - 1)
+            timbre = {"jm_kumo": kumo_timbre, woman: 1 - kumo_timbre}
+            prosody = {"jm_kumo": kumo_prosody, other: 1 - kumo_prosody}
+        else:
+            kumo_timbre = rng.uniform(0.0, 0.3)
+            shares = [rng.gammavariate(0.6, 1) for _ in KOKORO_FEMALE_STYLES]
+            timbre = {"jm_kumo": kumo_timbre, **{name: (1 - kumo_timbre) * share / sum(shares)
+                                                  for name, share in zip(KOKORO_FEMALE_STYLES, shares)}}
+            shares = [rng.gammavariate(0.6, 1) for _ in KOKORO_FEMALE_STYLES]
+            prosody = {name: share / sum(shares) for name, share in zip(KOKORO_FEMALE_STYLES, shares)}
+        name = f"{accent}/{_blend_name(timbre)}|{_blend_name(prosody)}"
+        voices.append(Voice(first_speaker + i, "train", "kokoro", name, (1.0, 0.92, 1.08)[i % 3]))
+    return tuple(voices)
+
+
 # Leave-one-engine-out: dev and test are read by synthesisers that never train (flite, festival),
 # so "voices never heard" measures speech, not one synthesiser's manner. No speaker is in two splits:
 # festival's kal and slt are flite's kal and slt, so flite reads dev with rms and awb only.
@@ -332,11 +365,31 @@ class Kokoro:
         self._espeak = Espeak()
 
     def style(self, voice: Voice) -> np.ndarray:
-        names = voice.name.split("/", 1)[1].split("+")
-        unknown = [n for n in names if n not in self._styles]
-        if unknown:
-            raise CorpusError(f"Kokoro has no voice style {unknown[0]!r} (it has {', '.join(self._styles)})")
-        return np.mean([self._styles[n] for n in names], axis=0).reshape(-1, 256).astype(np.float32)
+        """The (max tokens, 256) style of a voice named ``accent/BLEND`` or ``accent/TIMBRE|PROSODY``.
+        A blend is styles joined by ``+``, each with an optional weight (``jm_kumo*0.7+jf_alpha*0.3``;
+        none: an even blend). Kokoro's decoder reads the first 128 values of a style (the timbre), its
+        prosody predictor the last 128 (pitch, durations): two blends make a voice of one's timbre
+        speaking with the other's prosody."""
+        spec = voice.name.split("/", 1)[1]
+        timbre, _, prosody = spec.partition("|")
+        timbre_style, prosody_style = self._blend(timbre, voice), self._blend(prosody or timbre, voice)
+        return np.concatenate([timbre_style[:, :128], prosody_style[:, 128:]], axis=1)
+
+    def _blend(self, spec: str, voice: Voice) -> np.ndarray:
+        weights = {}
+        for part in spec.split("+"):
+            name, _, weight = part.partition("*")
+            if name not in self._styles:
+                raise CorpusError(f"{voice.label}: Kokoro has no voice style {name!r} "
+                                  f"(it has {', '.join(self._styles)})")
+            try:
+                weights[name] = float(weight) if weight else 1.0
+            except ValueError:
+                raise CorpusError(f"{voice.label}: {part!r} is no style*weight") from None
+        total = sum(weights.values())
+        if total <= 0 or min(weights.values()) < 0:
+            raise CorpusError(f"{voice.label}: a blend's weights must be >= 0 and not all 0")
+        return sum(w / total * self._styles[n] for n, w in weights.items()).reshape(-1, 256).astype(np.float32)
 
     def spelling(self, ipa: str) -> str:
         """espeak-ng's IPA in Kokoro's alphabet."""

@@ -260,3 +260,46 @@ def test_kokoro_reads_espeak_ngs_ipa_every_phoneme_long_sentences_in_pieces_the_
     assert 1.1 < len(slow[0]) / len(short) < 1.45  # the sentence's rate is heard
     assert 0.85 < len(long[0]) / sum(len(samples) for samples, _ in sentences) < 1.2  # nothing cut off
     assert (Kokoro().render(blend, items[:1])[0][0] == short).all()
+
+
+def _pitch_hz(samples, rate: int) -> float:
+    """The median pitch of the voiced 40-ms frames, by autocorrelation (60-400 Hz)."""
+    import numpy as np
+
+    audio, size, pitches = samples.astype(np.float64) / 32768, int(0.04 * rate), []
+    for start in range(0, len(audio) - size, size):
+        frame = audio[start:start + size] - audio[start:start + size].mean()
+        if np.sqrt(np.mean(frame ** 2)) < 0.02:
+            continue
+        correlation = np.correlate(frame, frame, "full")[size - 1:]
+        low, high = rate // 400, rate // 60
+        lag = low + int(np.argmax(correlation[low:high]))
+        if correlation[lag] > 0.3 * correlation[0]:
+            pitches.append(rate / lag)
+    return float(np.median(pitches))
+
+
+def test_kokoro_voices_blend_styles_by_weight_with_timbre_and_prosody_apart():
+    import numpy as np
+
+    from ds2stream.corpus import CorpusError, Kokoro, Reading, Voice
+
+    engine = Kokoro()
+    alpha, kumo = (engine._styles[name].reshape(-1, 256) for name in ("jf_alpha", "jm_kumo"))
+
+    def style(spec):
+        return engine.style(Voice(999, "train", "kokoro", f"en-us/{spec}"))
+
+    assert np.allclose(style("jf_alpha+jm_kumo"), (alpha + kumo) / 2)
+    assert np.allclose(style("jf_alpha*3+jm_kumo"), 0.75 * alpha + 0.25 * kumo)  # weights need not sum to 1
+    apart = style("jm_kumo|jf_alpha")
+    assert np.allclose(apart[:, :128], kumo[:, :128]) and np.allclose(apart[:, 128:], alpha[:, 128:])
+    for spec, named in (("jm_kumo|jf_nobody", "jf_nobody"), ("jm_kumo*x", "jm_kumo*x"), ("jm_kumo*-1", "weights")):
+        with pytest.raises(CorpusError, match=named):
+            style(spec)
+    # The prosody half carries the pitch: kumo's timbre with alpha's prosody is heard far higher
+    # than kumo himself.
+    text = [("the boat sailed along the river before the rain came down", Reading(1.0, 50))]
+    man, = engine.render(Voice(999, "train", "kokoro", "en-us/jm_kumo"), text)
+    raised, = engine.render(Voice(999, "train", "kokoro", "en-us/jm_kumo|jf_alpha"), text)
+    assert _pitch_hz(*raised) > 1.8 * _pitch_hz(*man)
