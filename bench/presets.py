@@ -166,6 +166,20 @@ def report(results: dict) -> str:
     return "\n".join(lines)
 
 
+def checkpoints_report(results: dict) -> str:
+    """The markdown table of every checkpoint: its step, training minutes and each set's CER."""
+    sets = list(dict.fromkeys(name for result in results.values() for point in result["points"]
+                              for name in point.get("sets", {"test": None})))
+    lines = ["| preset | step | minutes | " + " | ".join(f"{name} CER" for name in sets) + " |",
+             "|---|---:|---:|" + "---:|" * len(sets)]
+    for name, result in results.items():
+        for point in sorted(result["points"], key=lambda p: p["global_step"]):
+            figures = point.get("sets", {"test": point})
+            cers = " | ".join(f"{figures[s]['cer']:.1%}" if s in figures else "–" for s in sets)
+            lines.append(f"| `{name}` | {point['global_step']:,} | {point['train_minutes']:.1f} | {cers} |")
+    return "\n".join(lines)
+
+
 def plot(results: dict, path: Path) -> None:
     """The curves: the primary set's CER against training minutes, one per preset."""
     import matplotlib

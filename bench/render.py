@@ -32,6 +32,7 @@ RESULTS = harness.REPOSITORY / "docs" / "results"
 RENDERERS = {
     "bench/demo.py": lambda files: demo.report(*files.values()),
     "bench/presets.py": lambda files: presets.report(presets.results_of(files)),
+    "bench/presets.py#checkpoints": lambda files: presets.checkpoints_report(presets.results_of(files)),
     "bench/real_speech.py": lambda files: real_speech.report(*files.values()),
 }
 MARKED = re.compile(r"^<!-- table: (?P<bench>\S+) (?P<files>[^>]+?) -->\n(?P<table>.*?)^<!-- end table -->$",
