@@ -1,10 +1,16 @@
-"""Hotwords: the list (a file or a request's, normalised, errors naming the file and line) and the
-context graph (a completed phrase keeps its bonus, a partial match ends with none)."""
+"""Hotwords: the list (a file or a request's, normalised, errors naming the file and line), the
+context graph (a completed phrase keeps its bonus, a partial match ends with none), and the beam
+search they bias (toward a hotword where the acoustics hesitate, not where they are sure; as before
+without them, with an LM and without)."""
 import numpy as np
 import pytest
 
+from ds2stream.data.text import LABELS
+from ds2stream.inference.beam import BeamSearch
+from ds2stream.inference.decoding import DecoderConfig, greedy_decode, make_decoder
 from ds2stream.inference.hotwords import DEFAULT_BOOST, ContextGraph, Hotwords, HotwordsError
 from ds2stream.inference.lm import build_lm
+from testkit.log_probs import spell
 
 #: A bigram LM that knows none of the names below (so they pay its OOV penalty).
 MEETINGS = ("I MET TOM", "I MET HIM", "WE MET TOM", "TOM MET HIM", "HE SAW HUCK")
@@ -125,3 +131,74 @@ def test_a_phrases_bonus_gives_back_the_oov_penalty_its_words_pay_and_only_while
     assert walk(graph, "FIN") == (0, 3 + 16)
     assert walk(graph, "HUCKLEBERRY FINN") == (16 + 2 * 16, 16 + 2 * 16)
     assert walk(graph, "HUCK") == (0, 4)  # HUCK is the LM's: it pays nothing, gets nothing back
+
+
+# ----------------------------------------------------------------------------- the beam search
+
+def test_a_boost_moves_the_beam_to_a_hotword_where_the_acoustics_hesitate():
+    # "I MET FINN" with its second N faint (0.3 against the blank's 0.7): the acoustics say FIN.
+    log_probs = spell("I MET FINN", {9: {"N": 0.3}})
+    finn = Hotwords({"FINN": DEFAULT_BOOST})
+    assert greedy_decode(log_probs[None].astype(np.float32)) == ["I MET FIN"]
+    assert BeamSearch(16).decode(log_probs) == "I MET FIN"
+    assert BeamSearch(16, hotwords=finn).decode(log_probs) == "I MET FINN"
+    # With an LM that knows neither, FIN and FINN pay its OOV penalty: the beam drops the name
+    # altogether; the hotword brings it back.
+    assert BeamSearch(16, **with_lm()).decode(log_probs) == "I MET I"
+    assert BeamSearch(16, hotwords=finn, **with_lm()).decode(log_probs) == "I MET FINN"
+    # A stream's search, fed chunk by chunk, ends where decoding the whole ends.
+    for settings in ({}, with_lm()):
+        stream = BeamSearch(16, hotwords=finn, **settings).start()
+        partials = []
+        for part in np.split(log_probs, [3, 4, 11, 17]):
+            stream.advance(part)
+            partials.append(stream.result())
+        assert partials[-1] == "I MET FINN", partials
+    # Where the acoustics are sure, a hotword does not win: TOM stays TOM, however TIM is boosted.
+    assert BeamSearch(16, hotwords=Hotwords({"TIM": DEFAULT_BOOST}), **with_lm()).decode(spell("I MET TOM")) \
+        == "I MET TOM"
+
+
+@pytest.mark.parametrize("settings", [{}, with_lm()], ids=["no LM", "LM"])
+@pytest.mark.parametrize("text, phrase", [("I MET FINN", "FINNEGAN"), ("I MET FINN", "FINLAND"),
+                                          ("I MET TOM", "TOMMY"), ("I MET TOM", "I MEAN")])
+def test_a_hypothesis_that_starts_a_hotword_and_goes_on_otherwise_scores_as_without_hotwords(
+        settings, text, phrase):
+    # The whole utterance goes by a hotword's beginning and leaves it: the same best text with the
+    # same score. (Wide enough that the partial match, which holds beam room while it lasts, does
+    # not crowd out the hypothesis that wins.)
+    log_probs = spell(text)
+    plain, biased = BeamSearch(64, **settings).start(), BeamSearch(64, hotwords=Hotwords({phrase: 2.5}),
+                                                                    **settings).start()
+    plain.advance(log_probs), biased.advance(log_probs)
+    (plain_text, plain_score), (biased_text, biased_score) = plain.best(), biased.best()
+    assert biased_text == plain_text and biased_score == pytest.approx(plain_score, abs=1e-9)
+
+
+def test_without_hotwords_decoding_is_what_it_was():
+    rng = np.random.default_rng(2)
+    noisy = np.log(rng.dirichlet(np.full(len(LABELS), 0.3), size=150))
+    for settings in ({}, with_lm()):
+        plain, empty = BeamSearch(16, **settings).start(), BeamSearch(16, hotwords=Hotwords(), **settings).start()
+        plain.advance(noisy), empty.advance(noisy)
+        assert empty.best() == plain.best() and empty.contexts is None
+    # an empty list leaves greedy greedy (no beam search to pay for) and the settings as they were
+    assert DecoderConfig().for_hotwords(Hotwords()) == DecoderConfig()
+    decode = make_decoder(DecoderConfig(), hotwords=Hotwords())
+    assert not isinstance(decode, BeamSearch)
+    assert decode(noisy) == greedy_decode(noisy[None].astype(np.float32))[0]
+
+
+def test_greedy_given_hotwords_decodes_with_the_beam_at_the_configs_width():
+    finn = Hotwords({"FINN": DEFAULT_BOOST})
+    log_probs = spell("I MET FINN", {9: {"N": 0.3}})
+    assert DecoderConfig().for_hotwords(finn) == DecoderConfig("beam")
+    decode = make_decoder(DecoderConfig(beam_width=8), hotwords=finn)
+    assert isinstance(decode, BeamSearch) and decode.beam_width == 8 and decode(log_probs) == "I MET FINN"
+    # width 1 with hotwords is a search of one prefix, no longer the best path
+    assert make_decoder(DecoderConfig("beam", beam_width=1), hotwords=finn)(log_probs) == "I MET FINN"
+    # a search with an LM keeps it (and its word-score cache) when given a request's hotwords
+    search = BeamSearch(16, **with_lm())
+    biased = search.with_hotwords(finn)
+    assert biased.lm is search.lm and biased._word_cache is search._word_cache and search.hotwords is None
+    assert biased.decode(log_probs) == "I MET FINN" and search.decode(log_probs) == "I MET I"
