@@ -1,9 +1,13 @@
 """Hotwords: the list (a file or a request's, normalised, errors naming the file and line), the
-context graph (a completed phrase keeps its bonus, a partial match ends with none), and the beam
-search they bias (toward a hotword where the acoustics hesitate, not where they are sure; as before
-without them, with an LM and without)."""
+context graph (a completed phrase keeps its bonus, a partial match ends with none), the beam search
+they bias (toward a hotword where the acoustics hesitate, not where they are sure; as before
+without them, with an LM and without), and the verbs that decode files: transcribe and eval."""
+import dataclasses
+import json
+
 import numpy as np
 import pytest
+import soundfile
 
 from ds2stream.data.text import LABELS
 from ds2stream.inference.beam import BeamSearch
@@ -202,3 +206,91 @@ def test_greedy_given_hotwords_decodes_with_the_beam_at_the_configs_width():
     biased = search.with_hotwords(finn)
     assert biased.lm is search.lm and biased._word_cache is search._word_cache and search.hotwords is None
     assert biased.decode(log_probs) == "I MET FINN" and search.decode(log_probs) == "I MET I"
+
+
+# ------------------------------------------------------------------------ every verb that decodes
+
+@pytest.fixture(scope="module")
+def uniform_checkpoint(tmp_path_factory):
+    """A small forward-only model (it can stream) whose classifier weights are zero: whatever the
+    audio, every frame's log-probabilities are uniform, so what the decoder makes of them is known
+    on any CPU. The beam search tries the first 8 labels of a frame (', A-G): greedy says "'",
+    the beam some string of those, and a boosted FACADE (six of them) wins."""
+    import mindspore as ms
+
+    from ds2stream.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
+    from ds2stream.network import build_model
+    from ds2stream.presets import MEL_SLIDING, PRESETS
+
+    config = dataclasses.replace(PRESETS["tiny"].model, bidirectional=False, lookahead=3,
+                                 num_bins=MEL_SLIDING.num_bins)
+    network = build_model(config)
+    for parameter in network.get_parameters():
+        if parameter.name.startswith("fc."):
+            parameter.set_data(ms.Tensor(np.zeros(parameter.shape, np.float32)))
+    path = tmp_path_factory.mktemp("hotwords") / "uniform.ckpt"
+    save_checkpoint(network, path, {"format": CHECKPOINT_FORMAT, "labels": LABELS, "model_config": config.to_dict(),
+                                    "feature_config": MEL_SLIDING.to_dict()})
+    return path
+
+
+@pytest.fixture(scope="module")
+def small_test_shards(tmp_path_factory, sample_dir):
+    """One recording of each speaker and digit of the sample's test split (60), as shards."""
+    from ds2stream.data.shards import write_shard_set
+    from testkit.corpora import librispeech_tree
+
+    folder = tmp_path_factory.mktemp("hotword-shards")
+    corpus = librispeech_tree(sample_dir / "test", folder / "corpus", per_chapter=1)
+    write_shard_set([corpus / "dev-clean"], folder / "shards")
+    return folder / "shards"
+
+
+@pytest.fixture(scope="module")
+def speech(sample_flacs) -> np.ndarray:
+    """About 3 s of real speech, as int16 samples."""
+    from ds2stream.data.audio import read_audio
+
+    return np.concatenate([read_audio(path)[0] for path in sample_flacs[:6]])
+
+
+def test_transcribe_and_eval_favour_their_hotwords(uniform_checkpoint, small_test_shards, speech, tmp_path):
+    from click.testing import CliRunner
+
+    from ds2stream.cli import cli
+
+    audio, names = tmp_path / "speech.wav", tmp_path / "names.txt"
+    soundfile.write(audio, speech, 16000, subtype="PCM_16")
+    names.write_text("Facade :5\n")
+    runner = CliRunner()
+
+    def transcribe(*options):
+        result = runner.invoke(cli, ["transcribe", "--model", str(uniform_checkpoint), *options, str(audio)])
+        assert result.exit_code == 0, result.output
+        return result.output.strip().split("\t")[1]
+
+    assert transcribe() == "'"  # greedy
+    assert transcribe("--hotwords", str(names)) == "FACADE"  # the beam search, as greedy cannot favour it
+    streamed = runner.invoke(cli, ["transcribe", "--stream", "--model", str(uniform_checkpoint), "--hotwords",
+                                   str(names), str(audio)])  # decoded as the chunks come
+    assert json.loads(streamed.output.splitlines()[-1])["text"] == "FACADE", streamed.output
+    (tmp_path / "plain.txt").write_text("FACADE\n")  # the default boost, set by --hotword-boost
+    assert transcribe("--hotwords", str(tmp_path / "plain.txt"), "--hotword-boost", "5") == "FACADE"
+
+    bad = tmp_path / "bad.txt"
+    bad.write_text("FACADE :x\n")
+    for args, code, message in ((["--hotwords", str(bad)], 1, f"Error: {bad}:1: the boost ':x' is not a number"),
+                                (["--hotword-boost", "2"], 2, "give --hotwords too")):
+        result = runner.invoke(cli, ["transcribe", "--model", str(uniform_checkpoint), *args, str(audio)])
+        assert result.exit_code == code and message in result.output and "Traceback" not in result.output
+
+    reports = {}
+    for name, options in (("plain", ["--decoder", "beam", "--beam-width", "4"]),
+                          ("hotwords", ["--beam-width", "4", "--hotwords", str(names)])):
+        result = runner.invoke(cli, ["eval", "--shards", str(small_test_shards), "--model", str(uniform_checkpoint),
+                                     *options, "--out", str(tmp_path / f"{name}.json")])
+        assert result.exit_code == 0 and "60 utterances" in result.output, result.output
+        reports[name] = json.loads((tmp_path / f"{name}.json").read_text())
+    hyps = {name: [u["hyp"] for u in report["utterances_detail"]] for name, report in reports.items()}
+    assert "FACADE" not in hyps["plain"] and hyps["hotwords"].count("FACADE") >= 50, hyps["hotwords"]
+    assert reports["hotwords"]["hotwords"] == str(names) and reports["hotwords"]["decoder"]["decoder"] == "beam"

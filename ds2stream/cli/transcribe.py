@@ -7,7 +7,7 @@ import click
 from ..errors import Ds2streamError
 from ..inference.transcribe import CHUNK_SECONDS, MAX_CHUNK_MS
 from .base import cli
-from .decoding import decoder_from, decoder_options
+from .decoding import decoder_from, decoder_options, hotword_options, hotwords_from
 
 
 @cli.command()
@@ -21,16 +21,18 @@ from .decoding import decoder_from, decoder_options
 @click.option("--chunk-ms", type=click.IntRange(min=10, max=MAX_CHUNK_MS), default=round(CHUNK_SECONDS * 1000),
               show_default=True, help=f"With --stream: milliseconds of audio per chunk (at most {MAX_CHUNK_MS}).")
 @decoder_options
-def transcribe(files, model_path, stream, realtime, chunk_ms, **decoder):
+@hotword_options
+def transcribe(files, model_path, stream, realtime, chunk_ms, hotwords_path, hotword_boost, **decoder):
     """Print the transcript of each audio FILE (flac, wav, ... at any sample rate): FILE<TAB>TEXT.
-    Decodes as the options say, else as an exported model's settings say, else greedily."""
+    Decodes as the options say, else as an exported model's settings say, else greedily; with
+    --hotwords, by the beam search."""
     import json
 
     from ..data.audio import read_audio
 
     if realtime and not stream:
         raise click.UsageError("--realtime feeds a stream: give --stream too")
-    transcriber = open_transcriber(model_path, decoder)
+    transcriber = open_transcriber(model_path, decoder, hotwords_from(hotwords_path, hotword_boost))
     if stream:
         try:
             transcriber.streaming_model()
@@ -51,11 +53,12 @@ def transcribe(files, model_path, stream, realtime, chunk_ms, **decoder):
         raise click.ClickException(f"{failed} of {len(files)} files could not be transcribed")
 
 
-def open_transcriber(model_path: Path, decoder: dict):
-    """The model (in graph mode) with the decoder the options ask for; a one-line error otherwise."""
+def open_transcriber(model_path: Path, decoder: dict, hotwords=None):
+    """The model (in graph mode) with the decoder the options ask for (and ``hotwords``, from
+    ``hotwords_from``); a one-line error otherwise."""
     from ..inference.transcribe import Transcriber
     from ..runtime import use_graph_mode
 
     config = decoder_from(**decoder)
     use_graph_mode()
-    return Transcriber(model_path, config)
+    return Transcriber(model_path, config, hotwords)
