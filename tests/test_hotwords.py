@@ -1,8 +1,11 @@
 """Hotwords: the list (a file or a request's, normalised, errors naming the file and line), the
 context graph (a completed phrase keeps its bonus, a partial match ends with none), the beam search
 they bias (toward a hotword where the acoustics hesitate, not where they are sure; as before
-without them, with an LM and without), and the verbs that decode files: transcribe and eval."""
+without them, with an LM and without), and every verb that decodes: transcribe, eval, serve's POST
+and /stream."""
+import asyncio
 import dataclasses
+import io
 import json
 
 import numpy as np
@@ -294,3 +297,94 @@ def test_transcribe_and_eval_favour_their_hotwords(uniform_checkpoint, small_tes
     hyps = {name: [u["hyp"] for u in report["utterances_detail"]] for name, report in reports.items()}
     assert "FACADE" not in hyps["plain"] and hyps["hotwords"].count("FACADE") >= 50, hyps["hotwords"]
     assert reports["hotwords"]["hotwords"] == str(names) and reports["hotwords"]["decoder"]["decoder"] == "beam"
+
+
+def test_serve_takes_a_requests_hotwords_by_post_and_by_stream_and_refuses_too_many(uniform_checkpoint, speech):
+    import urllib.parse
+
+    from testkit.servers import multipart_body, served
+
+    wav = io.BytesIO()
+    soundfile.write(wav, speech, 16000, format="WAV", subtype="PCM_16")
+    body = wav.getvalue()
+    with served(uniform_checkpoint, "--max-hotwords", "2", "--max-hotword-chars", "12",
+                "--hotword-boost", "5") as url:
+        status, plain = post_to(url, "/transcribe", body, "audio/wav")
+        assert status == 200 and plain["text"] == "'"  # the server decodes greedily
+        # a query parameter with a raw body; a form field (the lines of a hotwords file) with a file
+        query = urllib.parse.urlencode({"hotwords": "FACADE"})
+        status, answer = post_to(url, f"/transcribe?{query}", body, "audio/wav")
+        assert status == 200 and answer["text"] == "FACADE", answer
+        form, content_type = multipart_form({"hotwords": b"# a hotwords file\nFACADE :5\n", "file": body})
+        status, answer = post_to(url, "/transcribe", form, content_type)
+        assert status == 200 and answer["text"] == "FACADE" and answer["words"][0]["word"] == "FACADE", answer
+        status, answer = post_to(url, "/transcribe", *multipart_body("file", body))
+        assert status == 200 and answer["text"] == "'"  # the next request has none
+        refusals = [
+            (f"/transcribe?{urllib.parse.urlencode({'hotwords': 'A B C'.replace(' ', chr(10))})}",
+             "hotwords: 3 hotwords, more than the 2 allowed"),
+            (f"/transcribe?{urllib.parse.urlencode({'hotwords': 'HUCKLEBERRY FINN'})}",
+             "is 16 characters, more than the 12 allowed"),
+            (f"/transcribe?{urllib.parse.urlencode({'hotwords': 'FACADE :x'})}",
+             "hotwords:1: the boost ':x' is not a number"),
+        ]
+        for path, message in refusals:
+            status, answer = post_to(url, path, body, "audio/wav")
+            assert status == 400 and message in answer["error"], (path, answer)
+
+        # /stream: the start message's "hotwords", phrases or {phrase, boost}
+        messages, code, _ = asyncio.run(stream(url, speech, {"sample_rate": 16000, "hotwords": [
+            {"phrase": "facade", "boost": 5}, "BAD"]}))
+        assert code == 1000 and messages[-1]["text"] == "FACADE", messages
+        messages, code, _ = asyncio.run(stream(url, speech, {"sample_rate": 16000}))
+        assert code == 1000 and messages[-1]["text"] == "'"
+        for hotwords, expected in ((["A", "B", "C"], "hotwords: 3 hotwords, more than the 2 allowed"),
+                                   ("FACADE", "hotwords must be a list"),
+                                   ([{"phrase": "A", "boost": 0}], "hotwords[0]: the boost must be a positive")):
+            messages, code, reason = asyncio.run(stream(url, speech, {"sample_rate": 16000, "hotwords": hotwords}))
+            assert (code, messages) == (1008, []) and reason.startswith(expected), (hotwords, code, reason)
+
+
+def post_to(url: str, path: str, body: bytes, content_type: str) -> tuple[int, dict]:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url + path, data=body, headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def multipart_form(fields: dict[str, bytes]) -> tuple[bytes, str]:
+    """(body, content type) of a multipart/form-data request of these fields, in this order."""
+    boundary = "ds2stream-hotwords-boundary"
+    parts = [f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n".encode() + value + b"\r\n"
+             for name, value in fields.items()]
+    return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+async def stream(url: str, samples: np.ndarray, start: dict) -> tuple[list, int, str]:
+    """One /stream session: every message the server sent, its close code and reason."""
+    import aiohttp
+
+    messages, reason = [], ""
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(url.replace("http", "ws") + "/stream") as ws:
+            await ws.send_json(start)
+            for at in range(0, len(samples), 8000):
+                if ws.closed:
+                    break
+                await ws.send_bytes(samples[at: at + 8000].astype("<i2").tobytes())
+            if not ws.closed:
+                await ws.send_json({"end": True})
+            while True:
+                message = await ws.receive(timeout=30)
+                if message.type == aiohttp.WSMsgType.TEXT:
+                    messages.append(json.loads(message.data))
+                    continue
+                if message.type == aiohttp.WSMsgType.CLOSE:
+                    reason = message.extra or ""
+                break
+            return messages, ws.close_code, reason
