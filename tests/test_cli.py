@@ -27,13 +27,16 @@ def test_every_option_of_every_command_says_what_it_is():
 
 
 def test_one_name_for_one_thing_across_verbs():
-    # A model file is --model and worker processes are --jobs in every verb that takes them.
+    # A model file is --model, worker processes are --jobs, words to favour --hotwords in every verb
+    # that takes them.
     visible = {name: {opt for p in command.params if isinstance(p, click.Option) and not p.hidden for opt in p.opts}
                for name, command in cli.commands.items()}
     for verb in ("eval", "export", "transcribe", "serve"):
         assert "--model" in visible[verb] and "--checkpoint" not in visible[verb], verb
     for verb in ("eval", "train", "shard", "corpus"):
         assert "--jobs" in visible[verb] and "--workers" not in visible[verb], verb
+    for verb in ("eval", "transcribe", "serve"):  # every verb that decodes takes hotwords alike
+        assert {"--hotwords", "--hotword-boost"} <= visible[verb], verb
 
 
 def test_every_verb_that_writes_a_file_names_it_out():

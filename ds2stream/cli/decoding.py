@@ -1,4 +1,5 @@
-"""The decoder options that ``eval``, ``transcribe``, ``export`` and ``serve`` share."""
+"""The decoder options that ``eval``, ``transcribe``, ``export`` and ``serve`` share, and the
+hotword options of the verbs that decode (``eval``, ``transcribe``, ``serve``)."""
 import dataclasses
 import functools
 from pathlib import Path
@@ -6,6 +7,7 @@ from pathlib import Path
 import click
 
 from ..inference.decoding import DecoderConfig
+from ..inference.hotwords import DEFAULT_BOOST
 
 
 def decoder_options(command):
@@ -49,3 +51,30 @@ def decoder_from(decoder, beam_width, lm_path, alpha, beta, oov_penalty, decoder
     elif any(k in given for k in ("beam_width", "alpha", "beta", "oov_penalty")):
         given.setdefault("decoder", "beam")
     return dataclasses.replace(base, **given)
+
+
+def hotword_options(command):
+    """--hotwords, --hotword-boost: see ``hotwords_from``. Not decoder settings (``export`` does
+    not take them): words to favour belong to a use of a model, not to the model."""
+    options = [
+        click.option("--hotwords", "hotwords_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     help="Words and phrases to favour (names the model may not know): one a line, optionally "
+                          "followed by its own boost (`HUCKLEBERRY FINN :2.5`). They need the beam search: "
+                          "greedy decoding becomes it (docs/inference.md)."),
+        click.option("--hotword-boost", type=click.FloatRange(min=0, min_open=True),
+                     help=f"Bonus per character of a hotword without a boost of its own (default {DEFAULT_BOOST:g})."),
+    ]
+    return functools.reduce(lambda f, option: option(f), reversed(options), command)
+
+
+def hotwords_from(hotwords_path, hotword_boost, for_requests: bool = False):
+    """The hotwords the options give (empty without --hotwords); ``for_requests``: a server's,
+    whose --hotword-boost is also the default of its requests' lists, so it may come alone."""
+    from ..inference.hotwords import Hotwords
+
+    boost = DEFAULT_BOOST if hotword_boost is None else hotword_boost
+    if hotwords_path is None:
+        if hotword_boost is not None and not for_requests:
+            raise click.UsageError("--hotword-boost is the boost of --hotwords' phrases: give --hotwords too")
+        return Hotwords(default_boost=boost)
+    return Hotwords.read(hotwords_path, boost)

@@ -7,7 +7,7 @@ import click
 from ..errors import DataError
 from ..inference.evaluate import EVAL_MAX_FRAMES
 from .base import cli, renamed_option
-from .decoding import decoder_from, decoder_options
+from .decoding import decoder_from, decoder_options, hotword_options, hotwords_from
 
 
 @cli.command("eval")
@@ -24,13 +24,16 @@ from .decoding import decoder_from, decoder_options
 @renamed_option("--jobs", "--workers", "workers", type=click.IntRange(min=1), default=1,
                 help="Reader worker processes.")
 @decoder_options
+@hotword_options
 @click.option("--tune-lm", "tune_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Grid-search --alpha and --beta for --lm on SHARDS (a dev set, never the test set; the "
                    "grid grows past its edge while the best lies there; at the given --oov-penalty) and write "
                    "the best decoder settings to this JSON, for eval/transcribe/export --decoder-config.")
-def evaluate_command(shards, model_path, per_utterance, report_path, max_frames, workers, tune_path, **decoder):
+def evaluate_command(shards, model_path, per_utterance, report_path, max_frames, workers, tune_path, hotwords_path,
+                     hotword_boost, **decoder):
     """Evaluate a model (--model) on SHARDS: corpus WER and CER, bucketed batches. Decodes as the
-    options say, else as an exported model's settings say, else greedily (the native kernel)."""
+    options say, else as an exported model's settings say, else greedily (the native kernel); with
+    --hotwords, by the beam search."""
     from ..checkpoint import model_features
     from ..inference.decoding import DecoderConfig, make_decoder, read_lm
     from ..inference.evaluate import evaluate, tune_decoder
@@ -41,25 +44,26 @@ def evaluate_command(shards, model_path, per_utterance, report_path, max_frames,
     config = decoder_from(**decoder)
     if tune_path and not (config and config.lm):
         raise click.ClickException("--tune-lm needs --lm (or a --decoder-config with an LM)")
-    # A bad LM or setting fails before the network loads; the LM is read once.
+    # A bad LM, hotword list or setting fails before the network loads; the LM is read once.
+    hotwords = hotwords_from(hotwords_path, hotword_boost)
     lm = read_lm(config.lm) if config and config.lm else None
-    decode = make_decoder(config, lm)
+    decode = make_decoder(config, lm, hotwords)
     use_graph_mode()
     model = open_model(model_path)
     if config is None and model.carried_decoder is not None:  # an export is evaluated as it transcribes
         config = model.carried_decoder
-        decode = make_decoder(config)
+        decode = make_decoder(config, hotwords=hotwords)
     shard_set = ShardSet(shards, model_features(model.meta))  # the model's features, from the shards' audio
     if len(shard_set) == 0:
         raise DataError(f"{shards}: the shard set holds no utterance "
                         f"(see `ds2stream info --shards {shards} --problems`)")
     if tune_path:
         best, _ = tune_decoder(model.network, shard_set, config, max_frames=max_frames, workers=workers,
-                               log=click.echo, lm=lm)
+                               log=click.echo, lm=lm, hotwords=hotwords)
         tune_path.write_text(json.dumps(best.to_dict(), indent=1) + "\n")
         click.echo(f"best: alpha {best.alpha:g}, beta {best.beta:g} (beam width {best.beam_width}, "
                    f"OOV penalty {best.oov_penalty:g}) -> {tune_path}")
-        config, decode = best, make_decoder(best, lm)
+        config, decode = best, make_decoder(best, lm, hotwords)
     report = evaluate(model.network, shard_set, max_frames=max_frames, workers=workers, decode=decode)
     if per_utterance:
         for result in report.results:
@@ -68,7 +72,8 @@ def evaluate_command(shards, model_path, per_utterance, report_path, max_frames,
     click.echo(format_report(report, shards))
     if report_path:
         report_path.write_text(json.dumps({**report.summary(), "checkpoint": str(model_path), "shards": str(shards),
-                                           "decoder": (config or DecoderConfig()).to_dict(),
+                                           "decoder": (config or DecoderConfig()).for_hotwords(hotwords).to_dict(),
+                                           "hotwords": str(hotwords_path) if hotwords_path else None,
                                            "utterances_detail": report.results}, indent=1))
 
 

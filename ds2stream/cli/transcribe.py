@@ -7,7 +7,7 @@ import click
 from ..errors import Ds2streamError
 from ..inference.transcribe import CHUNK_SECONDS, MAX_CHUNK_MS
 from .base import cli
-from .decoding import decoder_from, decoder_options
+from .decoding import decoder_from, decoder_options, hotword_options, hotwords_from
 from .endpoint import endpoint_options
 
 
@@ -23,11 +23,12 @@ from .endpoint import endpoint_options
               show_default=True, help=f"With --stream: milliseconds of audio per chunk (at most {MAX_CHUNK_MS}).")
 @endpoint_options
 @decoder_options
-def transcribe(files, model_path, stream, realtime, chunk_ms, endpoint, **decoder):
+@hotword_options
+def transcribe(files, model_path, stream, realtime, chunk_ms, endpoint, hotwords_path, hotword_boost, **decoder):
     """Print the transcript of each audio FILE (flac, wav, ... at any sample rate): FILE<TAB>TEXT.
-    Decodes as the options say, else as an exported model's settings say, else greedily. With
-    --stream and --endpoint, a FILE of several utterances gives a line per utterance (segment) with
-    its start and end in seconds, as it ends."""
+    Decodes as the options say, else as an exported model's settings say, else greedily; with
+    --hotwords, by the beam search. With --stream and --endpoint, a FILE of several utterances
+    gives a line per utterance (segment) with its start and end in seconds, as it ends."""
     import json
 
     from ..data.audio import read_audio
@@ -36,7 +37,7 @@ def transcribe(files, model_path, stream, realtime, chunk_ms, endpoint, **decode
         raise click.UsageError("--realtime feeds a stream: give --stream too")
     if endpoint and not stream:
         raise click.UsageError("endpoints cut a stream: give --stream too")
-    transcriber = open_transcriber(model_path, decoder)
+    transcriber = open_transcriber(model_path, decoder, hotwords_from(hotwords_path, hotword_boost))
     if stream:
         try:
             transcriber.streaming_model()
@@ -57,11 +58,12 @@ def transcribe(files, model_path, stream, realtime, chunk_ms, endpoint, **decode
         raise click.ClickException(f"{failed} of {len(files)} files could not be transcribed")
 
 
-def open_transcriber(model_path: Path, decoder: dict):
-    """The model (in graph mode) with the decoder the options ask for; a one-line error otherwise."""
+def open_transcriber(model_path: Path, decoder: dict, hotwords=None):
+    """The model (in graph mode) with the decoder the options ask for (and ``hotwords``, from
+    ``hotwords_from``); a one-line error otherwise."""
     from ..inference.transcribe import Transcriber
     from ..runtime import use_graph_mode
 
     config = decoder_from(**decoder)
     use_graph_mode()
-    return Transcriber(model_path, config)
+    return Transcriber(model_path, config, hotwords)

@@ -14,15 +14,22 @@ frame only the characters that hold ``prune`` of the frame's probability mass (a
 ``max_candidates`` of them) are tried: CTC outputs are peaky, so this loses nothing measurable
 and makes the search cost scale with the beam, not with the label set. Width 1 without an LM is
 the best path, exactly as greedy decoding (see ``decode``).
+
+With hotwords (``hotwords.py``) each prefix also walks their context graph, and the bonus it holds
+there is part of its score: a prefix on its way through a phrase stays in the beam (its words pay
+no OOV penalty), one that leaves the phrase loses what it had gained. Without hotwords the search
+is what it was, step for step.
 """
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
 
 from ..data.text import BLANK_INDEX, LABELS
 from ..errors import DataError
+from .hotwords import ContextGraph, Hotwords
 from .lm import NGramLM
 
 LN10 = math.log(10)
@@ -53,11 +60,12 @@ class BeamSearch:
 
     def __init__(self, beam_width: int = 32, lm: NGramLM | None = None, alpha: float = 0.5, beta: float = 0.0,
                  oov_penalty: float = 0.0, labels: str = LABELS, blank: int = BLANK_INDEX, prune: float = 0.999,
-                 max_candidates: int = 8):
+                 max_candidates: int = 8, hotwords: Hotwords | None = None):
         self.beam_width, self.lm, self.alpha, self.beta = beam_width, lm, alpha, beta
         self.oov_penalty = oov_penalty
         # every beginning of a vocabulary word ("" too): a partial word outside it is out of vocabulary
         self._word_starts = lm.word_starts if lm is not None and oov_penalty else None
+        self._set_hotwords(hotwords)
         self.labels, self.blank, self.prune, self.max_candidates = labels, blank, prune, max_candidates
         self.space = labels.index(" ")
         self._word_cache: dict[tuple, float] = {}
@@ -77,6 +85,17 @@ class BeamSearch:
     def _context(self, words: tuple) -> tuple:
         order = self.lm.order if self.lm else 1
         return (("<s>",) + words)[-(order - 1):] if order > 1 else ()
+
+    def _set_hotwords(self, hotwords: Hotwords | None) -> None:
+        self.hotwords = hotwords or None  # an empty list is none
+        # the phrases' bonuses give back the OOV penalties their words pay here
+        self._graph = ContextGraph(hotwords.boosts, self._word_starts, self.oov_penalty) if self.hotwords else None
+
+    def with_hotwords(self, hotwords: Hotwords | None) -> "BeamSearch":
+        """This search (its LM, its settings) with these hotwords instead: a request's."""
+        biased = copy.copy(self)  # shares the LM and the word-score cache
+        biased._set_hotwords(hotwords)
+        return biased
 
     def decode(self, log_probs: np.ndarray) -> str:
         search = self.start()
@@ -117,10 +136,13 @@ class PrefixSearch:
     def __init__(self, search: BeamSearch):
         self.search = search
         self.beams = {"": _Prefix(blank=0.0)}
+        # With hotwords: each prefix's node in their graph, kept beside the beams (not in _Prefix)
+        # so that a search without them does not pay for it.
+        self.contexts = {"": search._graph.start} if search._graph else None
         # One prefix kept and nothing to fuse: the best path. Summing the one prefix's alignments
         # instead can keep it over the frame's best character (1 of the demo's 300 test
         # utterances: SIX against greedy's SIGX), and width 1 is meant to be greedy.
-        self.best_path = search.beam_width == 1 and search.lm is None
+        self.best_path = search.beam_width == 1 and search.lm is None and search.hotwords is None
         self.tokens: list[int] = []
         self.last = -1
 
@@ -140,10 +162,12 @@ class PrefixSearch:
         mass = np.cumsum(np.exp(top), axis=1)
         keep = np.minimum((mass < s.prune * np.exp(log_probs).sum(axis=1, keepdims=True)).sum(axis=1) + 1,
                           order.shape[1])
-        beams = self.beams
+        beams, contexts = self.beams, self.contexts
+        hot = contexts is not None
         for t in range(log_probs.shape[0]):
             candidates = list(zip(order[t, : keep[t]].tolist(), top[t, : keep[t]].tolist()))
             next_beams: dict[str, _Prefix] = {}
+            next_contexts: dict = {}  # of the prefixes that grow a character this frame
 
             def entry(text, parent, words=None, lm_score=None, partial=None):
                 found = next_beams.get(text)
@@ -178,20 +202,47 @@ class PrefixSearch:
                             continue
                         words = prefix.words + (prefix.partial,)
                         score = prefix.lm_score + s._word_score(s._context(prefix.words), prefix.partial)
+                        if hot:
+                            score += _walk(contexts, next_contexts, text, char)
                         e = entry(text + char, prefix, words=words, lm_score=score, partial="")
                     else:
                         partial, lm_score = prefix.partial + char, None
                         starts = s._word_starts
                         if starts is not None and partial not in starts and prefix.partial in starts:
                             lm_score = prefix.lm_score - s.oov_penalty  # it has just left the vocabulary
+                        if hot:
+                            lm_score = (prefix.lm_score if lm_score is None else lm_score) + _walk(
+                                contexts, next_contexts, text, char)
                         e = entry(text + char, prefix, partial=partial, lm_score=lm_score)
                     e.non_blank = _log_add(e.non_blank, source + logp)
             ranked = sorted(next_beams.items(), key=lambda item: (-(item[1].acoustic() + item[1].lm_score), item[0]))
             beams = dict(ranked[: s.beam_width])
-        self.beams = beams
+            if hot:  # a kept prefix grew this frame, or is one of the last frame's
+                contexts = {text: next_contexts[text] if text in next_contexts else contexts[text] for text in beams}
+        self.beams, self.contexts = beams, contexts
 
     def result(self) -> str:
         """The best hypothesis of the frames so far, scored as if the utterance ended here."""
         if self.best_path:
             return "".join(self.search.labels[k] for k in self.tokens)  # exactly as greedy_decode
-        return max(self.beams.items(), key=lambda item: (self.search._final_score(item[1]), item[0]))[0].strip()
+        return self.best()[0]
+
+    def best(self) -> tuple[str, float]:
+        """The best hypothesis of the frames so far and its score, as if the utterance ended here
+        (an unfinished hotword taken back)."""
+        def final(item):
+            text, prefix = item
+            score = self.search._final_score(prefix)
+            if self.contexts is not None:
+                score += self.contexts[text].finish()
+            return score, text
+
+        score, text = max(map(final, self.beams.items()))
+        return text.strip(), score
+
+
+def _walk(contexts: dict, next_contexts: dict, text: str, char: str) -> float:
+    """``text`` + ``char`` in the hotwords' graph: its node into ``next_contexts``; the change of bonus."""
+    node, bonus = contexts[text].step(char)
+    next_contexts[text + char] = node
+    return bonus

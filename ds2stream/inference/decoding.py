@@ -3,7 +3,8 @@
 ``greedy_decode`` validates and calls ``csrc/ctc_greedy.pyx``; ``greedy_decode_reference`` is the
 pure-Python definition it is tested against. Both take the label set and blank from ``text``.
 ``DecoderConfig`` says which decoder (and LM) to use; ``make_decoder`` turns it into a function
-(``beam.py`` holds the beam search, ``lm.py`` the language model).
+(``beam.py`` holds the beam search, ``lm.py`` the language model, ``hotwords.py`` the words it
+may be told to favour).
 """
 from __future__ import annotations
 
@@ -105,6 +106,15 @@ class DecoderConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def for_hotwords(self, hotwords) -> "DecoderConfig":
+        """These settings as they decode with ``hotwords`` (a ``hotwords.Hotwords``; none: unchanged).
+        Greedy decoding cannot favour a word, so with hotwords it becomes the beam search at this
+        config's width (``beam_width``: the beam's default unless set): whoever gives hotwords wants
+        them applied, and a server's clients cannot change the decoder it was started with."""
+        if hotwords and self.decoder == "greedy":
+            return dataclasses.replace(self, decoder="beam")
+        return self
+
     @classmethod
     def from_dict(cls, data: dict, source: Path) -> "DecoderConfig":
         """Settings read from ``source`` (a JSON file or a sidecar): an LM path in them is relative
@@ -139,14 +149,18 @@ def read_lm(path):
     return lm
 
 
-def make_decoder(config: DecoderConfig | None = None, lm=None):
+def make_decoder(config: DecoderConfig | None = None, lm=None, hotwords=None):
     """``decode(log_probs (T, C) of one utterance) -> text`` for ``config`` (default: greedy).
-    Reads and checks the config's LM, unless ``lm`` (from :func:`read_lm`) is that LM already read."""
-    config = config or DecoderConfig()
+    Reads and checks the config's LM, unless ``lm`` (from :func:`read_lm`) is that LM already read.
+
+    ``hotwords`` (a ``hotwords.Hotwords``) bias the beam search, which a greedy config becomes
+    (:meth:`DecoderConfig.for_hotwords`)."""
+    config = (config or DecoderConfig()).for_hotwords(hotwords)
     if config.decoder == "greedy":
         return lambda log_probs: greedy_decode(np.asarray(log_probs, np.float32)[None])[0]
     from .beam import BeamSearch
 
     if config.lm:
-        return BeamSearch(config.beam_width, lm or read_lm(config.lm), config.alpha, config.beta, config.oov_penalty)
-    return BeamSearch(config.beam_width)  # no LM: the acoustics alone, no word bonus either
+        return BeamSearch(config.beam_width, lm or read_lm(config.lm), config.alpha, config.beta, config.oov_penalty,
+                          hotwords=hotwords)
+    return BeamSearch(config.beam_width, hotwords=hotwords)  # no LM: the acoustics alone, no word bonus either

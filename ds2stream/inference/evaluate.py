@@ -132,20 +132,20 @@ TUNE_EXTENSIONS = 4
 
 def tune_decoder(network, shard_set, base: DecoderConfig, alphas=TUNE_ALPHAS, betas=TUNE_BETAS, *,
                  extensions: int = TUNE_EXTENSIONS, max_frames: int = EVAL_MAX_FRAMES, workers: int = 1,
-                 log=None, lm=None):
+                 log=None, lm=None, hotwords=None):
     """Grid search of the LM weight and word bonus on ``shard_set`` (a dev set): the network runs
     once, the beam search once per point. While the best point is at the largest beta (or alpha),
     the grid grows by one more column (row) at its last spacing, at most ``extensions`` times: a
     best on the edge says the optimum may lie beyond it. Returns (the best config by WER, then CER;
     the grid as (alpha, beta, wer, cer) rows in the order tried). ``lm``: ``base.lm`` already read
-    (else read here, once)."""
+    (else read here, once); ``hotwords``: those the tuned settings will decode with."""
     lm = lm or (read_lm(base.lm) if base.lm else None)
     outputs = run_network(network, shard_set, max_frames=max_frames, workers=workers)
     alphas, betas, grid = list(alphas), list(betas), []
 
     def try_point(alpha, beta):
         config = dataclasses.replace(base, decoder="beam", alpha=alpha, beta=beta)
-        report = score(shard_set, outputs, make_decoder(config, lm))
+        report = score(shard_set, outputs, make_decoder(config, lm, hotwords))
         grid.append((alpha, beta, report.wer, report.cer))
         if log:
             log(f"alpha {alpha:g} beta {beta:g}: WER {report.wer:.2%} CER {report.cer:.2%}")

@@ -21,8 +21,9 @@ Requests that arrive together are batched: one task takes what is queued (up to 
 utterances), pads it to a bucket of frames and a batch of a power of two (so that graph mode
 compiles a bounded set of shapes, once each) and runs one forward pass in a worker thread while
 the server goes on reading uploads. Bad input gets a 4xx with a message and never stops the
-server: 413 (upload larger than ``max_upload_mb``), 415 (not audio), 422 (unreadable audio, longer
-than ``max_seconds``, shorter than one window). What it cannot serve in time it refuses: past
+server: 400 (a hotword list that cannot be used, or longer than ``max_hotwords``), 413 (upload
+larger than ``max_upload_mb``), 415 (not audio), 422 (unreadable audio, longer than
+``max_seconds``, shorter than one window). What it cannot serve in time it refuses: past
 ``max_queue`` utterances waiting for the model, a request gets 503 with ``Retry-After`` (the
 seconds the queue ahead of it takes), so a burst costs no memory and no latency without bound.
 """
@@ -42,6 +43,7 @@ from ..pipeline.buckets import round_up_frames
 from .align import timed_words
 from .endpoint import EndpointRules
 from .evaluate import network_log_probs
+from .hotwords import Hotwords, HotwordsError
 from .transcribe import Transcriber
 
 PAGE = Path(__file__).with_name("web") / "index.html"
@@ -61,6 +63,8 @@ class ServeLimits:
     max_queue: int = 64  # utterances waiting for a forward pass; past it: 503
     max_streams: int = 8  # WebSocket streams at once; past it: CLOSE_BUSY
     idle_seconds: float = 10.0  # a stream with no message for this long is closed (CLOSE_IDLE)
+    max_hotwords: int = 100  # phrases in a request's hotwords (besides the server's own); past it: 400
+    max_hotword_chars: int = 50  # characters of one of them, once normalised
 
 
 #: WebSocket close codes of /stream: the standard ones where one fits (RFC 6455), else 4xxx.
@@ -71,7 +75,7 @@ CLOSE_IDLE = 4408  # nothing from the client for idle_seconds
 #: Sample formats a stream may send: little-endian 16-bit integers or 32-bit floats.
 STREAM_FORMATS = {"s16le": np.dtype("<i2"), "f32le": np.dtype("<f4")}
 #: What a start message may hold.
-START_KEYS = {"sample_rate", "format", "endpoint"}
+START_KEYS = {"sample_rate", "format", "endpoint", "hotwords"}
 
 
 class HTTPError(Exception):
@@ -93,6 +97,7 @@ class _Request:
     features: np.ndarray  # (num_bins, frames)
     duration: float
     done: asyncio.Future
+    decode: object = None  # the request's decoder (with its hotwords), else the transcriber's
 
 
 class Recognizer:
@@ -121,7 +126,8 @@ class Recognizer:
             raise HTTPError(503, f"busy: {self.waiting} utterances are waiting for the model; retry in "
                                  f"{retry} s", {"Retry-After": str(retry)})
 
-    async def transcribe(self, samples: np.ndarray, rate: int) -> dict:
+    async def transcribe(self, samples: np.ndarray, rate: int, decode=None) -> dict:
+        """``decode``: this request's decoder (``Transcriber.decoder_with`` its hotwords)."""
         self.admit()  # again: others may have come in while this upload was read
         self.waiting += 1
         queued = False
@@ -129,7 +135,7 @@ class Recognizer:
             duration = len(samples) / rate
             loop = asyncio.get_running_loop()
             features = await loop.run_in_executor(None, self.transcriber.features_of, samples, rate)
-            request = _Request(features, duration, loop.create_future())
+            request = _Request(features, duration, loop.create_future(), decode)
             await self.queue.put(request)
             queued = True
         finally:
@@ -147,7 +153,8 @@ class Recognizer:
             self.waiting -= len(batch)
             started = time.perf_counter()
             try:
-                results = await loop.run_in_executor(self.pool, self._forward, [r.features for r in batch])
+                results = await loop.run_in_executor(self.pool, self._forward, [r.features for r in batch],
+                                                     [r.decode for r in batch])
                 self.batch_seconds = time.perf_counter() - started
             except Exception as err:  # noqa: BLE001 - a failed batch fails its requests, not the server
                 results = [err] * len(batch)
@@ -166,7 +173,7 @@ class Recognizer:
         return {"text": text, "words": timed_words(text, log_probs, self.transcriber.frame_seconds, duration),
                 "duration": duration}
 
-    def _forward(self, features: list[np.ndarray]) -> list[tuple[str, np.ndarray]]:
+    def _forward(self, features: list[np.ndarray], decoders: list | None = None) -> list[tuple[str, np.ndarray]]:
         frames = padded_frames(max(f.shape[1] for f in features))
         rows = 1 << (len(features) - 1).bit_length()  # a power of two
         bins = features[0].shape[0]
@@ -177,7 +184,8 @@ class Recognizer:
             lengths[row] = spect.shape[1]
         log_probs = network_log_probs(self.transcriber.network, padded, lengths)[: len(features)]
         self.batches, self.utterances = self.batches + 1, self.utterances + len(features)
-        return [(self.transcriber.decode(lp), lp) for lp in log_probs]
+        decoders = [decode or self.transcriber.decode for decode in decoders or [None] * len(log_probs)]
+        return [(decode(lp), lp) for decode, lp in zip(decoders, log_probs)]
 
 
 class StreamTicks:
@@ -280,8 +288,12 @@ async def recognise_stream(ws, recognizer: Recognizer, ticks: StreamTicks, limit
     dtype = STREAM_FORMATS.get(start.get("format", "s16le"))
     if dtype is None:
         raise StreamRefused(CLOSE_UNSUPPORTED, f"format must be one of {', '.join(STREAM_FORMATS)}")
+    try:
+        hotwords = request_hotwords(transcriber, limits, items=start["hotwords"]) if "hotwords" in start else None
+    except HotwordsError as err:
+        raise StreamRefused(CLOSE_PROTOCOL, str(err)[:120]) from None
     rules = stream_rules(start, limits)
-    stream, shown, received, told = transcriber.open_stream(rules), "", 0, 0
+    stream, shown, received, told = transcriber.open_stream(hotwords, rules), "", 0, 0
     await ws.send_json({"ready": True, "sample_rate": rate} | ({"endpoint": rules.to_dict()} if rules else {}))
 
     async def tell_segments():
@@ -338,34 +350,61 @@ def stream_rules(start: dict, limits: ServeLimits) -> EndpointRules | None:
     return dataclasses.replace(rules, max_segment=min(rules.max_segment, limits.max_seconds))
 
 
-async def read_upload(request, limits: ServeLimits) -> bytes:
-    """The audio bytes of a request: the multipart field ``file``, or the raw body."""
+async def read_upload(request, limits: ServeLimits) -> tuple[bytes, list[str] | None]:
+    """The audio bytes of a request (the multipart field ``file``, or the raw body) and the lines
+    of its ``hotwords`` (a multipart field, or query parameters; None without)."""
     from aiohttp import web
 
     content_type, limit = request.content_type, int(limits.max_upload_mb * 1e6)
     too_large = HTTPError(413, f"upload larger than {limits.max_upload_mb:g} MB")
     if request.content_length is not None and request.content_length > limit:
         raise too_large
+    queried = request.query.getall("hotwords", [])
+    hotwords = [line for value in queried for line in value.splitlines()] if queried else None
     try:
         if content_type == "multipart/form-data":
             reader = await request.multipart()
+            data = None
             async for part in reader:
-                if part.name != "file":
+                if part.name not in ("file", "hotwords"):
                     await part.release()
                     continue
-                data = bytearray()  # read in chunks: a multipart body is not held to client_max_size
+                value = bytearray()  # read in chunks: a multipart body is not held to client_max_size
                 while chunk := await part.read_chunk(1 << 16):
-                    data += chunk
-                    if len(data) > limit:
+                    value += chunk
+                    if len(value) > limit:
                         raise too_large
-                return bytes(data)
-            raise HTTPError(400, "multipart upload without a field named 'file'")
+                if part.name == "file":
+                    data = bytes(value)
+                elif hotwords is not None:
+                    raise HTTPError(400, "hotwords given twice (fields or the query): give them once")
+                else:
+                    try:
+                        hotwords = value.decode("utf-8").splitlines()
+                    except UnicodeDecodeError:
+                        raise HTTPError(400, "the hotwords field is not UTF-8 text") from None
+            if data is None:
+                raise HTTPError(400, "multipart upload without a field named 'file'")
+            return data, hotwords
         if content_type.startswith("audio/") or content_type in RAW_AUDIO_TYPES:
-            return await request.read()
+            return await request.read(), hotwords
     except web.HTTPRequestEntityTooLarge:
         raise too_large from None
     raise HTTPError(415, f"content type {content_type!r} is not audio: send the file as a multipart field "
                          f"'file', or as the body with an audio/* content type")
+
+
+def request_hotwords(transcriber: Transcriber, limits: ServeLimits, lines=None, items=None) -> Hotwords:
+    """A request's hotwords: ``lines`` of a hotwords file (POST) or ``items``, a JSON list (the
+    /stream start message), their boost by default the server's, within ``limits``; a
+    HotwordsError that says what is wrong otherwise."""
+    default = transcriber.hotwords.default_boost
+    if items is None:
+        hotwords = Hotwords.parse(lines, "hotwords", default)
+    else:
+        hotwords = Hotwords.from_items(items, "hotwords", default)
+    hotwords.check_within(limits.max_hotwords, limits.max_hotword_chars, "hotwords")
+    return hotwords
 
 
 def make_app(transcriber: Transcriber, limits: ServeLimits = ServeLimits()):
@@ -378,7 +417,11 @@ def make_app(transcriber: Transcriber, limits: ServeLimits = ServeLimits()):
         started = time.perf_counter()
         try:
             recognizer.admit()  # before reading the upload: a full server spends nothing on it
-            data = await read_upload(request, limits)
+            data, hotword_lines = await read_upload(request, limits)
+            try:
+                hotwords = None if hotword_lines is None else request_hotwords(transcriber, limits, hotword_lines)
+            except HotwordsError as err:
+                raise HTTPError(400, str(err)) from None
             if not data:
                 raise HTTPError(422, "empty upload")
             try:
@@ -388,7 +431,7 @@ def make_app(transcriber: Transcriber, limits: ServeLimits = ServeLimits()):
             if len(samples) / rate < min_seconds:
                 raise HTTPError(422, f"the upload holds {len(samples) / rate:.3f} s of audio, less than one "
                                      f"window ({min_seconds:.3f} s)")
-            result = await recognizer.transcribe(samples, rate)
+            result = await recognizer.transcribe(samples, rate, transcriber.decoder_with(hotwords))
         except HTTPError as err:
             return web.json_response({"error": str(err)}, status=err.status, headers=err.headers)
         result["seconds"] = round(time.perf_counter() - started, 3)

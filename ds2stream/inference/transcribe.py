@@ -16,6 +16,7 @@ from ..features import FeatureConfig, spectrogram
 from ..model import ModelConfig
 from .decoding import DecoderConfig, make_decoder
 from .evaluate import network_log_probs
+from .hotwords import Hotwords
 
 #: Audio fed to a stream at a time by ``stream_samples`` (``transcribe --stream``): 160 ms.
 CHUNK_SECONDS = 0.16
@@ -90,13 +91,15 @@ def _probe(network, model_path: Path, sidecar: Path, features: FeatureConfig) ->
 class Transcriber:
     """Audio files -> text, from a ds2stream checkpoint (.ckpt) or an exported MindIR (.mindir)."""
 
-    def __init__(self, model_path: Path, decoder: DecoderConfig | None = None):
-        """``decoder``: how to decode (default: what an exported model's sidecar says, else greedy)."""
+    def __init__(self, model_path: Path, decoder: DecoderConfig | None = None, hotwords: Hotwords | None = None):
+        """``decoder``: how to decode (default: what an exported model's sidecar says, else greedy);
+        ``hotwords``: words to favour in every transcript, and the default boost of a request's."""
         opened = open_model(model_path)
         self.network, self.exported = opened.network, opened.exported
         self.features, self.model_config = opened.features, opened.model_config
-        self.decoder = decoder or opened.carried_decoder or DecoderConfig()
-        self.decode = make_decoder(self.decoder)
+        self.hotwords = hotwords if hotwords is not None else Hotwords()
+        self.decoder = (decoder or opened.carried_decoder or DecoderConfig()).for_hotwords(self.hotwords)
+        self.decode = make_decoder(self.decoder, hotwords=self.hotwords)
         self.streaming = None  # built on the first stream: a forward-only model's stages
 
     @property
@@ -107,6 +110,18 @@ class Transcriber:
     def features_of(self, samples: np.ndarray, rate: int) -> np.ndarray:
         """The spectrogram (num_bins, frames) the network takes, at the model's sample rate."""
         return spectrogram(resample(samples, rate, self.features.sample_rate), self.features)
+
+    def decoder_with(self, hotwords: Hotwords | None):
+        """This transcriber's decoder with ``hotwords`` (a request's) added to its own, which they
+        override phrase by phrase; a greedy one becomes the beam search (``make_decoder``)."""
+        if not hotwords:
+            return self.decode
+        from .beam import BeamSearch
+
+        merged = self.hotwords.merged(hotwords)
+        if isinstance(self.decode, BeamSearch):
+            return self.decode.with_hotwords(merged)  # the LM already read
+        return make_decoder(self.decoder, hotwords=merged)
 
     def transcribe_samples(self, samples: np.ndarray, rate: int) -> str:
         """The same features and decoder as ``ds2stream eval``."""
@@ -149,10 +164,12 @@ class Transcriber:
                 from None
         return StreamingModel(convs, rnn, weights, self.model_config, self.features)
 
-    def open_stream(self, endpoint=None):
-        """A stream of this model, decoded as it goes by this transcriber's decoder; ``endpoint``:
-        rules (``endpoint.EndpointRules``) that cut it into segments, else one utterance."""
-        return self.streaming_model().open(self.decode.start() if hasattr(self.decode, "start") else None, endpoint)
+    def open_stream(self, hotwords: Hotwords | None = None, endpoint=None):
+        """A stream of this model, decoded as it goes by this transcriber's decoder (with
+        ``hotwords`` added: :meth:`decoder_with`); ``endpoint``: rules (``endpoint.EndpointRules``)
+        that cut it into segments, else one utterance."""
+        decode = self.decoder_with(hotwords)
+        return self.streaming_model().open(decode.start() if hasattr(decode, "start") else None, endpoint)
 
     def stream_samples(self, samples: np.ndarray, rate: int, chunk_seconds: float = CHUNK_SECONDS,
                        realtime: bool = False, endpoint=None):
@@ -165,7 +182,7 @@ class Transcriber:
 
         samples = resample(samples, rate, self.features.sample_rate)
         step = max(1, int(round(chunk_seconds * self.features.sample_rate)))
-        stream, shown, started = self.open_stream(endpoint), "", time.perf_counter()
+        stream, shown, started = self.open_stream(endpoint=endpoint), "", time.perf_counter()
         for at in range(0, len(samples), step):
             if realtime:  # this chunk has been "spoken" once the clock passes its end
                 time.sleep(max(0.0, started + (at + step) / self.features.sample_rate - time.perf_counter()))
