@@ -132,12 +132,19 @@ def run_presets(args) -> dict:
     return results
 
 
+def presets_of(data: dict) -> dict:
+    """A result file's presets: at its top level as the bench writes it, or under "run" where a
+    provenance block was put around the bench's output afterwards."""
+    return data["presets"] if "presets" in data else data["run"]["presets"]
+
+
 def results_of(files: dict[Path, dict]) -> dict:
     """The presets of result files as the table's rows: by name from one file, as "PRESET (FILE)"
     from several, in the files' order."""
     if len(files) == 1:
-        return next(iter(files.values()))["presets"]
-    return {f"{name} ({path.stem})": result for path, data in files.items() for name, result in data["presets"].items()}
+        return presets_of(next(iter(files.values())))
+    return {f"{name} ({path.stem})": result for path, data in files.items()
+            for name, result in presets_of(data).items()}
 
 
 def report(results: dict) -> str:
