@@ -19,8 +19,9 @@ server, the multipart parser and the client the load bench uses; no ASGI server 
 
 Requests that arrive together are batched: one task takes what is queued (up to ``max_batch``
 utterances), pads it to a bucket of frames and a batch of a power of two (so that graph mode
-compiles a bounded set of shapes, once each) and runs one forward pass in a worker thread while
-the server goes on reading uploads. Bad input gets a 4xx with a message and never stops the
+compiles a bounded set of shapes, once each) and runs it in the forward thread, in passes of at
+most ``SLICE_FRAMES``, while the server goes on reading uploads; stream ticks go first in that
+thread (``forward_thread``). Bad input gets a 4xx with a message and never stops the
 server: 400 (a hotword list that cannot be used, or longer than ``max_hotwords``), 413 (upload
 larger than ``max_upload_mb``), 415 (not audio), 422 (unreadable audio, longer than
 ``max_seconds``, shorter than one window). What it cannot serve in time it refuses: past
@@ -30,7 +31,6 @@ seconds the queue ahead of it takes), so a burst costs no memory and no latency 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import dataclasses
 import time
 from pathlib import Path
@@ -43,12 +43,18 @@ from ..pipeline.buckets import round_up_frames
 from .align import timed_words
 from .endpoint import EndpointRules
 from .evaluate import network_log_probs
+from .forward_thread import TICK, UPLOAD, ForwardThread
 from .hotwords import Hotwords, HotwordsError
 from .transcribe import Transcriber
 
 PAGE = Path(__file__).with_name("web") / "index.html"
 #: Padded frame counts of a served batch (then multiples of the largest): few shapes to compile.
 FRAME_EDGES = (128, 256, 512, 1024, 2048, 4096)
+#: The padded frames (rows x frames) of one upload forward pass: a stream tick waiting for the
+#: forward thread waits for at most one such pass (``forward_thread``). A batch of 8 uploads of up
+#: to 5 s (10-ms frames) is one pass; a longer batch is cut into several. One upload longer than
+#: this still goes whole (a bidirectional model needs all its frames), up to max_seconds.
+SLICE_FRAMES = 4096
 #: Content types taken as a raw audio body, besides audio/*.
 RAW_AUDIO_TYPES = ("application/octet-stream",)
 
@@ -92,6 +98,24 @@ def padded_frames(frames: int) -> int:
     return int(round_up_frames(frames, FRAME_EDGES[-1]))
 
 
+def padded_rows(utterances: int) -> int:
+    """The rows a batch of ``utterances`` is padded to: a power of two."""
+    return 1 << (utterances - 1).bit_length()
+
+
+def forward_slices(frames: list[int], budget: int = SLICE_FRAMES) -> list[list[int]]:
+    """A batch's utterances (positions, by their frame counts) in forward passes of at most
+    ``budget`` padded frames each (``padded_rows`` x ``padded_frames`` of the longest), shortest
+    first so that each pass pads little; an utterance past the budget alone."""
+    slices: list[list[int]] = []
+    for position in sorted(range(len(frames)), key=frames.__getitem__):
+        if slices and padded_rows(len(slices[-1]) + 1) * padded_frames(frames[position]) <= budget:
+            slices[-1].append(position)
+        else:
+            slices.append([position])
+    return slices
+
+
 @dataclasses.dataclass
 class _Request:
     features: np.ndarray  # (num_bins, frames)
@@ -101,17 +125,18 @@ class _Request:
 
 
 class Recognizer:
-    """The model and its batching queue (one forward pass at a time, in one worker thread)."""
+    """The model and its batching queue (one forward pass at a time, in the forward thread,
+    after any stream tick waiting for it)."""
 
     def __init__(self, transcriber: Transcriber, limits: ServeLimits):
         self.transcriber, self.limits = transcriber, limits
         self.queue: asyncio.Queue[_Request] = asyncio.Queue()
-        self.pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ds2stream-forward")
+        self.forward = ForwardThread()
         self.batches = self.utterances = self.refused = 0
         # Admitted and not yet in a forward pass: those in the queue and those whose features are
         # still being computed (a burst arrives before any of it reaches the queue).
         self.waiting = 0
-        self.batch_seconds = 1.0  # the last forward pass's, for Retry-After
+        self.batch_seconds = 1.0  # the last batch's (all its slices), for Retry-After
 
     @property
     def full(self) -> bool:
@@ -144,29 +169,33 @@ class Recognizer:
         return await request.done
 
     async def run(self) -> None:
-        """Take what is queued, one batch at a time, for as long as the server runs."""
-        loop = asyncio.get_running_loop()
+        """Take what is queued, one batch at a time, for as long as the server runs; a batch goes
+        in slices (``forward_slices``), each answered as it is done."""
         while True:
             batch = [await self.queue.get()]
             while len(batch) < self.limits.max_batch and not self.queue.empty():
                 batch.append(self.queue.get_nowait())
             self.waiting -= len(batch)
             started = time.perf_counter()
+            for positions in forward_slices([request.features.shape[1] for request in batch]):
+                await self._run_slice([batch[i] for i in positions])
+            self.batch_seconds = time.perf_counter() - started
+
+    async def _run_slice(self, batch: list[_Request]) -> None:
+        try:
+            results = await self.forward.run(UPLOAD, self._forward, [r.features for r in batch],
+                                             [r.decode for r in batch])
+        except Exception as err:  # noqa: BLE001 - a failed batch fails its requests, not the server
+            results = [err] * len(batch)
+        for request, result in zip(batch, results):
+            if request.done.done():  # the client went away (its handler was cancelled)
+                continue
             try:
-                results = await loop.run_in_executor(self.pool, self._forward, [r.features for r in batch],
-                                                     [r.decode for r in batch])
-                self.batch_seconds = time.perf_counter() - started
-            except Exception as err:  # noqa: BLE001 - a failed batch fails its requests, not the server
-                results = [err] * len(batch)
-            for request, result in zip(batch, results):
-                if request.done.done():  # the client went away (its handler was cancelled)
-                    continue
-                try:
-                    if isinstance(result, Exception):
-                        raise result
-                    request.done.set_result(self._answer(request, *result))
-                except Exception as err:  # noqa: BLE001
-                    request.done.set_exception(err)
+                if isinstance(result, Exception):
+                    raise result
+                request.done.set_result(self._answer(request, *result))
+            except Exception as err:  # noqa: BLE001
+                request.done.set_exception(err)
 
     def _answer(self, request: _Request, text: str, log_probs: np.ndarray) -> dict:
         duration = round(request.duration, 3)
@@ -175,7 +204,7 @@ class Recognizer:
 
     def _forward(self, features: list[np.ndarray], decoders: list | None = None) -> list[tuple[str, np.ndarray]]:
         frames = padded_frames(max(f.shape[1] for f in features))
-        rows = 1 << (len(features) - 1).bit_length()  # a power of two
+        rows = padded_rows(len(features))
         bins = features[0].shape[0]
         padded = np.zeros((rows, 1, bins, frames), dtype=np.float32)
         lengths = np.full(rows, frames, dtype=np.int32)  # filler rows: whole (any length would do)
@@ -189,12 +218,12 @@ class Recognizer:
 
 
 class StreamTicks:
-    """What every open stream has sent since the last tick, run together in the forward thread:
-    streams whose inputs to a stage have the same shape share one call of it (``stream.step``).
-    While a tick runs, the next one's chunks gather."""
+    """What every open stream has sent since the last tick, run together in the forward thread
+    (before any upload waiting for it): streams whose inputs to a stage have the same shape share
+    one call of it (``stream.step``). While a tick runs, the next one's chunks gather."""
 
-    def __init__(self, pool):
-        self.pool = pool
+    def __init__(self, forward: ForwardThread):
+        self.forward = forward
         self.pending: dict = {}  # stream -> {"samples": [...], "end": bool, "done": Future}
         self.wake = asyncio.Event()
         self.ticks = 0
@@ -214,7 +243,6 @@ class StreamTicks:
     async def run(self) -> None:
         from .stream import step
 
-        loop = asyncio.get_running_loop()
         while True:
             await self.wake.wait()
             self.wake.clear()
@@ -222,7 +250,7 @@ class StreamTicks:
             streams = list(batch)
             samples = [np.concatenate(e["samples"]) if e["samples"] else None for e in batch.values()]
             try:
-                await loop.run_in_executor(self.pool, step, streams, samples, [e["end"] for e in batch.values()])
+                await self.forward.run(TICK, step, streams, samples, [e["end"] for e in batch.values()])
                 error = None
             except Exception as err:  # noqa: BLE001 - a failed tick fails its streams, not the server
                 error = err
@@ -438,7 +466,7 @@ def make_app(transcriber: Transcriber, limits: ServeLimits = ServeLimits()):
         return web.json_response(result)
 
     streams = {"open": 0, "refused": 0, "done": 0}
-    ticks = StreamTicks(recognizer.pool)
+    ticks = StreamTicks(recognizer.forward)
 
     async def stream(request):
         ws = web.WebSocketResponse(max_msg_size=1 << 20, heartbeat=None)
@@ -487,7 +515,7 @@ def make_app(transcriber: Transcriber, limits: ServeLimits = ServeLimits()):
     async def stop_batching(app):
         app["batching"].cancel()
         app["ticks"].cancel()
-        recognizer.pool.shutdown(wait=True)
+        recognizer.forward.shutdown()
 
     app = web.Application(client_max_size=int(limits.max_upload_mb * 1e6))
     app.router.add_get("/", page)
