@@ -34,6 +34,7 @@ import asyncio
 import dataclasses
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -82,6 +83,10 @@ CLOSE_IDLE = 4408  # nothing from the client for idle_seconds
 STREAM_FORMATS = {"s16le": np.dtype("<i2"), "f32le": np.dtype("<f4")}
 #: What a start message may hold.
 START_KEYS = {"sample_rate", "format", "endpoint", "hotwords"}
+#: A stream's audio waiting for a tick past which its handler reads no more until that audio has
+#: gone through the model: a client faster than real time (a file) is held back, and a tick carries
+#: about this much of it, instead of making one tick as long as its file for every stream.
+MAX_QUEUED_SECONDS = 0.5
 
 
 class HTTPError(Exception):
@@ -217,10 +222,21 @@ class Recognizer:
         return [(decode(lp), lp) for decode, lp in zip(decoders, log_probs)]
 
 
+class AfterTick(NamedTuple):
+    """A stream as a tick left it, read in the forward thread (the next tick may be running by
+    the time its handler looks): the partial text, and how many segments have ended."""
+
+    partial: str
+    segments: int
+
+
 class StreamTicks:
     """What every open stream has sent since the last tick, run together in the forward thread
     (before any upload waiting for it): streams whose inputs to a stage have the same shape share
-    one call of it (``stream.step``). While a tick runs, the next one's chunks gather."""
+    one call of it (``stream.step``). While a tick runs, the next one's chunks gather, all of them:
+    a stream's handler does not wait for a tick before it reads its next chunk, so a tick that
+    takes longer than the audio it carries is followed by one that carries everything that came
+    meanwhile, and the streams catch up instead of falling a chunk further behind each tick."""
 
     def __init__(self, forward: ForwardThread):
         self.forward = forward
@@ -228,8 +244,9 @@ class StreamTicks:
         self.wake = asyncio.Event()
         self.ticks = 0
 
-    async def submit(self, stream, samples: np.ndarray | None = None, end: bool = False) -> None:
-        """Wait until these samples (and the end, if ``end``) have gone through the model."""
+    def add(self, stream, samples: np.ndarray | None = None, end: bool = False) -> asyncio.Future:
+        """These samples (and the end, if ``end``) for the next tick; the future of that tick (an
+        ``AfterTick`` of this stream)."""
         entry = self.pending.get(stream)
         if entry is None:
             entry = self.pending[stream] = {"samples": [], "end": False,
@@ -238,11 +255,14 @@ class StreamTicks:
             entry["samples"].append(samples)
         entry["end"] = entry["end"] or end
         self.wake.set()
-        await asyncio.shield(entry["done"])  # a client gone mid-tick does not cancel the others' tick
+        return entry["done"]
+
+    def queued(self, stream) -> int:
+        """The samples of ``stream`` waiting for the next tick."""
+        entry = self.pending.get(stream)
+        return sum(len(s) for s in entry["samples"]) if entry else 0
 
     async def run(self) -> None:
-        from .stream import step
-
         while True:
             await self.wake.wait()
             self.wake.clear()
@@ -250,16 +270,24 @@ class StreamTicks:
             streams = list(batch)
             samples = [np.concatenate(e["samples"]) if e["samples"] else None for e in batch.values()]
             try:
-                await self.forward.run(TICK, step, streams, samples, [e["end"] for e in batch.values()])
+                after = await self.forward.run(TICK, _tick, streams, samples, [e["end"] for e in batch.values()])
                 error = None
             except Exception as err:  # noqa: BLE001 - a failed tick fails its streams, not the server
                 error = err
             self.ticks += 1
-            for entry in batch.values():
+            for position, entry in enumerate(batch.values()):
                 if error is None:
-                    entry["done"].set_result(None)
+                    entry["done"].set_result(after[position])
                 else:
                     entry["done"].set_exception(error)
+
+
+def _tick(streams: list, samples: list, ends: list[bool]) -> list[AfterTick]:
+    """One tick, in the forward thread: the streams a step on, and what each then shows."""
+    from .stream import step
+
+    step(streams, samples, ends)
+    return [AfterTick(stream.partial, len(stream.segments)) for stream in streams]
 
 
 class StreamRefused(Exception):
@@ -324,46 +352,63 @@ async def recognise_stream(ws, recognizer: Recognizer, ticks: StreamTicks, limit
     stream, shown, received, told = transcriber.open_stream(hotwords, rules), "", 0, 0
     await ws.send_json({"ready": True, "sample_rate": rate} | ({"endpoint": rules.to_dict()} if rules else {}))
 
-    async def tell_segments():
-        nonlocal told
-        for segment in stream.segments[told:]:
+    async def tell(previous, tick, partial: bool = True):
+        """After ``previous`` (the teller of the tick before), what ``tick`` changed: the segments
+        it ended, the partial if it changed."""
+        nonlocal shown, told
+        if previous is not None:
+            await previous
+        after = await asyncio.shield(tick)  # a client gone mid-tick does not cancel the others' tick
+        for segment in stream.segments[told: after.segments]:
             await ws.send_json(segment.to_dict())
-        told = len(stream.segments)
+        told = max(told, after.segments)
+        if partial and after.partial != shown:
+            shown = after.partial
+            await ws.send_json({"partial": shown})
 
+    # The loop reads chunks without waiting for their ticks (StreamTicks); a chain of tellers
+    # (at most two: the tick running, the next) answers each tick in order.
+    teller = teller_tick = None
     # Without endpoints the stream is one utterance, held to max_seconds; with them each segment is.
     limit = limits.max_seconds * rate if rules is None else float("inf")
-    while True:
-        message = await receive()
-        if message is None:  # the client went away: nothing to answer
-            return False
-        if message.type == WSMsgType.BINARY:
-            if len(message.data) % dtype.itemsize:
-                raise StreamRefused(CLOSE_PROTOCOL, f"a chunk of {len(message.data)} bytes is not whole "
-                                                    f"{start.get('format', 's16le')} samples")
-            samples = np.frombuffer(message.data, dtype)
-            if dtype.kind == "f" and not np.isfinite(samples).all():
-                raise StreamRefused(CLOSE_PROTOCOL, "samples that are NaN or infinite")
-            if received + len(samples) > limit:
-                samples = samples[: max(0, int(limit) - received)]
-            received += len(samples)
-            # int16 as it comes (the feature kernel scales it), floats as float32
-            await ticks.submit(stream, samples.astype(np.int16 if dtype.kind == "i" else np.float32))
-            await tell_segments()
-            if stream.partial != shown:
-                shown = stream.partial
-                await ws.send_json({"partial": shown})
-            if received < limit:
-                continue
-        elif not control(message).get("end"):
-            raise StreamRefused(CLOSE_PROTOCOL, 'the only message after the start is {"end": true}')
-        if received < transcriber.features.min_samples:
-            raise StreamRefused(CLOSE_PROTOCOL, f"the stream ended after {received} samples, less than one window")
-        ended = time.perf_counter()
-        await ticks.submit(stream, end=True)
-        await tell_segments()
-        await ws.send_json(transcriber.stream_result(stream, received, ended))
-        await ws.close()
-        return True
+    try:
+        while True:
+            if teller is not None and teller.done():
+                teller.result()  # a tick or a send that failed: raised here
+            message = await receive()
+            if message is None:  # the client went away: nothing to answer
+                return False
+            if message.type == WSMsgType.BINARY:
+                if len(message.data) % dtype.itemsize:
+                    raise StreamRefused(CLOSE_PROTOCOL, f"a chunk of {len(message.data)} bytes is not whole "
+                                                        f"{start.get('format', 's16le')} samples")
+                samples = np.frombuffer(message.data, dtype)
+                if dtype.kind == "f" and not np.isfinite(samples).all():
+                    raise StreamRefused(CLOSE_PROTOCOL, "samples that are NaN or infinite")
+                if received + len(samples) > limit:
+                    samples = samples[: max(0, int(limit) - received)]
+                received += len(samples)
+                if ticks.queued(stream) >= MAX_QUEUED_SECONDS * rate:
+                    await teller  # a client faster than real time waits for the model
+                # int16 as it comes (the feature kernel scales it), floats as float32
+                tick = ticks.add(stream, samples.astype(np.int16 if dtype.kind == "i" else np.float32))
+                if tick is not teller_tick:
+                    teller, teller_tick = asyncio.ensure_future(tell(teller, tick)), tick
+                if received < limit:
+                    continue
+            elif not control(message).get("end"):
+                raise StreamRefused(CLOSE_PROTOCOL, 'the only message after the start is {"end": true}')
+            if received < transcriber.features.min_samples:
+                raise StreamRefused(CLOSE_PROTOCOL, f"the stream ended after {received} samples, less than one "
+                                                    f"window")
+            ended = time.perf_counter()
+            await tell(teller, ticks.add(stream, end=True), partial=False)
+            await ws.send_json(transcriber.stream_result(stream, received, ended))
+            await ws.close()
+            return True
+    finally:
+        if teller is not None:
+            teller.cancel()  # the client went away, or was refused: nothing more to tell it
 
 
 def stream_rules(start: dict, limits: ServeLimits) -> EndpointRules | None:
