@@ -85,8 +85,10 @@ STREAM_FORMATS = {"s16le": np.dtype("<i2"), "f32le": np.dtype("<f4")}
 START_KEYS = {"sample_rate", "format", "endpoint", "hotwords"}
 #: A stream's audio waiting for a tick past which its handler reads no more until that audio has
 #: gone through the model: a client faster than real time (a file) is held back, and a tick carries
-#: about this much of it, instead of making one tick as long as its file for every stream.
-MAX_QUEUED_SECONDS = 0.5
+#: about this much of it, instead of making one tick as long as its file for every stream. Well
+#: above a tick's time, or a real-time client behind slow ticks is held back too (at 0.5 s it was,
+#: in the test of ticks made 0.3 s slower).
+MAX_QUEUED_SECONDS = 2.0
 
 
 class HTTPError(Exception):
