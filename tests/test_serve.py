@@ -18,7 +18,8 @@ from ds2stream.data.audio import read_audio
 from ds2stream.data.text import LABELS
 from ds2stream.features import FeatureConfig
 from ds2stream.inference.align import ctc_align, word_times
-from ds2stream.inference.serve import padded_frames
+from ds2stream.inference.forward_thread import TICK, UPLOAD, ForwardThread
+from ds2stream.inference.serve import forward_slices, padded_frames, padded_rows
 from ds2stream.network import build_model
 from ds2stream.presets import PRESETS
 from testkit.servers import multipart_body, post_audio, served
@@ -144,3 +145,53 @@ def test_word_times_are_the_aligned_frames_times_the_frame_length():
     words = word_times("AB C", log_probs, 0.04)
     assert [(w.word, w.start, w.end) for w in words] == [("AB", 0.08, 0.16), ("C", 0.28, 0.36)]
     assert padded_frames(100) == 128 and padded_frames(4097) == 8192
+
+
+@pytest.mark.parametrize("frames, budget, expected", [
+    ([500] * 8, 4096, [[0, 1, 2, 3, 4, 5, 6, 7]]),  # 8 rows of 512: one pass
+    ([600] * 8, 4096, [[0, 1, 2, 3], [4, 5, 6, 7]]),  # 8 rows of 1024 would be 8192: two of 4 rows
+    ([6000, 100, 300], 4096, [[1, 2], [0]]),  # shortest first; one past the budget alone
+    ([100, 5000, 120, 4000], 4096, [[0, 2], [3], [1]]),
+    ([300] * 3, 4096, [[0, 1, 2]]),  # 3 utterances pad to 4 rows: 4 x 512
+])
+def test_forward_slices_hold_a_batch_to_the_budget_of_padded_frames(frames, budget, expected):
+    slices = forward_slices(frames, budget)
+    assert slices == expected
+    assert sorted(i for s in slices for i in s) == list(range(len(frames)))  # each utterance once
+    for positions in slices:  # within the budget, unless alone
+        longest = max(frames[i] for i in positions)
+        assert len(positions) == 1 or padded_rows(len(positions)) * padded_frames(longest) <= budget
+
+
+def test_the_forward_thread_runs_a_waiting_tick_before_uploads_that_came_first():
+    # One call holds the thread; three uploads, then a tick, then another upload wait for it. When
+    # it ends the tick goes first, then the uploads in the order they came; one cancelled while
+    # waiting is skipped; every call ran in the same one thread.
+    import asyncio
+    import threading
+
+    forward, ran, threads = ForwardThread(), [], set()
+    release = threading.Event()
+
+    def call(name):
+        threads.add(threading.get_ident())
+        if name == "holder":
+            release.wait(10)
+        ran.append(name)
+        return name
+
+    async def scenario():
+        holder = asyncio.ensure_future(forward.run(UPLOAD, call, "holder"))
+        await asyncio.sleep(0.05)  # the holder is in the thread
+        waiting = [asyncio.ensure_future(forward.run(UPLOAD, call, f"upload {i}")) for i in range(3)]
+        waiting.append(asyncio.ensure_future(forward.run(TICK, call, "tick")))
+        waiting.append(asyncio.ensure_future(forward.run(UPLOAD, call, "upload 3")))
+        await asyncio.sleep(0.01)  # all of them wait
+        waiting[1].cancel()
+        release.set()
+        return await asyncio.gather(holder, *waiting, return_exceptions=True)
+
+    results = asyncio.run(scenario())
+    forward.shutdown()
+    assert ran == ["holder", "tick", "upload 0", "upload 2", "upload 3"]
+    assert results[0] == "holder" and isinstance(results[2], asyncio.CancelledError) and len(threads) == 1

@@ -336,3 +336,105 @@ def test_an_exported_stream_model_streams_what_its_checkpoint_streams(speech, st
     (tmp_path / "s.stream-rnn.mindir").write_bytes(b"not a model")
     broken = runner.invoke(cli, ["transcribe", "--stream", "--model", str(tmp_path / "s.mindir"), str(audio)])
     assert broken.exit_code == 1 and "streaming stages cannot be read" in broken.output
+
+
+@pytest.fixture(scope="module")
+def stream_transcriber(stream_checkpoint):
+    """The stream model in this process, its stages compiled (a first tick would otherwise wait
+    for that)."""
+    from ds2stream.inference.transcribe import Transcriber
+
+    transcriber = Transcriber(stream_checkpoint)
+    warm = transcriber.open_stream()
+    warm.push(np.zeros(4000, np.int16))
+    warm.end()
+    return transcriber
+
+
+def test_a_stream_tick_waits_for_one_pass_of_a_long_upload_batch_not_for_all_of_it(speech, stream_transcriber):
+    # Eight uploads of 6 s queued together: 8 x 1024 padded frames, past SLICE_FRAMES, so two
+    # passes of four. A stream's tick that comes while the first pass runs goes before the second
+    # (the served code and real forward passes, in this process).
+    import threading
+
+    from ds2stream.inference.serve import Recognizer, ServeLimits, StreamTicks, _Request, forward_slices
+
+    transcriber = stream_transcriber
+    features = transcriber.features_of(np.tile(speech, 2)[: 6 * 16000], 16000)
+    assert len(forward_slices([features.shape[1]] * 8)) == 2
+    recognizer = Recognizer(transcriber, ServeLimits())
+    ticks = StreamTicks(recognizer.forward)
+    in_forward, unmarked = threading.Event(), recognizer._forward
+
+    def marked(*args):
+        in_forward.set()
+        return unmarked(*args)
+
+    recognizer._forward = marked
+    finished = []
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        requests = [_Request(features, 6.0, loop.create_future()) for _ in range(8)]
+        for i, request in enumerate(requests):
+            request.done.add_done_callback(lambda _, i=i: finished.append(f"upload {i}"))
+            recognizer.queue.put_nowait(request)
+        recognizer.waiting = len(requests)
+        running = [asyncio.ensure_future(recognizer.run()), asyncio.ensure_future(ticks.run())]
+        while not in_forward.is_set():
+            await asyncio.sleep(0.001)
+        tick = ticks.add(transcriber.open_stream(), speech[:16000])
+        tick.add_done_callback(lambda _: finished.append("tick"))
+        answers = await asyncio.gather(*(request.done for request in requests))
+        await tick
+        for task in running:
+            task.cancel()
+        return answers
+
+    answers = asyncio.run(scenario())
+    recognizer.forward.shutdown()
+    assert finished == [f"upload {i}" for i in range(4)] + ["tick"] + [f"upload {i}" for i in range(4, 8)]
+    assert len({answer["text"] for answer in answers}) == 1 and recognizer.batches == 2
+
+
+#: How much slower than the model every tick is made in the test below.
+SLOWER_TICK_S = 0.3
+
+
+def test_a_stream_whose_ticks_are_slower_than_its_chunks_catches_up_by_the_end(speech, stream_transcriber,
+                                                                                monkeypatch):
+    # Every tick made SLOWER_TICK_S slower, a client playing 80-ms chunks at real time: each tick
+    # carries what came during the one before (about four chunks), so the final comes within about
+    # two ticks of the end, with the whole recording's text. Had each tick carried one chunk, the
+    # 25 chunks would take 25 ticks: 7.5 s for 2 s of audio.
+    from aiohttp.test_utils import TestServer
+
+    from ds2stream.inference import serve
+    from testkit.servers import play
+
+    transcriber = stream_transcriber
+    audio, chunk = np.tile(speech, 2)[: 2 * 16000], 1280
+    model_tick, slow_ticks = serve._tick, []
+
+    def slow_tick(*args):
+        time.sleep(SLOWER_TICK_S)
+        slow_ticks.append(args)
+        return model_tick(*args)
+
+    monkeypatch.setattr(serve, "_tick", slow_tick)
+
+    async def scenario():
+        server = TestServer(serve.make_app(transcriber))
+        await server.start_server()
+        try:
+            started = time.perf_counter()
+            messages, code = await play(f"http://{server.host}:{server.port}", audio, chunk=chunk, pace=0.08)
+            return messages, code, time.perf_counter() - started
+        finally:
+            await server.close()
+
+    (ready, *partials, final), code, seconds = asyncio.run(scenario())
+    assert code == 1000 and final["text"] == transcriber.transcribe_samples(audio, 16000)
+    assert all(final["text"].startswith(p["partial"]) for p in partials)
+    assert len(slow_ticks) <= -(-len(audio) // chunk) // 2, len(slow_ticks)
+    assert final["latency"] < 5 * SLOWER_TICK_S and seconds < 2.0 + 5 * SLOWER_TICK_S, (final["latency"], seconds)

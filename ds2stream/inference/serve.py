@@ -19,8 +19,9 @@ server, the multipart parser and the client the load bench uses; no ASGI server 
 
 Requests that arrive together are batched: one task takes what is queued (up to ``max_batch``
 utterances), pads it to a bucket of frames and a batch of a power of two (so that graph mode
-compiles a bounded set of shapes, once each) and runs one forward pass in a worker thread while
-the server goes on reading uploads. Bad input gets a 4xx with a message and never stops the
+compiles a bounded set of shapes, once each) and runs it in the forward thread, in passes of at
+most ``SLICE_FRAMES``, while the server goes on reading uploads; stream ticks go first in that
+thread (``forward_thread``). Bad input gets a 4xx with a message and never stops the
 server: 400 (a hotword list that cannot be used, or longer than ``max_hotwords``), 413 (upload
 larger than ``max_upload_mb``), 415 (not audio), 422 (unreadable audio, longer than
 ``max_seconds``, shorter than one window). What it cannot serve in time it refuses: past
@@ -30,10 +31,10 @@ seconds the queue ahead of it takes), so a burst costs no memory and no latency 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import dataclasses
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -43,12 +44,18 @@ from ..pipeline.buckets import round_up_frames
 from .align import timed_words
 from .endpoint import EndpointRules
 from .evaluate import network_log_probs
+from .forward_thread import TICK, UPLOAD, ForwardThread
 from .hotwords import Hotwords, HotwordsError
 from .transcribe import Transcriber
 
 PAGE = Path(__file__).with_name("web") / "index.html"
 #: Padded frame counts of a served batch (then multiples of the largest): few shapes to compile.
 FRAME_EDGES = (128, 256, 512, 1024, 2048, 4096)
+#: The padded frames (rows x frames) of one upload forward pass: a stream tick waiting for the
+#: forward thread waits for at most one such pass (``forward_thread``). A batch of 8 uploads of up
+#: to 5 s (10-ms frames) is one pass; a longer batch is cut into several. One upload longer than
+#: this still goes whole (a bidirectional model needs all its frames), up to max_seconds.
+SLICE_FRAMES = 4096
 #: Content types taken as a raw audio body, besides audio/*.
 RAW_AUDIO_TYPES = ("application/octet-stream",)
 
@@ -76,6 +83,12 @@ CLOSE_IDLE = 4408  # nothing from the client for idle_seconds
 STREAM_FORMATS = {"s16le": np.dtype("<i2"), "f32le": np.dtype("<f4")}
 #: What a start message may hold.
 START_KEYS = {"sample_rate", "format", "endpoint", "hotwords"}
+#: A stream's audio waiting for a tick past which its handler reads no more until that audio has
+#: gone through the model: a client faster than real time (a file) is held back, and a tick carries
+#: about this much of it, instead of making one tick as long as its file for every stream. Well
+#: above a tick's time, or a real-time client behind slow ticks is held back too (at 0.5 s it was,
+#: in the test of ticks made 0.3 s slower).
+MAX_QUEUED_SECONDS = 2.0
 
 
 class HTTPError(Exception):
@@ -92,6 +105,24 @@ def padded_frames(frames: int) -> int:
     return int(round_up_frames(frames, FRAME_EDGES[-1]))
 
 
+def padded_rows(utterances: int) -> int:
+    """The rows a batch of ``utterances`` is padded to: a power of two."""
+    return 1 << (utterances - 1).bit_length()
+
+
+def forward_slices(frames: list[int], budget: int = SLICE_FRAMES) -> list[list[int]]:
+    """A batch's utterances (positions, by their frame counts) in forward passes of at most
+    ``budget`` padded frames each (``padded_rows`` x ``padded_frames`` of the longest), shortest
+    first so that each pass pads little; an utterance past the budget alone."""
+    slices: list[list[int]] = []
+    for position in sorted(range(len(frames)), key=frames.__getitem__):
+        if slices and padded_rows(len(slices[-1]) + 1) * padded_frames(frames[position]) <= budget:
+            slices[-1].append(position)
+        else:
+            slices.append([position])
+    return slices
+
+
 @dataclasses.dataclass
 class _Request:
     features: np.ndarray  # (num_bins, frames)
@@ -101,17 +132,18 @@ class _Request:
 
 
 class Recognizer:
-    """The model and its batching queue (one forward pass at a time, in one worker thread)."""
+    """The model and its batching queue (one forward pass at a time, in the forward thread,
+    after any stream tick waiting for it)."""
 
     def __init__(self, transcriber: Transcriber, limits: ServeLimits):
         self.transcriber, self.limits = transcriber, limits
         self.queue: asyncio.Queue[_Request] = asyncio.Queue()
-        self.pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ds2stream-forward")
+        self.forward = ForwardThread()
         self.batches = self.utterances = self.refused = 0
         # Admitted and not yet in a forward pass: those in the queue and those whose features are
         # still being computed (a burst arrives before any of it reaches the queue).
         self.waiting = 0
-        self.batch_seconds = 1.0  # the last forward pass's, for Retry-After
+        self.batch_seconds = 1.0  # the last batch's (all its slices), for Retry-After
 
     @property
     def full(self) -> bool:
@@ -144,29 +176,33 @@ class Recognizer:
         return await request.done
 
     async def run(self) -> None:
-        """Take what is queued, one batch at a time, for as long as the server runs."""
-        loop = asyncio.get_running_loop()
+        """Take what is queued, one batch at a time, for as long as the server runs; a batch goes
+        in slices (``forward_slices``), each answered as it is done."""
         while True:
             batch = [await self.queue.get()]
             while len(batch) < self.limits.max_batch and not self.queue.empty():
                 batch.append(self.queue.get_nowait())
             self.waiting -= len(batch)
             started = time.perf_counter()
+            for positions in forward_slices([request.features.shape[1] for request in batch]):
+                await self._run_slice([batch[i] for i in positions])
+            self.batch_seconds = time.perf_counter() - started
+
+    async def _run_slice(self, batch: list[_Request]) -> None:
+        try:
+            results = await self.forward.run(UPLOAD, self._forward, [r.features for r in batch],
+                                             [r.decode for r in batch])
+        except Exception as err:  # noqa: BLE001 - a failed batch fails its requests, not the server
+            results = [err] * len(batch)
+        for request, result in zip(batch, results):
+            if request.done.done():  # the client went away (its handler was cancelled)
+                continue
             try:
-                results = await loop.run_in_executor(self.pool, self._forward, [r.features for r in batch],
-                                                     [r.decode for r in batch])
-                self.batch_seconds = time.perf_counter() - started
-            except Exception as err:  # noqa: BLE001 - a failed batch fails its requests, not the server
-                results = [err] * len(batch)
-            for request, result in zip(batch, results):
-                if request.done.done():  # the client went away (its handler was cancelled)
-                    continue
-                try:
-                    if isinstance(result, Exception):
-                        raise result
-                    request.done.set_result(self._answer(request, *result))
-                except Exception as err:  # noqa: BLE001
-                    request.done.set_exception(err)
+                if isinstance(result, Exception):
+                    raise result
+                request.done.set_result(self._answer(request, *result))
+            except Exception as err:  # noqa: BLE001
+                request.done.set_exception(err)
 
     def _answer(self, request: _Request, text: str, log_probs: np.ndarray) -> dict:
         duration = round(request.duration, 3)
@@ -175,7 +211,7 @@ class Recognizer:
 
     def _forward(self, features: list[np.ndarray], decoders: list | None = None) -> list[tuple[str, np.ndarray]]:
         frames = padded_frames(max(f.shape[1] for f in features))
-        rows = 1 << (len(features) - 1).bit_length()  # a power of two
+        rows = padded_rows(len(features))
         bins = features[0].shape[0]
         padded = np.zeros((rows, 1, bins, frames), dtype=np.float32)
         lengths = np.full(rows, frames, dtype=np.int32)  # filler rows: whole (any length would do)
@@ -188,19 +224,31 @@ class Recognizer:
         return [(decode(lp), lp) for decode, lp in zip(decoders, log_probs)]
 
 
-class StreamTicks:
-    """What every open stream has sent since the last tick, run together in the forward thread:
-    streams whose inputs to a stage have the same shape share one call of it (``stream.step``).
-    While a tick runs, the next one's chunks gather."""
+class AfterTick(NamedTuple):
+    """A stream as a tick left it, read in the forward thread (the next tick may be running by
+    the time its handler looks): the partial text, and how many segments have ended."""
 
-    def __init__(self, pool):
-        self.pool = pool
+    partial: str
+    segments: int
+
+
+class StreamTicks:
+    """What every open stream has sent since the last tick, run together in the forward thread
+    (before any upload waiting for it): streams whose inputs to a stage have the same shape share
+    one call of it (``stream.step``). While a tick runs, the next one's chunks gather, all of them:
+    a stream's handler does not wait for a tick before it reads its next chunk, so a tick that
+    takes longer than the audio it carries is followed by one that carries everything that came
+    meanwhile, and the streams catch up instead of falling a chunk further behind each tick."""
+
+    def __init__(self, forward: ForwardThread):
+        self.forward = forward
         self.pending: dict = {}  # stream -> {"samples": [...], "end": bool, "done": Future}
         self.wake = asyncio.Event()
         self.ticks = 0
 
-    async def submit(self, stream, samples: np.ndarray | None = None, end: bool = False) -> None:
-        """Wait until these samples (and the end, if ``end``) have gone through the model."""
+    def add(self, stream, samples: np.ndarray | None = None, end: bool = False) -> asyncio.Future:
+        """These samples (and the end, if ``end``) for the next tick; the future of that tick (an
+        ``AfterTick`` of this stream)."""
         entry = self.pending.get(stream)
         if entry is None:
             entry = self.pending[stream] = {"samples": [], "end": False,
@@ -209,12 +257,14 @@ class StreamTicks:
             entry["samples"].append(samples)
         entry["end"] = entry["end"] or end
         self.wake.set()
-        await asyncio.shield(entry["done"])  # a client gone mid-tick does not cancel the others' tick
+        return entry["done"]
+
+    def queued(self, stream) -> int:
+        """The samples of ``stream`` waiting for the next tick."""
+        entry = self.pending.get(stream)
+        return sum(len(s) for s in entry["samples"]) if entry else 0
 
     async def run(self) -> None:
-        from .stream import step
-
-        loop = asyncio.get_running_loop()
         while True:
             await self.wake.wait()
             self.wake.clear()
@@ -222,16 +272,24 @@ class StreamTicks:
             streams = list(batch)
             samples = [np.concatenate(e["samples"]) if e["samples"] else None for e in batch.values()]
             try:
-                await loop.run_in_executor(self.pool, step, streams, samples, [e["end"] for e in batch.values()])
+                after = await self.forward.run(TICK, _tick, streams, samples, [e["end"] for e in batch.values()])
                 error = None
             except Exception as err:  # noqa: BLE001 - a failed tick fails its streams, not the server
                 error = err
             self.ticks += 1
-            for entry in batch.values():
+            for position, entry in enumerate(batch.values()):
                 if error is None:
-                    entry["done"].set_result(None)
+                    entry["done"].set_result(after[position])
                 else:
                     entry["done"].set_exception(error)
+
+
+def _tick(streams: list, samples: list, ends: list[bool]) -> list[AfterTick]:
+    """One tick, in the forward thread: the streams a step on, and what each then shows."""
+    from .stream import step
+
+    step(streams, samples, ends)
+    return [AfterTick(stream.partial, len(stream.segments)) for stream in streams]
 
 
 class StreamRefused(Exception):
@@ -296,46 +354,63 @@ async def recognise_stream(ws, recognizer: Recognizer, ticks: StreamTicks, limit
     stream, shown, received, told = transcriber.open_stream(hotwords, rules), "", 0, 0
     await ws.send_json({"ready": True, "sample_rate": rate} | ({"endpoint": rules.to_dict()} if rules else {}))
 
-    async def tell_segments():
-        nonlocal told
-        for segment in stream.segments[told:]:
+    async def tell(previous, tick, partial: bool = True):
+        """After ``previous`` (the teller of the tick before), what ``tick`` changed: the segments
+        it ended, the partial if it changed."""
+        nonlocal shown, told
+        if previous is not None:
+            await previous
+        after = await asyncio.shield(tick)  # a client gone mid-tick does not cancel the others' tick
+        for segment in stream.segments[told: after.segments]:
             await ws.send_json(segment.to_dict())
-        told = len(stream.segments)
+        told = max(told, after.segments)
+        if partial and after.partial != shown:
+            shown = after.partial
+            await ws.send_json({"partial": shown})
 
+    # The loop reads chunks without waiting for their ticks (StreamTicks); a chain of tellers
+    # (at most two: the tick running, the next) answers each tick in order.
+    teller = teller_tick = None
     # Without endpoints the stream is one utterance, held to max_seconds; with them each segment is.
     limit = limits.max_seconds * rate if rules is None else float("inf")
-    while True:
-        message = await receive()
-        if message is None:  # the client went away: nothing to answer
-            return False
-        if message.type == WSMsgType.BINARY:
-            if len(message.data) % dtype.itemsize:
-                raise StreamRefused(CLOSE_PROTOCOL, f"a chunk of {len(message.data)} bytes is not whole "
-                                                    f"{start.get('format', 's16le')} samples")
-            samples = np.frombuffer(message.data, dtype)
-            if dtype.kind == "f" and not np.isfinite(samples).all():
-                raise StreamRefused(CLOSE_PROTOCOL, "samples that are NaN or infinite")
-            if received + len(samples) > limit:
-                samples = samples[: max(0, int(limit) - received)]
-            received += len(samples)
-            # int16 as it comes (the feature kernel scales it), floats as float32
-            await ticks.submit(stream, samples.astype(np.int16 if dtype.kind == "i" else np.float32))
-            await tell_segments()
-            if stream.partial != shown:
-                shown = stream.partial
-                await ws.send_json({"partial": shown})
-            if received < limit:
-                continue
-        elif not control(message).get("end"):
-            raise StreamRefused(CLOSE_PROTOCOL, 'the only message after the start is {"end": true}')
-        if received < transcriber.features.min_samples:
-            raise StreamRefused(CLOSE_PROTOCOL, f"the stream ended after {received} samples, less than one window")
-        ended = time.perf_counter()
-        await ticks.submit(stream, end=True)
-        await tell_segments()
-        await ws.send_json(transcriber.stream_result(stream, received, ended))
-        await ws.close()
-        return True
+    try:
+        while True:
+            if teller is not None and teller.done():
+                teller.result()  # a tick or a send that failed: raised here
+            message = await receive()
+            if message is None:  # the client went away: nothing to answer
+                return False
+            if message.type == WSMsgType.BINARY:
+                if len(message.data) % dtype.itemsize:
+                    raise StreamRefused(CLOSE_PROTOCOL, f"a chunk of {len(message.data)} bytes is not whole "
+                                                        f"{start.get('format', 's16le')} samples")
+                samples = np.frombuffer(message.data, dtype)
+                if dtype.kind == "f" and not np.isfinite(samples).all():
+                    raise StreamRefused(CLOSE_PROTOCOL, "samples that are NaN or infinite")
+                if received + len(samples) > limit:
+                    samples = samples[: max(0, int(limit) - received)]
+                received += len(samples)
+                if ticks.queued(stream) >= MAX_QUEUED_SECONDS * rate:
+                    await teller  # a client faster than real time waits for the model
+                # int16 as it comes (the feature kernel scales it), floats as float32
+                tick = ticks.add(stream, samples.astype(np.int16 if dtype.kind == "i" else np.float32))
+                if tick is not teller_tick:
+                    teller, teller_tick = asyncio.ensure_future(tell(teller, tick)), tick
+                if received < limit:
+                    continue
+            elif not control(message).get("end"):
+                raise StreamRefused(CLOSE_PROTOCOL, 'the only message after the start is {"end": true}')
+            if received < transcriber.features.min_samples:
+                raise StreamRefused(CLOSE_PROTOCOL, f"the stream ended after {received} samples, less than one "
+                                                    f"window")
+            ended = time.perf_counter()
+            await tell(teller, ticks.add(stream, end=True), partial=False)
+            await ws.send_json(transcriber.stream_result(stream, received, ended))
+            await ws.close()
+            return True
+    finally:
+        if teller is not None:
+            teller.cancel()  # the client went away, or was refused: nothing more to tell it
 
 
 def stream_rules(start: dict, limits: ServeLimits) -> EndpointRules | None:
@@ -438,7 +513,7 @@ def make_app(transcriber: Transcriber, limits: ServeLimits = ServeLimits()):
         return web.json_response(result)
 
     streams = {"open": 0, "refused": 0, "done": 0}
-    ticks = StreamTicks(recognizer.pool)
+    ticks = StreamTicks(recognizer.forward)
 
     async def stream(request):
         ws = web.WebSocketResponse(max_msg_size=1 << 20, heartbeat=None)
@@ -487,7 +562,7 @@ def make_app(transcriber: Transcriber, limits: ServeLimits = ServeLimits()):
     async def stop_batching(app):
         app["batching"].cancel()
         app["ticks"].cancel()
-        recognizer.pool.shutdown(wait=True)
+        recognizer.forward.shutdown()
 
     app = web.Application(client_max_size=int(limits.max_upload_mb * 1e6))
     app.router.add_get("/", page)
