@@ -29,10 +29,9 @@ def test_demo_learns_the_bundled_sample(demo_run):
     assert result.train_utterances == 1020 and result.test_utterances == 300
     assert result.checkpoint.name == "best.ckpt"  # chosen on the dev split, never on the test split
     assert result.report.utterances == 300
-    # Deterministic per CPU kind: 4.33 % WER / 1.50 % CER on Intel Xeon (AVX-512), 4.00 % / 1.50 % on
-    # AMD EPYC (AVX2 only, and with AVX-512). 6 % leaves a margin of 5 utterances for other kinds;
-    # the filler-row regression (a batch's empty rows as copies of one utterance) gave 9.00 % and
-    # fails here.
+    # Deterministic per CPU kind (docs/results/demo.md); 6 % leaves a margin of a few utterances for
+    # the kinds not measured there; the filler-row regression (a batch's empty rows as copies of one
+    # utterance) gave 9.00 % and fails here.
     assert result.report.wer <= 0.06 and result.report.cer <= 0.025, result.report.summary()
     assert (result.run_dir / "best.ckpt").exists()
     written = json.loads((out / "demo.json").read_text())  # what bench/demo.py and scripts read
