@@ -16,6 +16,8 @@ from pathlib import Path
 
 import harness
 
+from ds2stream.demo import RESULT_FILE
+
 
 def measure(runs: int) -> dict:
     results = []
@@ -24,7 +26,7 @@ def measure(runs: int) -> dict:
             out = Path(folder) / "demo"
             child = harness.run([shutil.which("ds2stream") or sys.exit("ds2stream is not installed"), "demo",
                                  "--out", str(out)])
-            result = json.loads((out / "demo.json").read_text())
+            result = json.loads((out / RESULT_FILE).read_text())
         results.append({**result, "wall_seconds": round(child.seconds, 1), "peak_rss_mb": round(child.peak_rss_mb)})
         print(f"run {len(results)}: WER {result['test']['wer']:.2%}, CER {result['test']['cer']:.2%}, "
               f"{child.seconds:.0f} s", flush=True)

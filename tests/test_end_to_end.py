@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from ds2stream.cli import cli
 from ds2stream.data.audio import read_audio, resample
 from ds2stream.data.shards import ShardOptions, audio_bytes, write_shard_set
+from ds2stream.demo import RESULT_FILE
 from ds2stream.pipeline import ShardSet, decode_samples
 from testkit.browser import headless_chromium
 from testkit.corpora import librispeech_archive, librispeech_tree
@@ -34,7 +35,7 @@ def test_demo_learns_the_bundled_sample(demo_run):
     # utterance) gave 9.00 % and fails here.
     assert result.report.wer <= 0.06 and result.report.cer <= 0.025, result.report.summary()
     assert (result.run_dir / "best.ckpt").exists()
-    written = json.loads((out / "demo.json").read_text())  # what bench/demo.py and scripts read
+    written = json.loads((out / RESULT_FILE).read_text())  # what bench/demo.py and scripts read
     assert written["test"]["wer"] == result.report.wer and written["test_utterances"] == 300
     assert set(written["stage_seconds"]) == {"shard", "train", "eval"}
 
